@@ -1,0 +1,78 @@
+#!/bin/sh
+# Installs everything hutch needs to build, run and test, from Debian's
+# archive only. Safe to run again; does nothing that is already done.
+#
+#   scripts/install-deps.sh          build + run dependencies
+#   scripts/install-deps.sh --test   also the real peers the test suite uses
+set -eu
+
+want_test=0
+[ "${1:-}" = "--test" ] && want_test=1
+
+if [ "$(id -u)" -ne 0 ]; then
+	echo "install-deps: run as root (apt-get needs it)" >&2
+	exit 1
+fi
+
+export DEBIAN_FRONTEND=noninteractive
+
+build_pkgs="build-essential cmake pkg-config git
+	libltdl-dev libuv1-dev libprotobuf-c-dev protobuf-c-compiler
+	libssl-dev libnghttp2-dev libsqlite3-dev
+	libnl-3-dev libnl-route-3-dev libnftables-dev nftables iproute2
+	libfuse3-dev fuse3 libcurl4-openssl-dev libarchive-dev
+	busybox-static ca-certificates"
+
+test_pkgs="clang libclang-rt-14-dev valgrind
+	python3 python3-grpcio python3-protobuf protobuf-compiler
+	python3-pytest python3-jwt python3-cryptography
+	dnsmasq docker-registry skopeo umoci debootstrap"
+
+# runsc: Debian 12 ships 20221219, whose sentry rejects statx(AT_NO_AUTOMOUNT)
+# and so breaks `ls -l` in Debian root filesystems. Debian 13 ships a static
+# binary that works; take only that package from trixie, pinned.
+trixie_src=/etc/apt/sources.list.d/hutch-trixie.sources
+trixie_pin=/etc/apt/preferences.d/hutch-trixie
+if [ ! -f "$trixie_src" ]; then
+	cat >"$trixie_src" <<'SRC'
+Types: deb
+URIs: http://deb.debian.org/debian
+Suites: trixie
+Components: main
+Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg
+SRC
+	cat >"$trixie_pin" <<'PIN'
+# Added by hutch's install-deps.sh: nothing comes from trixie except runsc.
+Package: *
+Pin: release n=trixie
+Pin-Priority: 1
+
+Package: runsc
+Pin: release n=trixie
+Pin-Priority: 990
+PIN
+	need_update=1
+fi
+
+pkgs="$build_pkgs"
+[ "$want_test" -eq 1 ] && pkgs="$pkgs $test_pkgs"
+
+missing=""
+for p in $pkgs runsc; do
+	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed" ||
+		missing="$missing $p"
+done
+
+if [ -n "$missing" ] || [ "${need_update:-0}" -eq 1 ]; then
+	apt-get update -qq
+fi
+if [ -n "$missing" ]; then
+	echo "install-deps: installing$missing"
+	apt-get install -y -qq --no-install-recommends $missing >/dev/null
+fi
+
+# The trixie runsc must be the one installed, not bookworm's.
+case "$(dpkg-query -W -f='${Version}' runsc)" in
+	0.0~2022*) apt-get install -y -qq -t trixie runsc >/dev/null ;;
+esac
+echo "install-deps: done (runsc $(dpkg-query -W -f='${Version}' runsc))"
