@@ -1,0 +1,97 @@
+/*
+ * daemon_config.h: hutchd.toml, the operator's file.
+ *
+ *   [daemon]      state and socket paths, logging
+ *   [api]         TCP listener, TLS, tenants of unix-socket callers
+ *   [[api.key]]   API keys (sha256 of the key) and the tenant each maps to
+ *   [plugins]     which plugin fills each role
+ *   [plugin.NAME] that plugin's options, checked against its own schema
+ *   [sandbox]     defaults and limits for sandboxes
+ *
+ * Every section is bound through a declarative table (config_bind), so
+ * unknown keys and wrong types are refused with file:line:col. With no file
+ * at all, every default applies: one local machine, API on a unix socket.
+ */
+#ifndef HUTCH_DAEMON_CONFIG_H
+#define HUTCH_DAEMON_CONFIG_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <hutch/plugin.h>
+
+#include "toml.h"
+
+typedef struct daemon_section {
+	char *state_dir;
+	char *run_dir;
+	char *socket;
+	char *plugin_dir;
+	char *log_level;
+	char *log_format;
+	char *audit_log;
+	int64_t shutdown_grace_ms;
+	int64_t socket_mode;
+} daemon_section_t;
+
+typedef struct api_section {
+	char *tcp_listen; /* "host:port" or NULL */
+	char *tls_cert;
+	char *tls_key;
+	char *unix_tenant;
+	int64_t max_message_bytes;
+	bool allow_plaintext_tcp; /* h2c on loopback only */
+} api_section_t;
+
+typedef struct plugins_section {
+	char *runtime;
+	char **network;
+	char *storage;
+	char *identity;
+	char **accelerators;
+} plugins_section_t;
+
+typedef struct sandbox_section {
+	char *default_image;
+	double cpu;
+	int64_t memory;
+	int64_t lifetime_ms;
+	int64_t max_lifetime_ms;
+	int64_t idle_timeout_ms;
+	int64_t pids_max;
+	int64_t disk;
+	int64_t stop_grace_ms;
+	char *on_restart;  /* "recover" | "cleanup" */
+	int64_t max_sandboxes;
+	double max_cpu;
+	int64_t max_memory;
+} sandbox_section_t;
+
+typedef struct api_key {
+	char *tenant;
+	char *sha256; /* hex */
+} api_key_t;
+
+typedef struct daemon_config {
+	char *file;        /* NULL: built-in defaults */
+	toml_value_t *doc; /* the parsed file, for [plugin.*] tables */
+	daemon_section_t daemon;
+	api_section_t api;
+	plugins_section_t plugins;
+	sandbox_section_t sandbox;
+	api_key_t *keys;
+	size_t n_keys;
+} daemon_config_t;
+
+int daemon_config_load(const char *file, daemon_config_t *cfg, hutch_err_t *err);
+/* [plugin.NAME], or NULL when the file has none. */
+const toml_value_t *daemon_config_plugin_table(const daemon_config_t *cfg,
+					       const char *name);
+/* Refuses [plugin.X] tables for plugins that are not loaded. */
+int daemon_config_check_plugin_tables(const daemon_config_t *cfg,
+				      char *const *loaded, hutch_err_t *err);
+void daemon_config_free(daemon_config_t *cfg);
+/* Prints the daemon's own sections (for --describe daemon). */
+void daemon_config_describe(FILE *out);
+
+#endif
