@@ -170,6 +170,9 @@ int host_core_new(uv_loop_t *loop, const char *audit_path, host_core_t **out,
 		return hutch_err_set(err, -r, "uv_async_init: %s", uv_strerror(r));
 	}
 	core->async.data = core;
+	/* The queue alone must not keep the loop alive: what a request starts
+	 * (a timer, a child watch) does. */
+	uv_unref((uv_handle_t *)&core->async);
 	*out = core;
 	return 0;
 }

@@ -103,7 +103,16 @@ static inline HUTCH_PRINTF(2, 3) int hutch_err_prefix(hutch_err_t *err,
 	va_end(ap);
 	memcpy(old, err->message, sizeof old);
 	old[sizeof old - 1] = '\0';
-	snprintf(err->message, sizeof err->message, "%s: %s", ctx, old);
+	/* ctx + ": " + old, truncated to fit. */
+	size_t n = strlen(ctx), cap = sizeof err->message - 1;
+	if (n > cap)
+		n = cap;
+	memcpy(err->message, ctx, n);
+	for (const char *p = ": "; *p && n < cap; p++)
+		err->message[n++] = *p;
+	for (const char *p = old; *p && n < cap; p++)
+		err->message[n++] = *p;
+	err->message[n] = '\0';
 	if (err->code == 0)
 		err->code = EIO;
 	return -err->code;

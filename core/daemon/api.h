@@ -1,0 +1,29 @@
+/*
+ * api.h: hutchd's gRPC services (package hutch.v1) and what they share:
+ * mapping errors to statuses, the caller's tenant.
+ */
+#ifndef HUTCH_API_H
+#define HUTCH_API_H
+
+#include "daemon.h"
+#include "grpc_server.h"
+
+/* errno (positive or negative) -> the gRPC status a client should see. */
+grpc_status_t api_status_from_errno(int code);
+
+/* Ends call with the status for err->code and err's message. */
+void api_fail(grpc_call_t *call, const hutch_err_t *err);
+
+/* Registers each service. */
+int api_daemon_register(daemon_t *d, hutch_err_t *err);
+int api_sandbox_register(daemon_t *d, hutch_err_t *err);
+
+/* The authorize hook: unix-socket callers get [api] unix_tenant; TCP callers
+ * must present `authorization: Bearer <key>` matching an [[api.key]]. */
+grpc_status_t api_authorize(void *data, grpc_call_t *call, char *msg, size_t cap);
+void api_auth_release(void *data, void *auth);
+
+/* Hex SHA-256 of an API key, as [[api.key]] sha256 holds it. */
+void api_key_digest(const char *key, char out[65]);
+
+#endif

@@ -1,0 +1,448 @@
+#include "daemon.h"
+
+#include <fcntl.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <syslog.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "api.h"
+#include "cleanup.h"
+#include "config_bind.h"
+#include "log.h"
+#include "strbuf.h"
+
+#ifndef HUTCH_VERSION
+#define HUTCH_VERSION "0.0.0"
+#endif
+
+/* ---- capabilities ---- */
+
+static void caps_emit(void *data, const char *key, const char *value)
+{
+	plugin_caps_t *c = data;
+	if (!key || !value)
+		return;
+	c->keys = xrealloc(c->keys, (c->n + 1) * sizeof *c->keys);
+	c->values = xrealloc(c->values, (c->n + 1) * sizeof *c->values);
+	c->keys[c->n] = xstrdup(key);
+	c->values[c->n] = xstrdup(value);
+	c->n++;
+}
+
+static void caps_collect(const plugin_t *p, plugin_caps_t *c)
+{
+	void (*fn)(void *, hutch_kv_cb, void *) = NULL;
+	switch (p->desc.kind) {
+	case HUTCH_PLUGIN_RUNTIME: fn = p->ops.runtime.capabilities; break;
+	case HUTCH_PLUGIN_NETWORK: fn = p->ops.network.capabilities; break;
+	case HUTCH_PLUGIN_STORAGE: fn = p->ops.storage.capabilities; break;
+	case HUTCH_PLUGIN_IDENTITY: fn = p->ops.identity.capabilities; break;
+	case HUTCH_PLUGIN_ACCELERATOR: fn = p->ops.accelerator.capabilities; break;
+	}
+	if (fn)
+		fn(p->instance, caps_emit, c);
+}
+
+static void caps_free(plugin_caps_t *c, size_t n)
+{
+	for (size_t i = 0; c && i < n; i++) {
+		for (size_t k = 0; k < c[i].n; k++) {
+			free(c[i].keys[k]);
+			free(c[i].values[k]);
+		}
+		free(c[i].keys);
+		free(c[i].values);
+	}
+	free(c);
+}
+
+/* ---- the state dir lock ---- */
+
+static int state_lock(daemon_t *d, hutch_err_t *err)
+{
+	_cleanup_free_ char *path = xasprintf("%s/hutchd.lock", d->cfg.daemon.state_dir);
+	int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
+	if (fd < 0)
+		return hutch_err_sys(err, errno, "open %s", path);
+	if (flock(fd, LOCK_EX | LOCK_NB) < 0) {
+		int e = errno;
+		char pid[32] = "";
+		ssize_t n = pread(fd, pid, sizeof pid - 1, 0);
+		if (n > 0)
+			pid[n] = '\0';
+		pid[strcspn(pid, "\n")] = '\0';
+		close(fd);
+		if (e == EWOULDBLOCK)
+			return hutch_err_set(err, EBUSY,
+					     "another hutchd (pid %s) is using state dir %s",
+					     pid[0] ? pid : "?", d->cfg.daemon.state_dir);
+		return hutch_err_sys(err, e, "lock %s", path);
+	}
+	char buf[32];
+	int len = snprintf(buf, sizeof buf, "%d\n", (int)getpid());
+	if (ftruncate(fd, 0) < 0 || pwrite(fd, buf, (size_t)len, 0) < 0) {
+		/* The pid is only informative. */
+	}
+	d->lock_fd = fd;
+	return 0;
+}
+
+/* ---- signals and shutdown ---- */
+
+static void close_walk_cb(uv_handle_t *h, void *arg)
+{
+	(void)arg;
+	if (!uv_is_closing(h))
+		uv_close(h, NULL);
+}
+
+static void grpc_down(void *data)
+{
+	daemon_t *d = data;
+	d->grpc = NULL;
+	/* The loop stops here; plugins are finalised after uv_run returns
+	 * (they may still stop their timers and children then), and whatever
+	 * remains open is closed last. */
+	uv_stop(&d->loop);
+}
+
+static void daemon_stop(daemon_t *d, const char *why)
+{
+	if (d->stopping)
+		return;
+	d->stopping = true;
+	log_info("shutting down (%s)", why);
+	if (d->grpc)
+		grpc_server_shutdown(d->grpc, grpc_down, d);
+	else
+		grpc_down(d);
+}
+
+static void reload(daemon_t *d)
+{
+	if (!d->opts.config_file) {
+		log_info("SIGHUP: no config file to reload");
+		return;
+	}
+	daemon_config_t fresh;
+	hutch_err_t err = {0};
+	if (daemon_config_load(d->opts.config_file, &fresh, &err) < 0) {
+		log_error("SIGHUP: config not reloaded: %s", err.message);
+		return;
+	}
+	hutch_log_level_t lvl;
+	if (!d->opts.log_level && log_parse_level(fresh.daemon.log_level, &lvl) == 0 &&
+	    lvl != log_get_level()) {
+		log_format_t fmt;
+		log_parse_format(d->cfg.daemon.log_format, &fmt);
+		log_setup(lvl, fmt, 2);
+		log_info("SIGHUP: log level now %s", fresh.daemon.log_level);
+	}
+	for (size_t i = 0; i < d->plugins.n; i++) {
+		plugin_t *p = d->plugins.all[i];
+		if (!p->desc.reload || !p->desc.config_size)
+			continue;
+		void *cfg = xcalloc(1, p->desc.config_size);
+		_cleanup_free_ char *section = xasprintf("plugin.%s", p->name);
+		if (config_bind(p->desc.config, daemon_config_plugin_table(&fresh, p->name),
+				fresh.file, section, cfg, &err) < 0) {
+			log_error("SIGHUP: %s not reloaded: %s", p->name, err.message);
+			free(cfg);
+			continue;
+		}
+		if (p->desc.reload(p->instance, cfg, &err) < 0) {
+			log_error("SIGHUP: %s refused the new config: %s", p->name, err.message);
+			config_release(p->desc.config, cfg);
+			free(cfg);
+			continue;
+		}
+		config_release(p->desc.config, p->config);
+		free(p->config);
+		p->config = cfg;
+		log_info("SIGHUP: %s reloaded", p->name);
+	}
+	daemon_config_free(&fresh);
+}
+
+static void on_signal(uv_signal_t *h, int signum)
+{
+	daemon_t *d = h->data;
+	if (signum == SIGHUP)
+		reload(d);
+	else
+		daemon_stop(d, signum == SIGTERM ? "SIGTERM" : "SIGINT");
+}
+
+static void grpc_log(void *data, int level, const char *msg)
+{
+	(void)data;
+	hutch_log_level_t l = level <= LOG_ERR ? HUTCH_LOG_ERROR
+			      : level <= LOG_WARNING ? HUTCH_LOG_WARN
+			      : level <= LOG_INFO ? HUTCH_LOG_INFO : HUTCH_LOG_DEBUG;
+	log_write(l, "grpc", "%s", msg);
+}
+
+/* ---- listeners ---- */
+
+static int split_host_port(const char *s, char *host, size_t cap, int *port)
+{
+	const char *colon = strrchr(s, ':');
+	if (!colon || colon == s)
+		return -EINVAL;
+	const char *h = s;
+	size_t hl = (size_t)(colon - s);
+	if (h[0] == '[' && hl >= 2 && h[hl - 1] == ']') {
+		h++;
+		hl -= 2;
+	}
+	if (hl >= cap)
+		return -EINVAL;
+	memcpy(host, h, hl);
+	host[hl] = '\0';
+	char *end;
+	long p = strtol(colon + 1, &end, 10);
+	if (*end || p < 0 || p > 65535)
+		return -EINVAL;
+	*port = (int)p;
+	return 0;
+}
+
+static bool is_loopback(const char *host)
+{
+	return strcmp(host, "localhost") == 0 || strncmp(host, "127.", 4) == 0 ||
+	       strcmp(host, "::1") == 0;
+}
+
+static int listen_all(daemon_t *d, hutch_err_t *err)
+{
+	const daemon_config_t *c = &d->cfg;
+	grpc_server_opts_t o = {
+		.max_recv_message = (size_t)c->api.max_message_bytes,
+		.authorize = api_authorize,
+		.authorize_data = d,
+		.auth_release = api_auth_release,
+		.log = grpc_log,
+	};
+	int r = grpc_server_new(&d->loop, &o, &d->grpc, err);
+	if (r < 0)
+		return r;
+	if ((r = api_daemon_register(d, err)) < 0)
+		return r;
+	_cleanup_free_ char *sock_dir = xstrdup(c->daemon.socket);
+	char *slash = strrchr(sock_dir, '/');
+	if (slash && slash != sock_dir) {
+		*slash = '\0';
+		if ((r = mkdir_p(sock_dir, 0755, err)) < 0)
+			return r;
+	}
+	r = grpc_server_listen_unix(d->grpc, c->daemon.socket, (mode_t)c->daemon.socket_mode, err);
+	if (r < 0)
+		return hutch_err_prefix(err, "listen on %s", c->daemon.socket);
+	log_info("API on unix:%s", c->daemon.socket);
+	if (c->api.tcp_listen) {
+		char host[256];
+		int port;
+		if (split_host_port(c->api.tcp_listen, host, sizeof host, &port) < 0)
+			return hutch_err_set(err, EINVAL, "[api] tcp_listen `%s`: expected host:port",
+					     c->api.tcp_listen);
+		if (!c->api.tls_cert && !(c->api.allow_plaintext_tcp && is_loopback(host)))
+			return hutch_err_set(err, EINVAL,
+					     "[api] tcp_listen %s needs tls_cert and tls_key (plaintext is only allowed on loopback with allow_plaintext_tcp = true)",
+					     c->api.tcp_listen);
+		if (c->n_keys == 0)
+			log_warn("[api] tcp_listen is set but no [[api.key]] is configured: every TCP call will be refused");
+		r = grpc_server_listen_tcp(d->grpc, host, port, c->api.tls_cert, c->api.tls_key, err);
+		if (r < 0)
+			return hutch_err_prefix(err, "listen on %s", c->api.tcp_listen);
+		log_info("API on tcp:%s:%d (%s)", host, grpc_server_bound_port(d->grpc),
+			 c->api.tls_cert ? "TLS" : "plaintext h2c");
+	}
+	return 0;
+}
+
+/* ---- setup shared by run / check ---- */
+
+static int config_with_overrides(daemon_t *d, const daemon_opts_t *opts, hutch_err_t *err)
+{
+	int r = daemon_config_load(opts->config_file, &d->cfg, err);
+	if (r < 0)
+		return r;
+	daemon_section_t *ds = &d->cfg.daemon;
+	if (opts->state_dir) {
+		free(ds->state_dir);
+		ds->state_dir = xstrdup(opts->state_dir);
+		if (!opts->config_file || !strstr(ds->audit_log, "/")) {
+			free(ds->audit_log);
+			ds->audit_log = xasprintf("%s/audit.jsonl", ds->state_dir);
+		}
+	}
+	if (opts->run_dir) {
+		free(ds->run_dir);
+		ds->run_dir = xstrdup(opts->run_dir);
+	}
+	if (opts->socket) {
+		free(ds->socket);
+		ds->socket = xstrdup(opts->socket);
+	}
+	if (opts->log_format) {
+		free(ds->log_format);
+		ds->log_format = xstrdup(opts->log_format);
+	}
+	if (opts->log_level) {
+		free(ds->log_level);
+		ds->log_level = xstrdup(opts->log_level);
+	}
+	hutch_log_level_t lvl;
+	log_format_t fmt;
+	if (log_parse_level(ds->log_level, &lvl) < 0)
+		return hutch_err_set(err, EINVAL, "log level `%s`: use error, warn, info or debug",
+				     ds->log_level);
+	if (log_parse_format(ds->log_format, &fmt) < 0)
+		return hutch_err_set(err, EINVAL, "log format `%s`: use text or json", ds->log_format);
+	log_setup(lvl, fmt, 2);
+	d->plugin_dir = opts->plugin_dir ? xstrdup(opts->plugin_dir)
+		      : d->cfg.daemon.plugin_dir ? xstrdup(d->cfg.daemon.plugin_dir)
+		      : plugin_dir_default();
+	return 0;
+}
+
+static void daemon_free(daemon_t *d)
+{
+	caps_free(d->caps, d->plugins.n);
+	d->caps = NULL;
+	plugin_set_close(&d->plugins);
+	host_ctx_free(d->core_host);
+	if (d->host_core)
+		host_core_free(d->host_core);
+	store_close(d->store);
+	if (d->lock_fd >= 0)
+		close(d->lock_fd);
+	daemon_config_free(&d->cfg);
+	free(d->plugin_dir);
+}
+
+int daemon_run(const daemon_opts_t *opts, hutch_err_t *err)
+{
+	daemon_t d = {.opts = *opts, .lock_fd = -1};
+	bool loop_ready = false;
+	int r = config_with_overrides(&d, opts, err);
+	if (r < 0)
+		goto out;
+	const daemon_section_t *ds = &d.cfg.daemon;
+	if ((r = mkdir_p(ds->state_dir, 0700, err)) < 0 ||
+	    (r = mkdir_p(ds->run_dir, 0755, err)) < 0)
+		goto out;
+	if ((r = state_lock(&d, err)) < 0)
+		goto out;
+	_cleanup_free_ char *db = xasprintf("%s/hutch.db", ds->state_dir);
+	if ((r = store_open(db, &d.store, err)) < 0)
+		goto out;
+
+	/* Plugins are opened and bound before the loop exists, on this
+	 * (the main) thread, as libltdl wants. */
+	if ((r = plugin_set_load(&d.plugins, &d.cfg, d.plugin_dir, err)) < 0)
+		goto out;
+
+	if ((r = uv_loop_init(&d.loop)) < 0) {
+		r = hutch_err_set(err, -r, "uv_loop_init: %s", uv_strerror(r));
+		goto out;
+	}
+	loop_ready = true;
+	signal(SIGPIPE, SIG_IGN);
+	if ((r = host_core_new(&d.loop, ds->audit_log, &d.host_core, err)) < 0 ||
+	    (r = host_ctx_new(d.host_core, "core", "core", NULL, NULL, &d.core_host, err)) < 0)
+		goto out;
+	if ((r = plugin_set_start(&d.plugins, d.host_core, ds->state_dir, ds->run_dir, err)) < 0)
+		goto out;
+	d.caps = xcalloc(d.plugins.n ? d.plugins.n : 1, sizeof *d.caps);
+	for (size_t i = 0; i < d.plugins.n; i++)
+		caps_collect(d.plugins.all[i], &d.caps[i]);
+
+	if ((r = listen_all(&d, err)) < 0)
+		goto out;
+
+	uv_signal_init(&d.loop, &d.sig_term);
+	uv_signal_init(&d.loop, &d.sig_int);
+	uv_signal_init(&d.loop, &d.sig_hup);
+	d.sig_term.data = d.sig_int.data = d.sig_hup.data = &d;
+	uv_signal_start(&d.sig_term, on_signal, SIGTERM);
+	uv_signal_start(&d.sig_int, on_signal, SIGINT);
+	uv_signal_start(&d.sig_hup, on_signal, SIGHUP);
+
+	d.started_unix = (int64_t)time(NULL);
+	log_info("hutchd %s ready (pid %d, state %s, %zu plugins)", HUTCH_VERSION,
+		 (int)getpid(), ds->state_dir, d.plugins.n);
+	uv_run(&d.loop, UV_RUN_DEFAULT);
+	log_info("stopped");
+	r = 0;
+out:
+	if (r < 0 && d.grpc) {
+		/* Started listening, then failed: let the server close. */
+		daemon_stop(&d, "startup failed");
+		uv_run(&d.loop, UV_RUN_DEFAULT);
+	}
+	if (loop_ready) {
+		/* Plugins are finalised with the loop stopped but still open, so
+		 * fini() can stop its timers; then everything left is closed. */
+		caps_free(d.caps, d.plugins.n);
+		d.caps = NULL;
+		plugin_set_close(&d.plugins);
+		if (d.host_core)
+			host_core_close(d.host_core);
+		uv_walk(&d.loop, close_walk_cb, NULL);
+		uv_run(&d.loop, UV_RUN_DEFAULT);
+		uv_loop_close(&d.loop);
+	}
+	daemon_free(&d);
+	return r;
+}
+
+int daemon_check_config(const char *file, const char *plugin_dir, FILE *out,
+			hutch_err_t *err)
+{
+	daemon_t d = {.lock_fd = -1};
+	daemon_opts_t o = {.config_file = file, .plugin_dir = plugin_dir};
+	int r = config_with_overrides(&d, &o, err);
+	if (r == 0)
+		r = plugin_set_load(&d.plugins, &d.cfg, d.plugin_dir, err);
+	if (r == 0) {
+		fprintf(out, "%s: ok\n", file ? file : "(built-in defaults)");
+		for (size_t i = 0; i < d.plugins.n; i++) {
+			const plugin_t *p = d.plugins.all[i];
+			fprintf(out, "  %-12s %-20s %s\n", plugin_kind_name(p->desc.kind), p->name,
+				p->path);
+		}
+	}
+	daemon_free(&d);
+	return r;
+}
+
+int daemon_describe(const char *name, const char *plugin_dir, FILE *out,
+		    hutch_err_t *err)
+{
+	if (strcmp(name, "daemon") == 0 || strcmp(name, "hutchd") == 0) {
+		fprintf(out, "hutchd %s: options of hutchd.toml\n\n", HUTCH_VERSION);
+		daemon_config_describe(out);
+		return 0;
+	}
+	_cleanup_free_ char *dir = plugin_dir ? xstrdup(plugin_dir) : plugin_dir_default();
+	_cleanup_free_ char *path = NULL;
+	int r = plugin_resolve(name, dir, &path, err);
+	if (r < 0)
+		return r;
+	plugin_t *p;
+	if ((r = plugin_open(path, &p, err)) < 0)
+		return r;
+	fprintf(out, "%s %s (%s plugin, ABI %u.%u)\n  %s\n  file: %s\n\n[plugin.%s]\n",
+		p->name, p->desc.version ? p->desc.version : "?", plugin_kind_name(p->desc.kind),
+		p->desc.abi_major, p->desc.abi_minor,
+		p->desc.description ? p->desc.description : "", p->path, p->name);
+	config_describe(p->desc.config, out);
+	plugin_close(p);
+	return 0;
+}
