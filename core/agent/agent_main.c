@@ -1,0 +1,1416 @@
+/*
+ * hutch-agent: the process hutchd keeps inside every sandbox.
+ *
+ *   hutch-agent init      the sandbox's init (pid 1): serves hutchd on its
+ *                         stdin/stdout, reaps orphans, and keeps the sandbox
+ *                         alive when hutchd goes away (it waits for the next
+ *                         session instead).
+ *   hutch-agent session   the same service, started later through the
+ *                         runtime's exec (after a daemon restart); exits at
+ *                         EOF.
+ *
+ * It execs processes with pipes or a terminal, streams their output under
+ * per-stream credit (agent_proto.h), delivers stdin, signals and window
+ * sizes, and reads and writes files. It is a static binary with no
+ * dependencies, so it runs in any image. One thread, one poll() loop.
+ */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <limits.h>
+#include <poll.h>
+#include <pwd.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/signalfd.h>
+#include <sys/stat.h>
+#include <sys/time.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <termios.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "agent_proto.h"
+
+/* How long after a process exits its pipes may stay open (held by a
+ * background child) before the exit is reported anyway. */
+#define LINGER_MS 250
+#define MAX_ARGS 4096
+#define MAX_STREAMS 4096
+#define OUT_HIGH_WATER (8 * 1024 * 1024)
+
+typedef enum stream_kind {
+	STREAM_EXEC = 1,
+	STREAM_GET,
+	STREAM_PUT,
+} stream_kind_t;
+
+typedef struct get_entry {
+	char *path;  /* absolute, in the sandbox */
+	char *rel;   /* as reported */
+} get_entry_t;
+
+typedef struct stream {
+	uint32_t id;
+	stream_kind_t kind;
+	struct stream *next;
+	/* exec */
+	pid_t pid;
+	bool exited;
+	int wstatus;
+	int64_t linger_deadline;
+	bool tty;
+	int in_fd, out_fd, err_fd;
+	agent_buf_t stdin_buf;
+	bool stdin_eof;
+	int64_t credit;
+	uint32_t stdin_consumed; /* written to the child since the last grant */
+	/* get */
+	get_entry_t *entries;
+	size_t n_entries, next_entry;
+	int file_fd; /* open file being sent (get) or written (put) */
+	bool in_file;
+	/* put */
+	char put_path[PATH_MAX];
+	uint32_t put_mode;
+} stream_t;
+
+static bool g_init_mode;
+static bool g_connected = true;
+static stream_t *g_streams;
+static size_t g_n_streams;
+static agent_buf_t g_in, g_out;
+static int g_sigfd = -1;
+static bool g_terminating;
+
+static int64_t now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+static void set_nonblock(int fd)
+{
+	int fl = fcntl(fd, F_GETFL);
+	if (fl >= 0)
+		fcntl(fd, F_SETFL, fl | O_NONBLOCK);
+}
+
+static void close_fd(int *fd)
+{
+	if (*fd >= 0) {
+		close(*fd);
+		*fd = -1;
+	}
+}
+
+/* ---- sending ---- */
+
+static void send_simple(uint8_t type, uint32_t stream)
+{
+	agent_fb_t fb;
+	agent_frame_begin(&fb, &g_out, type, stream);
+	agent_frame_end(&fb);
+}
+
+static void send_u32(uint8_t type, uint32_t stream, uint8_t tag, uint32_t v)
+{
+	agent_fb_t fb;
+	agent_frame_begin(&fb, &g_out, type, stream);
+	agent_frame_u32(&fb, tag, v);
+	agent_frame_end(&fb);
+}
+
+static void send_error(uint32_t stream, int err, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+static void send_error(uint32_t stream, int err, const char *fmt, ...)
+{
+	char msg[1024];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof msg, fmt, ap);
+	va_end(ap);
+	agent_fb_t fb;
+	agent_frame_begin(&fb, &g_out, AGENT_ERROR, stream);
+	agent_frame_u32(&fb, AGENT_F_ERRNO, (uint32_t)err);
+	agent_frame_str(&fb, AGENT_F_MESSAGE, msg);
+	agent_frame_end(&fb);
+}
+
+static void send_data(uint8_t type, uint32_t stream, const void *data, size_t n)
+{
+	agent_fb_t fb;
+	agent_frame_begin(&fb, &g_out, type, stream);
+	agent_frame_raw(&fb, data, n);
+	agent_frame_end(&fb);
+}
+
+/* ---- streams ---- */
+
+static stream_t *stream_find(uint32_t id)
+{
+	for (stream_t *s = g_streams; s; s = s->next)
+		if (s->id == id)
+			return s;
+	return NULL;
+}
+
+static stream_t *stream_new(uint32_t id, stream_kind_t kind)
+{
+	if (g_n_streams >= MAX_STREAMS)
+		return NULL;
+	stream_t *s = calloc(1, sizeof *s);
+	if (!s)
+		return NULL;
+	s->id = id;
+	s->kind = kind;
+	s->in_fd = s->out_fd = s->err_fd = s->file_fd = -1;
+	s->credit = AGENT_INITIAL_OUTPUT_CREDIT;
+	s->next = g_streams;
+	g_streams = s;
+	g_n_streams++;
+	return s;
+}
+
+static void stream_free(stream_t *s)
+{
+	stream_t **pp = &g_streams;
+	while (*pp && *pp != s)
+		pp = &(*pp)->next;
+	if (*pp)
+		*pp = s->next;
+	close_fd(&s->in_fd);
+	close_fd(&s->out_fd);
+	close_fd(&s->err_fd);
+	close_fd(&s->file_fd);
+	agent_buf_free(&s->stdin_buf);
+	for (size_t i = 0; i < s->n_entries; i++) {
+		free(s->entries[i].path);
+		free(s->entries[i].rel);
+	}
+	free(s->entries);
+	free(s);
+	g_n_streams--;
+}
+
+/* ---- exec ---- */
+
+typedef struct exec_req {
+	char *argv[MAX_ARGS + 1];
+	int argc;
+	char *envp[MAX_ARGS + 1];
+	int envc;
+	char cwd[PATH_MAX];
+	char user[256];
+	bool tty, want_stdin;
+	uint32_t rows, cols;
+} exec_req_t;
+
+static void exec_req_free(exec_req_t *r)
+{
+	for (int i = 0; i < r->argc; i++)
+		free(r->argv[i]);
+	for (int i = 0; i < r->envc; i++)
+		free(r->envp[i]);
+}
+
+static char *field_dup(const agent_field_t *f)
+{
+	if (memchr(f->data, '\0', f->len))
+		return NULL;
+	char *s = malloc((size_t)f->len + 1);
+	if (!s)
+		return NULL;
+	memcpy(s, f->data, f->len);
+	s[f->len] = '\0';
+	return s;
+}
+
+/* "uid[:gid]" or "name[:group]", resolved against the image's files. */
+static int resolve_user(const char *spec, uid_t *uid, gid_t *gid, char *home,
+			size_t home_cap, char *errmsg, size_t cap)
+{
+	char user[256], group[256] = "";
+	snprintf(user, sizeof user, "%s", spec);
+	char *colon = strchr(user, ':');
+	if (colon) {
+		*colon = '\0';
+		snprintf(group, sizeof group, "%s", colon + 1);
+	}
+	char *end;
+	bool found = false;
+	long v = strtol(user, &end, 10);
+	*gid = 0;
+	if (*user && !*end && v >= 0) {
+		*uid = (uid_t)v;
+		*gid = (gid_t)v;
+		found = true;
+	}
+	/* /etc/passwd: name:x:uid:gid:gecos:home:shell */
+	FILE *f = fopen("/etc/passwd", "re");
+	char line[1024];
+	while (f && fgets(line, sizeof line, f)) {
+		char *fields[7] = {0};
+		int n = 0;
+		char *p = line;
+		while (n < 7 && p) {
+			fields[n++] = p;
+			p = strchr(p, ':');
+			if (p)
+				*p++ = '\0';
+		}
+		if (n < 6)
+			continue;
+		bool match = found ? (uid_t)strtol(fields[2], NULL, 10) == *uid
+				   : strcmp(fields[0], user) == 0;
+		if (match) {
+			*uid = (uid_t)strtol(fields[2], NULL, 10);
+			*gid = (gid_t)strtol(fields[3], NULL, 10);
+			snprintf(home, home_cap, "%s", fields[5]);
+			found = true;
+			break;
+		}
+	}
+	if (f)
+		fclose(f);
+	if (!found) {
+		snprintf(errmsg, cap, "user `%s` not found in /etc/passwd", user);
+		return -ENOENT;
+	}
+	if (group[0]) {
+		v = strtol(group, &end, 10);
+		if (!*end && v >= 0) {
+			*gid = (gid_t)v;
+		} else {
+			bool gfound = false;
+			f = fopen("/etc/group", "re");
+			while (f && fgets(line, sizeof line, f)) {
+				char *c1 = strchr(line, ':');
+				if (!c1)
+					continue;
+				*c1 = '\0';
+				char *c2 = strchr(c1 + 1, ':');
+				if (!c2)
+					continue;
+				if (strcmp(line, group) == 0) {
+					*gid = (gid_t)strtol(c2 + 1, NULL, 10);
+					gfound = true;
+					break;
+				}
+			}
+			if (f)
+				fclose(f);
+			if (!gfound) {
+				snprintf(errmsg, cap, "group `%s` not found in /etc/group", group);
+				return -ENOENT;
+			}
+		}
+	}
+	return 0;
+}
+
+static bool env_has(char *const *envp, int envc, const char *key)
+{
+	size_t kl = strlen(key);
+	for (int i = 0; i < envc; i++)
+		if (strncmp(envp[i], key, kl) == 0 && envp[i][kl] == '=')
+			return true;
+	return false;
+}
+
+static void __attribute__((noreturn))
+exec_child(exec_req_t *r, int report, int in, int out, int errfd, const char *slave,
+	   uid_t uid, gid_t gid, bool set_user)
+{
+	int e;
+	sigset_t all;
+	sigemptyset(&all);
+	sigprocmask(SIG_SETMASK, &all, NULL);
+	for (int s = 1; s < NSIG; s++)
+		if (s != SIGKILL && s != SIGSTOP)
+			signal(s, SIG_DFL);
+	setsid();
+	if (slave) {
+		int fd = open(slave, O_RDWR);
+		if (fd < 0)
+			goto fail;
+		ioctl(fd, TIOCSCTTY, 0);
+		in = out = errfd = fd;
+	}
+	if (dup2(in, 0) < 0 || dup2(out, 1) < 0 || dup2(errfd, 2) < 0)
+		goto fail;
+	if (set_user) {
+		if (setgroups(0, NULL) < 0 && errno != EPERM)
+			goto fail;
+		if (setgid(gid) < 0 || setuid(uid) < 0)
+			goto fail;
+	}
+	if (r->cwd[0] && chdir(r->cwd) < 0)
+		goto fail;
+	/* Every other fd is the agent's, not the process's. */
+	for (int fd = 3; fd < 1024; fd++)
+		if (fd != report)
+			close(fd);
+	execvpe(r->argv[0], r->argv, r->envp);
+fail:
+	e = errno;
+	if (write(report, &e, sizeof e) < 0) {
+		/* nothing left to do */
+	}
+	_exit(127);
+}
+
+static void exec_start(uint32_t id, const agent_frame_t *f)
+{
+	if (stream_find(id)) {
+		send_error(id, EEXIST, "stream %u already in use", id);
+		return;
+	}
+	exec_req_t *r = calloc(1, sizeof *r);
+	if (!r) {
+		send_error(id, ENOMEM, "out of memory");
+		return;
+	}
+	agent_field_iter_t it;
+	agent_field_t fld;
+	bool bad = false;
+	agent_fields_begin(&it, f);
+	while (!bad && agent_fields_next(&it, &fld)) {
+		uint32_t v;
+		switch (fld.tag) {
+		case AGENT_F_ARG:
+			if (r->argc >= MAX_ARGS || !(r->argv[r->argc] = field_dup(&fld)))
+				bad = true;
+			else
+				r->argc++;
+			break;
+		case AGENT_F_ENV:
+			if (r->envc >= MAX_ARGS || !(r->envp[r->envc] = field_dup(&fld)))
+				bad = true;
+			else
+				r->envc++;
+			break;
+		case AGENT_F_CWD:
+			bad = !agent_field_str(&fld, r->cwd, sizeof r->cwd);
+			break;
+		case AGENT_F_USER:
+			bad = !agent_field_str(&fld, r->user, sizeof r->user);
+			break;
+		case AGENT_F_TTY:
+			bad = !agent_field_u32(&fld, &v);
+			r->tty = v != 0;
+			break;
+		case AGENT_F_STDIN:
+			bad = !agent_field_u32(&fld, &v);
+			r->want_stdin = v != 0;
+			break;
+		case AGENT_F_ROWS:
+			bad = !agent_field_u32(&fld, &r->rows);
+			break;
+		case AGENT_F_COLS:
+			bad = !agent_field_u32(&fld, &r->cols);
+			break;
+		default:
+			break; /* unknown fields are for newer agents */
+		}
+	}
+	if (bad || it.malformed || r->argc == 0) {
+		send_error(id, EINVAL, r->argc == 0 ? "exec: empty argv" : "exec: malformed request");
+		exec_req_free(r);
+		free(r);
+		return;
+	}
+
+	uid_t uid = 0;
+	gid_t gid = 0;
+	bool set_user = false;
+	char home[PATH_MAX] = "";
+	if (r->user[0]) {
+		char msg[512];
+		int e = resolve_user(r->user, &uid, &gid, home, sizeof home, msg, sizeof msg);
+		if (e < 0) {
+			send_error(id, -e, "exec: %s", msg);
+			exec_req_free(r);
+			free(r);
+			return;
+		}
+		set_user = true;
+		if (home[0] && !env_has(r->envp, r->envc, "HOME") && r->envc < MAX_ARGS) {
+			size_t n = strlen(home) + 6;
+			r->envp[r->envc] = malloc(n);
+			if (r->envp[r->envc])
+				snprintf(r->envp[r->envc++], n, "HOME=%s", home);
+		}
+	}
+
+	int in[2] = {-1, -1}, out[2] = {-1, -1}, er[2] = {-1, -1}, rep[2] = {-1, -1};
+	int master = -1;
+	char slave[128] = "";
+	int err = 0;
+	if (pipe2(rep, O_CLOEXEC) < 0) {
+		err = errno;
+		goto fail;
+	}
+	if (r->tty) {
+		master = posix_openpt(O_RDWR | O_NOCTTY | O_CLOEXEC);
+		if (master < 0 || grantpt(master) < 0 || unlockpt(master) < 0 ||
+		    ptsname_r(master, slave, sizeof slave) != 0) {
+			err = errno ? errno : EIO;
+			goto fail;
+		}
+		struct winsize ws = {.ws_row = (unsigned short)(r->rows ? r->rows : 24),
+				     .ws_col = (unsigned short)(r->cols ? r->cols : 80)};
+		ioctl(master, TIOCSWINSZ, &ws);
+	} else {
+		if (r->want_stdin) {
+			if (pipe2(in, O_CLOEXEC) < 0) {
+				err = errno;
+				goto fail;
+			}
+		} else {
+			in[0] = open("/dev/null", O_RDONLY | O_CLOEXEC);
+		}
+		if (pipe2(out, O_CLOEXEC) < 0 || pipe2(er, O_CLOEXEC) < 0) {
+			err = errno;
+			goto fail;
+		}
+	}
+	pid_t pid = fork();
+	if (pid < 0) {
+		err = errno;
+		goto fail;
+	}
+	if (pid == 0)
+		exec_child(r, rep[1], in[0], out[1], er[1], r->tty ? slave : NULL, uid, gid, set_user);
+	close_fd(&rep[1]);
+	int child_errno = 0;
+	ssize_t n;
+	do
+		n = read(rep[0], &child_errno, sizeof child_errno);
+	while (n < 0 && errno == EINTR);
+	close_fd(&rep[0]);
+	if (n == sizeof child_errno) {
+		int st;
+		while (waitpid(pid, &st, 0) < 0 && errno == EINTR)
+			;
+		err = child_errno;
+		goto fail;
+	}
+	stream_t *s = stream_new(id, STREAM_EXEC);
+	if (!s) {
+		kill(pid, SIGKILL);
+		err = EMFILE;
+		goto fail;
+	}
+	s->pid = pid;
+	s->tty = r->tty;
+	if (r->tty) {
+		s->out_fd = master;
+		s->in_fd = dup(master);
+		master = -1;
+	} else {
+		close_fd(&in[0]);
+		close_fd(&out[1]);
+		close_fd(&er[1]);
+		s->in_fd = in[1];
+		s->out_fd = out[0];
+		s->err_fd = er[0];
+	}
+	if (s->in_fd >= 0)
+		set_nonblock(s->in_fd);
+	set_nonblock(s->out_fd);
+	if (s->err_fd >= 0)
+		set_nonblock(s->err_fd);
+	send_u32(AGENT_STARTED, id, AGENT_F_PID, (uint32_t)pid);
+	exec_req_free(r);
+	free(r);
+	return;
+fail:
+	send_error(id, err, "exec `%s`: %s", r->argv[0], strerror(err));
+	close_fd(&in[0]);
+	close_fd(&in[1]);
+	close_fd(&out[0]);
+	close_fd(&out[1]);
+	close_fd(&er[0]);
+	close_fd(&er[1]);
+	close_fd(&rep[0]);
+	close_fd(&rep[1]);
+	close_fd(&master);
+	exec_req_free(r);
+	free(r);
+}
+
+static void exec_report_exit(stream_t *s)
+{
+	agent_fb_t fb;
+	agent_frame_begin(&fb, &g_out, AGENT_EXIT, s->id);
+	if (WIFSIGNALED(s->wstatus)) {
+		agent_frame_u32(&fb, AGENT_F_CODE, (uint32_t)-1);
+		agent_frame_u32(&fb, AGENT_F_SIGNUM, (uint32_t)WTERMSIG(s->wstatus));
+	} else {
+		agent_frame_u32(&fb, AGENT_F_CODE, (uint32_t)WEXITSTATUS(s->wstatus));
+		agent_frame_u32(&fb, AGENT_F_SIGNUM, 0);
+	}
+	agent_frame_end(&fb);
+	stream_free(s);
+}
+
+/* The process exited: report when its output is drained (or lingers). */
+static void exec_maybe_finish(stream_t *s)
+{
+	if (!s->exited)
+		return;
+	if (s->out_fd < 0 && s->err_fd < 0) {
+		exec_report_exit(s);
+		return;
+	}
+	if (s->linger_deadline == 0)
+		s->linger_deadline = now_ms() + LINGER_MS;
+}
+
+/* Reads one chunk of output within credit. */
+static void exec_pump_output(stream_t *s, int *fd, uint8_t type)
+{
+	if (*fd < 0 || s->credit <= 0)
+		return;
+	uint8_t buf[AGENT_CHUNK];
+	size_t want = s->credit < (int64_t)sizeof buf ? (size_t)s->credit : sizeof buf;
+	ssize_t n = read(*fd, buf, want);
+	if (n > 0) {
+		send_data(type, s->id, buf, (size_t)n);
+		s->credit -= n;
+		return;
+	}
+	if (n < 0 && (errno == EAGAIN || errno == EINTR))
+		return;
+	/* EOF, or EIO from a terminal whose other side closed. */
+	close_fd(fd);
+	if (s->tty)
+		close_fd(&s->in_fd);
+}
+
+static void exec_pump_stdin(stream_t *s)
+{
+	while (s->in_fd >= 0 && agent_buf_pending(&s->stdin_buf) > 0) {
+		ssize_t n = write(s->in_fd, s->stdin_buf.data + s->stdin_buf.off,
+				  agent_buf_pending(&s->stdin_buf));
+		if (n < 0) {
+			if (errno == EAGAIN || errno == EINTR)
+				return;
+			/* The process closed its stdin: drop what is left. */
+			agent_buf_consume(&s->stdin_buf, agent_buf_pending(&s->stdin_buf));
+			close_fd(&s->in_fd);
+			break;
+		}
+		agent_buf_consume(&s->stdin_buf, (size_t)n);
+		s->stdin_consumed += (uint32_t)n;
+	}
+	/* Grant what was consumed, in batches. */
+	if (s->stdin_consumed >= AGENT_CHUNK ||
+	    (s->stdin_consumed > 0 && agent_buf_pending(&s->stdin_buf) == 0)) {
+		send_u32(AGENT_STDIN_CREDIT, s->id, AGENT_F_BYTES, s->stdin_consumed);
+		s->stdin_consumed = 0;
+	}
+	if (s->stdin_eof && agent_buf_pending(&s->stdin_buf) == 0 && s->in_fd >= 0) {
+		if (s->tty) {
+			/* A terminal has no half-close: send its EOF character. */
+			char eof = 4;
+			struct termios t;
+			if (tcgetattr(s->in_fd, &t) == 0)
+				eof = (char)t.c_cc[VEOF];
+			if (write(s->in_fd, &eof, 1) < 0) {
+				/* the reader is gone */
+			}
+			s->stdin_eof = false;
+		} else {
+			close_fd(&s->in_fd);
+		}
+	}
+}
+
+static void exec_signal(stream_t *s, int sig)
+{
+	if (s->exited || s->pid <= 0)
+		return;
+	/* The process leads its own session and group: signal the group so a
+	 * shell's children stop too, then the process itself in case it left
+	 * the group. */
+	kill(-s->pid, sig);
+	kill(s->pid, sig);
+}
+
+/* ---- files ---- */
+
+static uint32_t file_type(mode_t m)
+{
+	if (S_ISREG(m))
+		return AGENT_FT_FILE;
+	if (S_ISDIR(m))
+		return AGENT_FT_DIR;
+	if (S_ISLNK(m))
+		return AGENT_FT_SYMLINK;
+	return AGENT_FT_OTHER;
+}
+
+static void send_entry(uint32_t id, const char *rel, const struct stat *st, const char *path)
+{
+	agent_fb_t fb;
+	agent_frame_begin(&fb, &g_out, AGENT_ENTRY, id);
+	agent_frame_str(&fb, AGENT_F_PATH, rel);
+	agent_frame_u32(&fb, AGENT_F_TYPE, file_type(st->st_mode));
+	agent_frame_u32(&fb, AGENT_F_MODE, (uint32_t)(st->st_mode & 07777));
+	agent_frame_i64(&fb, AGENT_F_SIZE, (int64_t)st->st_size);
+	agent_frame_i64(&fb, AGENT_F_MTIME, (int64_t)st->st_mtime);
+	if (S_ISLNK(st->st_mode)) {
+		char target[PATH_MAX];
+		ssize_t n = readlink(path, target, sizeof target - 1);
+		if (n >= 0) {
+			target[n] = '\0';
+			agent_frame_str(&fb, AGENT_F_LINK, target);
+		}
+	}
+	agent_frame_end(&fb);
+}
+
+static bool read_path(const agent_frame_t *f, char *path, size_t cap, uint32_t *recursive,
+		      uint32_t *type, uint32_t *mode, char *link, size_t link_cap,
+		      uint32_t *mkdirs)
+{
+	agent_field_iter_t it;
+	agent_field_t fld;
+	bool have = false;
+	agent_fields_begin(&it, f);
+	while (agent_fields_next(&it, &fld)) {
+		switch (fld.tag) {
+		case AGENT_F_PATH:
+			if (!agent_field_str(&fld, path, cap))
+				return false;
+			have = true;
+			break;
+		case AGENT_F_RECURSIVE:
+			if (recursive && !agent_field_u32(&fld, recursive))
+				return false;
+			break;
+		case AGENT_F_TYPE:
+			if (type && !agent_field_u32(&fld, type))
+				return false;
+			break;
+		case AGENT_F_MODE:
+			if (mode && !agent_field_u32(&fld, mode))
+				return false;
+			break;
+		case AGENT_F_LINK:
+			if (link && !agent_field_str(&fld, link, link_cap))
+				return false;
+			break;
+		case AGENT_F_MKDIRS:
+			if (mkdirs && !agent_field_u32(&fld, mkdirs))
+				return false;
+			break;
+		default:
+			break;
+		}
+	}
+	return have && !it.malformed && path[0] == '/';
+}
+
+static void file_stat(uint32_t id, const agent_frame_t *f)
+{
+	char path[PATH_MAX];
+	if (!read_path(f, path, sizeof path, NULL, NULL, NULL, NULL, 0, NULL)) {
+		send_error(id, EINVAL, "stat: need an absolute path");
+		return;
+	}
+	struct stat st;
+	if (lstat(path, &st) < 0) {
+		send_error(id, errno, "stat %s: %s", path, strerror(errno));
+		return;
+	}
+	send_entry(id, path, &st, path);
+	send_simple(AGENT_DONE, id);
+}
+
+static int cmp_str(const void *a, const void *b)
+{
+	return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+static void file_list(uint32_t id, const agent_frame_t *f)
+{
+	char path[PATH_MAX];
+	if (!read_path(f, path, sizeof path, NULL, NULL, NULL, NULL, 0, NULL)) {
+		send_error(id, EINVAL, "list: need an absolute path");
+		return;
+	}
+	DIR *d = opendir(path);
+	if (!d) {
+		send_error(id, errno, "list %s: %s", path, strerror(errno));
+		return;
+	}
+	char **names = NULL;
+	size_t n = 0, cap = 0;
+	struct dirent *e;
+	while ((e = readdir(d)) != NULL) {
+		if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
+			continue;
+		if (n == cap) {
+			cap = cap ? cap * 2 : 64;
+			char **nn = realloc(names, cap * sizeof *names);
+			if (!nn)
+				break;
+			names = nn;
+		}
+		names[n] = strdup(e->d_name);
+		if (names[n])
+			n++;
+	}
+	closedir(d);
+	qsort(names, n, sizeof *names, cmp_str);
+	for (size_t i = 0; i < n; i++) {
+		char full[PATH_MAX];
+		struct stat st;
+		if (snprintf(full, sizeof full, "%s/%s", strcmp(path, "/") ? path : "", names[i]) <
+			    (int)sizeof full &&
+		    lstat(full, &st) == 0)
+			send_entry(id, names[i], &st, full);
+		free(names[i]);
+	}
+	free(names);
+	send_simple(AGENT_DONE, id);
+}
+
+static int remove_tree(const char *path)
+{
+	struct stat st;
+	if (lstat(path, &st) < 0)
+		return -errno;
+	if (S_ISDIR(st.st_mode)) {
+		DIR *d = opendir(path);
+		if (!d)
+			return -errno;
+		struct dirent *e;
+		int r = 0;
+		while ((e = readdir(d)) != NULL) {
+			if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
+				continue;
+			char child[PATH_MAX];
+			if (snprintf(child, sizeof child, "%s/%s", path, e->d_name) >= (int)sizeof child) {
+				r = -ENAMETOOLONG;
+				break;
+			}
+			if ((r = remove_tree(child)) < 0)
+				break;
+		}
+		closedir(d);
+		if (r < 0)
+			return r;
+		return rmdir(path) < 0 ? -errno : 0;
+	}
+	return unlink(path) < 0 ? -errno : 0;
+}
+
+static void file_remove(uint32_t id, const agent_frame_t *f)
+{
+	char path[PATH_MAX];
+	uint32_t recursive = 0;
+	if (!read_path(f, path, sizeof path, &recursive, NULL, NULL, NULL, 0, NULL)) {
+		send_error(id, EINVAL, "remove: need an absolute path");
+		return;
+	}
+	if (!strcmp(path, "/")) {
+		send_error(id, EPERM, "remove: refusing to remove /");
+		return;
+	}
+	struct stat st;
+	int r;
+	if (lstat(path, &st) < 0)
+		r = -errno;
+	else if (S_ISDIR(st.st_mode))
+		r = recursive ? remove_tree(path) : (rmdir(path) < 0 ? -errno : 0);
+	else
+		r = unlink(path) < 0 ? -errno : 0;
+	if (r < 0)
+		send_error(id, -r, "remove %s: %s", path, strerror(-r));
+	else
+		send_simple(AGENT_DONE, id);
+}
+
+/* Collects path (and, if a directory, everything under it) for a get. */
+static int collect(stream_t *s, const char *path, const char *rel, int depth)
+{
+	if (depth > 256)
+		return -ELOOP;
+	get_entry_t *ne = realloc(s->entries, (s->n_entries + 1) * sizeof *ne);
+	if (!ne)
+		return -ENOMEM;
+	s->entries = ne;
+	s->entries[s->n_entries].path = strdup(path);
+	s->entries[s->n_entries].rel = strdup(rel);
+	if (!s->entries[s->n_entries].path || !s->entries[s->n_entries].rel)
+		return -ENOMEM;
+	s->n_entries++;
+	struct stat st;
+	if (lstat(path, &st) < 0)
+		return -errno;
+	if (!S_ISDIR(st.st_mode))
+		return 0;
+	DIR *d = opendir(path);
+	if (!d)
+		return -errno;
+	char **names = NULL;
+	size_t n = 0, cap = 0;
+	struct dirent *e;
+	int r = 0;
+	while ((e = readdir(d)) != NULL) {
+		if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, ".."))
+			continue;
+		if (n == cap) {
+			cap = cap ? cap * 2 : 64;
+			char **nn = realloc(names, cap * sizeof *names);
+			if (!nn) {
+				r = -ENOMEM;
+				break;
+			}
+			names = nn;
+		}
+		if (!(names[n] = strdup(e->d_name))) {
+			r = -ENOMEM;
+			break;
+		}
+		n++;
+	}
+	closedir(d);
+	if (r == 0)
+		qsort(names, n, sizeof *names, cmp_str);
+	for (size_t i = 0; i < n; i++) {
+		if (r == 0) {
+			char cp[PATH_MAX], cr[PATH_MAX];
+			if (snprintf(cp, sizeof cp, "%s/%s", strcmp(path, "/") ? path : "", names[i]) >= (int)sizeof cp ||
+			    snprintf(cr, sizeof cr, "%s/%s", rel, names[i]) >= (int)sizeof cr)
+				r = -ENAMETOOLONG;
+			else
+				r = collect(s, cp, cr, depth + 1);
+		}
+		free(names[i]);
+	}
+	free(names);
+	return r;
+}
+
+static void file_get(uint32_t id, const agent_frame_t *f)
+{
+	char path[PATH_MAX];
+	uint32_t recursive = 0;
+	if (stream_find(id)) {
+		send_error(id, EEXIST, "stream %u already in use", id);
+		return;
+	}
+	if (!read_path(f, path, sizeof path, &recursive, NULL, NULL, NULL, 0, NULL)) {
+		send_error(id, EINVAL, "get: need an absolute path");
+		return;
+	}
+	struct stat st;
+	if (lstat(path, &st) < 0) {
+		send_error(id, errno, "get %s: %s", path, strerror(errno));
+		return;
+	}
+	stream_t *s = stream_new(id, STREAM_GET);
+	if (!s) {
+		send_error(id, EMFILE, "too many streams");
+		return;
+	}
+	const char *base = strrchr(path, '/');
+	base = base && base[1] ? base + 1 : (strcmp(path, "/") ? path : ".");
+	int r;
+	if (S_ISDIR(st.st_mode) && !recursive) {
+		send_error(id, EISDIR, "get %s: is a directory", path);
+		stream_free(s);
+		return;
+	}
+	r = collect(s, path, base, 0);
+	if (r < 0) {
+		send_error(id, -r, "get %s: %s", path, strerror(-r));
+		stream_free(s);
+	}
+}
+
+/* Sends the next piece of a get: an entry header, or file data within
+ * credit. Returns GET_IDLE (waiting for credit), GET_MORE, or GET_GONE when
+ * the stream finished and was freed. */
+enum { GET_IDLE, GET_MORE, GET_GONE };
+static int get_pump(stream_t *s)
+{
+	if (s->in_file) {
+		if (s->credit <= 0)
+			return GET_IDLE;
+		uint8_t buf[AGENT_CHUNK];
+		size_t want = s->credit < (int64_t)sizeof buf ? (size_t)s->credit : sizeof buf;
+		ssize_t n = read(s->file_fd, buf, want);
+		if (n < 0 && errno == EINTR)
+			return GET_MORE;
+		if (n > 0) {
+			send_data(AGENT_DATA, s->id, buf, (size_t)n);
+			s->credit -= n;
+			return GET_MORE;
+		}
+		close_fd(&s->file_fd);
+		s->in_file = false;
+		send_simple(AGENT_DATA_END, s->id);
+		return GET_MORE;
+	}
+	if (s->next_entry >= s->n_entries) {
+		send_simple(AGENT_DONE, s->id);
+		stream_free(s);
+		return GET_GONE;
+	}
+	get_entry_t *e = &s->entries[s->next_entry++];
+	struct stat st;
+	if (lstat(e->path, &st) < 0)
+		return GET_MORE; /* vanished meanwhile: skip it */
+	send_entry(s->id, e->rel, &st, e->path);
+	if (S_ISREG(st.st_mode)) {
+		s->file_fd = open(e->path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW);
+		if (s->file_fd < 0) {
+			send_error(s->id, errno, "read %s: %s", e->path, strerror(errno));
+			stream_free(s);
+			return GET_GONE;
+		}
+		s->in_file = true;
+	}
+	return GET_MORE;
+}
+
+static int mkdirs_for(const char *path)
+{
+	char tmp[PATH_MAX];
+	snprintf(tmp, sizeof tmp, "%s", path);
+	for (char *p = tmp + 1; *p; p++) {
+		if (*p != '/')
+			continue;
+		*p = '\0';
+		if (mkdir(tmp, 0755) < 0 && errno != EEXIST)
+			return -errno;
+		*p = '/';
+	}
+	return 0;
+}
+
+static void file_put(uint32_t id, const agent_frame_t *f)
+{
+	stream_t *s = stream_find(id);
+	if (s && (s->kind != STREAM_PUT || s->in_file)) {
+		send_error(id, EEXIST, "stream %u already in use", id);
+		return;
+	}
+	char path[PATH_MAX], link[PATH_MAX] = "";
+	uint32_t type = AGENT_FT_FILE, mode = 0644, mkdirs = 0;
+	if (!read_path(f, path, sizeof path, NULL, &type, &mode, link, sizeof link, &mkdirs)) {
+		send_error(id, EINVAL, "put: need an absolute path");
+		if (s)
+			stream_free(s);
+		return;
+	}
+	if (!s && !(s = stream_new(id, STREAM_PUT))) {
+		send_error(id, EMFILE, "too many streams");
+		return;
+	}
+	int r = 0;
+	if (mkdirs)
+		r = mkdirs_for(path);
+	if (r == 0) {
+		switch (type) {
+		case AGENT_FT_DIR:
+			if (mkdir(path, mode & 07777) < 0 && errno != EEXIST)
+				r = -errno;
+			else if (chmod(path, mode & 07777) < 0)
+				r = -errno;
+			break;
+		case AGENT_FT_SYMLINK:
+			unlink(path);
+			if (symlink(link, path) < 0)
+				r = -errno;
+			break;
+		case AGENT_FT_FILE:
+			s->file_fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW,
+					  mode & 07777);
+			if (s->file_fd < 0)
+				r = -errno;
+			else
+				s->in_file = true;
+			break;
+		default:
+			r = -EINVAL;
+		}
+	}
+	snprintf(s->put_path, sizeof s->put_path, "%s", path);
+	s->put_mode = mode & 07777;
+	if (r < 0) {
+		send_error(id, -r, "put %s: %s", path, strerror(-r));
+		stream_free(s);
+	} else if (!s->in_file) {
+		send_simple(AGENT_DONE, id); /* one reply per entry */
+	}
+}
+
+static void put_data(stream_t *s, const agent_frame_t *f)
+{
+	const uint8_t *p = f->payload;
+	size_t left = f->len;
+	while (left > 0) {
+		ssize_t n = write(s->file_fd, p, left);
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0) {
+			int e = errno;
+			send_error(s->id, e, "write %s: %s", s->put_path, strerror(e));
+			unlink(s->put_path);
+			stream_free(s);
+			return;
+		}
+		p += n;
+		left -= (size_t)n;
+	}
+}
+
+static void put_end(stream_t *s)
+{
+	/* The mode again: the umask may have narrowed it at open. */
+	if (fchmod(s->file_fd, s->put_mode) < 0 || close(s->file_fd) < 0) {
+		int e = errno;
+		s->file_fd = -1;
+		send_error(s->id, e, "write %s: %s", s->put_path, strerror(e));
+		stream_free(s);
+		return;
+	}
+	s->file_fd = -1;
+	s->in_file = false;
+	send_simple(AGENT_DONE, s->id);
+}
+
+/* ---- dispatch ---- */
+
+static void handle_frame(const agent_frame_t *f)
+{
+	stream_t *s = f->stream ? stream_find(f->stream) : NULL;
+	agent_field_iter_t it;
+	agent_field_t fld;
+	uint32_t v;
+
+	switch (f->type) {
+	case AGENT_HELLO: {
+		agent_fb_t fb;
+		agent_frame_begin(&fb, &g_out, AGENT_HELLO_ACK, 0);
+		agent_frame_u32(&fb, AGENT_F_VERSION, AGENT_PROTO_VERSION);
+		agent_frame_u32(&fb, AGENT_F_PID, (uint32_t)getpid());
+		agent_frame_end(&fb);
+		break;
+	}
+	case AGENT_PING:
+		send_simple(AGENT_PONG, f->stream);
+		break;
+	case AGENT_EXEC:
+		exec_start(f->stream, f);
+		break;
+	case AGENT_STDIN:
+		if (s && s->kind == STREAM_EXEC && s->in_fd >= 0 && !s->stdin_eof)
+			agent_buf_append(&s->stdin_buf, f->payload, f->len);
+		break;
+	case AGENT_STDIN_EOF:
+		if (s && s->kind == STREAM_EXEC)
+			s->stdin_eof = true;
+		break;
+	case AGENT_SIGNAL:
+		agent_fields_begin(&it, f);
+		while (agent_fields_next(&it, &fld))
+			if (fld.tag == AGENT_F_SIGNUM && agent_field_u32(&fld, &v) && v > 0 && v < 65 &&
+			    s && s->kind == STREAM_EXEC)
+				exec_signal(s, (int)v);
+		break;
+	case AGENT_RESIZE:
+		if (s && s->kind == STREAM_EXEC && s->tty && s->out_fd >= 0) {
+			uint32_t rows = 0, cols = 0;
+			agent_fields_begin(&it, f);
+			while (agent_fields_next(&it, &fld)) {
+				if (fld.tag == AGENT_F_ROWS)
+					agent_field_u32(&fld, &rows);
+				else if (fld.tag == AGENT_F_COLS)
+					agent_field_u32(&fld, &cols);
+			}
+			struct winsize ws = {.ws_row = (unsigned short)rows, .ws_col = (unsigned short)cols};
+			ioctl(s->out_fd, TIOCSWINSZ, &ws);
+		}
+		break;
+	case AGENT_CREDIT:
+		agent_fields_begin(&it, f);
+		while (agent_fields_next(&it, &fld))
+			if (fld.tag == AGENT_F_BYTES && agent_field_u32(&fld, &v) && s &&
+			    s->credit < INT64_MAX / 2)
+				s->credit += v;
+		break;
+	case AGENT_FILE_STAT:
+		file_stat(f->stream, f);
+		break;
+	case AGENT_FILE_LIST:
+		file_list(f->stream, f);
+		break;
+	case AGENT_FILE_REMOVE:
+		file_remove(f->stream, f);
+		break;
+	case AGENT_FILE_GET:
+		file_get(f->stream, f);
+		break;
+	case AGENT_FILE_PUT:
+		file_put(f->stream, f);
+		break;
+	case AGENT_DATA:
+		if (s && s->kind == STREAM_PUT && s->in_file)
+			put_data(s, f);
+		break;
+	case AGENT_DATA_END:
+		if (s && s->kind == STREAM_PUT && s->in_file)
+			put_end(s);
+		break;
+	case AGENT_CANCEL:
+		if (s && s->kind != STREAM_EXEC) {
+			if (s->kind == STREAM_PUT && s->in_file)
+				unlink(s->put_path);
+			stream_free(s);
+		} else if (s) {
+			exec_signal(s, SIGKILL);
+		}
+		break;
+	default:
+		break; /* newer hutchd: ignore what we do not know */
+	}
+}
+
+/* ---- the loop ---- */
+
+static void reap(void)
+{
+	int st;
+	pid_t pid;
+	while ((pid = waitpid(-1, &st, WNOHANG)) > 0) {
+		for (stream_t *s = g_streams; s; s = s->next) {
+			if (s->kind == STREAM_EXEC && s->pid == pid) {
+				s->exited = true;
+				s->wstatus = st;
+				break;
+			}
+		}
+	}
+}
+
+static void disconnect(void)
+{
+	/* hutchd went away: processes keep running; nobody is left to stream
+	 * to, so their pipes are closed. */
+	g_connected = false;
+	while (g_streams)
+		stream_free(g_streams);
+	agent_buf_free(&g_in);
+	agent_buf_free(&g_out);
+}
+
+static void terminate_all(int sig)
+{
+	g_terminating = true;
+	kill(-1, sig);
+}
+
+int main(int argc, char **argv)
+{
+	if (argc < 2 || (strcmp(argv[1], "init") && strcmp(argv[1], "session"))) {
+		fprintf(stderr, "usage: hutch-agent init|session\n");
+		return 2;
+	}
+	g_init_mode = strcmp(argv[1], "init") == 0;
+	signal(SIGPIPE, SIG_IGN);
+	sigset_t set;
+	sigemptyset(&set);
+	sigaddset(&set, SIGCHLD);
+	if (g_init_mode) {
+		sigaddset(&set, SIGTERM);
+		sigaddset(&set, SIGINT);
+		sigaddset(&set, SIGHUP);
+	}
+	sigprocmask(SIG_BLOCK, &set, NULL);
+	g_sigfd = signalfd(-1, &set, SFD_NONBLOCK | SFD_CLOEXEC);
+	set_nonblock(0);
+	set_nonblock(1);
+	/* Nothing of ours leaks into exec'd processes. */
+	fcntl(0, F_SETFD, FD_CLOEXEC);
+	fcntl(1, F_SETFD, FD_CLOEXEC);
+	fcntl(2, F_SETFD, FD_CLOEXEC);
+
+	for (;;) {
+		static struct pollfd *pfds;
+		static stream_t **owners;
+		static int *roles;
+		static size_t cap;
+		size_t need = 3 + 3 * g_n_streams;
+		if (need > cap) {
+			cap = need * 2;
+			pfds = realloc(pfds, cap * sizeof *pfds);
+			owners = realloc(owners, cap * sizeof *owners);
+			roles = realloc(roles, cap * sizeof *roles);
+			if (!pfds || !owners || !roles)
+				return 1;
+		}
+		nfds_t n = 0;
+		int timeout = -1;
+
+		pfds[n] = (struct pollfd){.fd = g_sigfd, .events = POLLIN};
+		owners[n] = NULL, roles[n++] = 0;
+		if (g_connected) {
+			pfds[n] = (struct pollfd){.fd = 0, .events = POLLIN};
+			owners[n] = NULL, roles[n++] = 1;
+			if (agent_buf_pending(&g_out) > 0) {
+				pfds[n] = (struct pollfd){.fd = 1, .events = POLLOUT};
+				owners[n] = NULL, roles[n++] = 2;
+			}
+		}
+		bool out_full = agent_buf_pending(&g_out) > OUT_HIGH_WATER;
+		int64_t now = now_ms();
+		for (stream_t *s = g_streams, *next; s; s = next) {
+			next = s->next;
+			if (s->kind == STREAM_GET) {
+				if (!out_full && (s->credit > 0 || !s->in_file))
+					timeout = 0;
+				continue;
+			}
+			if (s->kind != STREAM_EXEC)
+				continue;
+			if (s->exited && s->linger_deadline && s->credit <= 0)
+				s->linger_deadline = now + LINGER_MS; /* waiting on the reader, not idle */
+			if (s->exited && s->linger_deadline && now >= s->linger_deadline) {
+				/* A background child holds the pipes: report now. */
+				close_fd(&s->out_fd);
+				close_fd(&s->err_fd);
+				exec_report_exit(s);
+				continue;
+			}
+			if (s->exited && s->linger_deadline) {
+				int left = (int)(s->linger_deadline - now);
+				if (timeout < 0 || left < timeout)
+					timeout = left;
+			}
+			if (s->out_fd >= 0 && s->credit > 0 && !out_full) {
+				pfds[n] = (struct pollfd){.fd = s->out_fd, .events = POLLIN};
+				owners[n] = s, roles[n++] = 3;
+			}
+			if (s->err_fd >= 0 && s->credit > 0 && !out_full) {
+				pfds[n] = (struct pollfd){.fd = s->err_fd, .events = POLLIN};
+				owners[n] = s, roles[n++] = 4;
+			}
+			if (s->in_fd >= 0 && agent_buf_pending(&s->stdin_buf) > 0) {
+				pfds[n] = (struct pollfd){.fd = s->in_fd, .events = POLLOUT};
+				owners[n] = s, roles[n++] = 5;
+			}
+		}
+		if (g_terminating && !g_streams) {
+			/* Exit when every child is gone. */
+			if (waitpid(-1, NULL, WNOHANG) < 0 && errno == ECHILD)
+				return 0;
+		}
+
+		int pr = poll(pfds, n, timeout);
+		if (pr < 0 && errno != EINTR)
+			return 1;
+
+		for (nfds_t i = 0; pr > 0 && i < n; i++) {
+			if (!pfds[i].revents)
+				continue;
+			stream_t *s = owners[i];
+			/* A stream may have been freed by an earlier event in this
+			 * round: only touch ones still listed. */
+			if (s) {
+				bool live = false;
+				for (stream_t *t = g_streams; t; t = t->next)
+					if (t == s)
+						live = true;
+				if (!live)
+					continue;
+			}
+			switch (roles[i]) {
+			case 0: {
+				struct signalfd_siginfo si;
+				while (read(g_sigfd, &si, sizeof si) == sizeof si) {
+					if (si.ssi_signo == SIGCHLD)
+						reap();
+					else if (g_init_mode)
+						terminate_all((int)si.ssi_signo);
+				}
+				break;
+			}
+			case 1: {
+				uint8_t buf[65536];
+				ssize_t r = read(0, buf, sizeof buf);
+				if (r == 0 || (r < 0 && errno != EAGAIN && errno != EINTR)) {
+					if (!g_init_mode)
+						return 0;
+					disconnect();
+					break;
+				}
+				if (r > 0 && agent_buf_append(&g_in, buf, (size_t)r) < 0)
+					return 1;
+				agent_frame_t f;
+				long used;
+				while ((used = agent_frame_parse(g_in.data + g_in.off,
+								 agent_buf_pending(&g_in), &f)) > 0) {
+					handle_frame(&f);
+					agent_buf_consume(&g_in, (size_t)used);
+				}
+				if (used < 0) {
+					/* hutchd speaks another protocol: give up on it. */
+					if (!g_init_mode)
+						return 1;
+					disconnect();
+				}
+				break;
+			}
+			case 2: {
+				ssize_t w = write(1, g_out.data + g_out.off, agent_buf_pending(&g_out));
+				if (w > 0)
+					agent_buf_consume(&g_out, (size_t)w);
+				else if (w < 0 && errno != EAGAIN && errno != EINTR) {
+					if (!g_init_mode)
+						return 0;
+					disconnect();
+				}
+				break;
+			}
+			case 3:
+				exec_pump_output(s, &s->out_fd, AGENT_STDOUT);
+				break;
+			case 4:
+				exec_pump_output(s, &s->err_fd, AGENT_STDERR);
+				break;
+			case 5:
+				exec_pump_stdin(s);
+				break;
+			}
+		}
+		/* Work that needs no fd: stdin bookkeeping, gets, exits. */
+		for (stream_t *s = g_streams, *next; s; s = next) {
+			next = s->next;
+			if (s->kind == STREAM_EXEC) {
+				exec_pump_stdin(s);
+				exec_maybe_finish(s);
+			} else if (s->kind == STREAM_GET &&
+				   agent_buf_pending(&g_out) <= OUT_HIGH_WATER) {
+				for (int k = 0; k < 16; k++)
+					if (get_pump(s) != GET_MORE)
+						break;
+			}
+		}
+	}
+}
