@@ -245,6 +245,8 @@ int daemon_config_load(const char *file, daemon_config_t *cfg, hutch_err_t *err)
 	}
 
 	/* Derived defaults. */
+	cfg->socket_set = cfg->daemon.socket != NULL;
+	cfg->audit_log_set = cfg->daemon.audit_log != NULL;
 	if (!cfg->daemon.socket)
 		cfg->daemon.socket = xasprintf("%s/hutchd.sock", cfg->daemon.run_dir);
 	if (!cfg->daemon.audit_log)

@@ -81,6 +81,10 @@ typedef struct daemon_config {
 	sandbox_section_t sandbox;
 	api_key_t *keys;
 	size_t n_keys;
+	/* Whether the file set these, or they were derived from the dirs (and
+	 * follow a --state-dir / --run-dir override). */
+	bool socket_set;
+	bool audit_log_set;
 } daemon_config_t;
 
 int daemon_config_load(const char *file, daemon_config_t *cfg, hutch_err_t *err);

@@ -276,7 +276,7 @@ static int config_with_overrides(daemon_t *d, const daemon_opts_t *opts, hutch_e
 	if (opts->state_dir) {
 		free(ds->state_dir);
 		ds->state_dir = xstrdup(opts->state_dir);
-		if (!opts->config_file || !strstr(ds->audit_log, "/")) {
+		if (!d->cfg.audit_log_set) {
 			free(ds->audit_log);
 			ds->audit_log = xasprintf("%s/audit.jsonl", ds->state_dir);
 		}
@@ -284,6 +284,10 @@ static int config_with_overrides(daemon_t *d, const daemon_opts_t *opts, hutch_e
 	if (opts->run_dir) {
 		free(ds->run_dir);
 		ds->run_dir = xstrdup(opts->run_dir);
+		if (!d->cfg.socket_set) {
+			free(ds->socket);
+			ds->socket = xasprintf("%s/hutchd.sock", ds->run_dir);
+		}
 	}
 	if (opts->socket) {
 		free(ds->socket);
@@ -330,6 +334,7 @@ int daemon_run(const daemon_opts_t *opts, hutch_err_t *err)
 {
 	daemon_t d = {.opts = *opts, .lock_fd = -1};
 	bool loop_ready = false;
+	_cleanup_free_ char *db = NULL; /* before any goto: cleanup runs at out */
 	int r = config_with_overrides(&d, opts, err);
 	if (r < 0)
 		goto out;
@@ -339,7 +344,7 @@ int daemon_run(const daemon_opts_t *opts, hutch_err_t *err)
 		goto out;
 	if ((r = state_lock(&d, err)) < 0)
 		goto out;
-	_cleanup_free_ char *db = xasprintf("%s/hutch.db", ds->state_dir);
+	db = xasprintf("%s/hutch.db", ds->state_dir);
 	if ((r = store_open(db, &d.store, err)) < 0)
 		goto out;
 

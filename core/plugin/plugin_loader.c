@@ -100,6 +100,14 @@ int plugin_resolve(const char *name_or_path, const char *plugin_dir,
 		*path_out = xstrdup(name_or_path);
 		return 0;
 	}
+	if (strchr(name_or_path, '/')) {
+		/* A relative path (from the command line): make it absolute. */
+		char real[PATH_MAX];
+		if (!realpath(name_or_path, real))
+			return hutch_err_sys(err, errno, "plugin %s", name_or_path);
+		*path_out = xstrdup(real);
+		return 0;
+	}
 	if (!valid_plugin_name(name_or_path))
 		return hutch_err_set(err, EINVAL,
 				     "plugin `%s`: give a plugin name ([a-z0-9-]) or an absolute path to a .so",

@@ -1,0 +1,43 @@
+/*
+ * cli.h: what the hutch CLI's commands share: global options, the client,
+ * parsing of sizes and durations, and printing errors as one line.
+ */
+#ifndef HUTCH_CLI_H
+#define HUTCH_CLI_H
+
+#include <stdbool.h>
+#include <stdio.h>
+
+#include "hutch_client.h"
+
+typedef struct cli {
+	hutch_client_opts_t opts;
+	bool json;
+} cli_t;
+
+/* Connects or prints the error and exits 1 (the only exit outside main:
+ * commands are leaves and have nothing to clean up). */
+hutch_client_t *cli_connect(const cli_t *cli);
+/* Prints "hutch: <message>" and returns exit status 1. */
+int cli_fail(const hutch_err_t *err);
+int cli_usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+
+int cli_parse_size(const char *s, int64_t *out);
+int cli_parse_duration_s(const char *s, int64_t *seconds);
+int cli_parse_cpu(const char *s, int64_t *millis);
+/* "K=V" into a KeyValue array (grows *v). */
+int cli_add_kv(Hutch__V1__KeyValue ***v, size_t *n, const char *s);
+
+int cmd_status(cli_t *cli, int argc, char **argv);
+int cmd_sandbox(cli_t *cli, int argc, char **argv);
+int cmd_run(cli_t *cli, int argc, char **argv);
+int cmd_exec(cli_t *cli, int argc, char **argv);
+int cmd_cp(cli_t *cli, int argc, char **argv);
+
+/* Shared by run and exec: streams an exec with the terminal attached;
+ * returns the process's exit status as a shell would (128+N if signalled). */
+int cli_exec_attached(hutch_client_t *c, const char *sandbox, char **argv, int argc,
+		      Hutch__V1__KeyValue **env, size_t n_env, const char *workdir,
+		      const char *user, bool interactive, bool tty, int64_t timeout_ms);
+
+#endif
