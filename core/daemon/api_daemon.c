@@ -4,6 +4,7 @@
 
 #include "api.h"
 #include "hutch/v1/daemon.pb-c.h"
+#include "sandbox_mgr.h"
 #include "strbuf.h"
 
 #ifndef HUTCH_VERSION
@@ -21,6 +22,8 @@ static void status_on_message(grpc_call_t *call, const ProtobufCMessage *msg)
 	resp.tenant = (char *)daemon_call_tenant(call);
 	resp.abi_major = HUTCH_PLUGIN_ABI_MAJOR;
 	resp.abi_minor = HUTCH_PLUGIN_ABI_MINOR;
+	resp.sandboxes_running = d->sandboxes
+		? sandbox_mgr_running_count(d->sandboxes, resp.tenant) : 0;
 
 	size_t n = d->plugins.n;
 	Hutch__V1__PluginStatus *ps = xcalloc(n ? n : 1, sizeof *ps);

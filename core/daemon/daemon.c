@@ -1,6 +1,7 @@
 #include "daemon.h"
 
 #include <fcntl.h>
+#include <limits.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,6 +15,7 @@
 #include "cleanup.h"
 #include "config_bind.h"
 #include "log.h"
+#include "sandbox_mgr.h"
 #include "strbuf.h"
 
 #ifndef HUTCH_VERSION
@@ -105,6 +107,8 @@ static void grpc_down(void *data)
 {
 	daemon_t *d = data;
 	d->grpc = NULL;
+	if (d->sandboxes)
+		sandbox_mgr_close(d->sandboxes);
 	/* The loop stops here; plugins are finalised after uv_run returns
 	 * (they may still stop their timers and children then), and whatever
 	 * remains open is closed last. */
@@ -231,7 +235,7 @@ static int listen_all(daemon_t *d, hutch_err_t *err)
 	int r = grpc_server_new(&d->loop, &o, &d->grpc, err);
 	if (r < 0)
 		return r;
-	if ((r = api_daemon_register(d, err)) < 0)
+	if ((r = api_daemon_register(d, err)) < 0 || (r = api_sandbox_register(d, err)) < 0)
 		return r;
 	_cleanup_free_ char *sock_dir = xstrdup(c->daemon.socket);
 	char *slash = strrchr(sock_dir, '/');
@@ -263,6 +267,33 @@ static int listen_all(daemon_t *d, hutch_err_t *err)
 			 c->api.tls_cert ? "TLS" : "plaintext h2c");
 	}
 	return 0;
+}
+
+/* hutch-agent sits beside hutchd in a build tree, or in libexec when
+ * installed. */
+static char *agent_path_default(void)
+{
+	char exe[PATH_MAX];
+	ssize_t n = readlink("/proc/self/exe", exe, sizeof exe - 1);
+	if (n > 0) {
+		exe[n] = '\0';
+		char *slash = strrchr(exe, '/');
+		if (slash) {
+			*slash = '\0';
+			char *p = xasprintf("%s/hutch-agent", exe);
+			if (access(p, X_OK) == 0)
+				return p;
+			free(p);
+			p = xasprintf("%s/../libexec/hutch/hutch-agent", exe);
+			char real[PATH_MAX];
+			if (realpath(p, real) && access(real, X_OK) == 0) {
+				free(p);
+				return xstrdup(real);
+			}
+			free(p);
+		}
+	}
+	return xstrdup(HUTCH_AGENT_INSTALL_PATH);
 }
 
 /* ---- setup shared by run / check ---- */
@@ -317,6 +348,8 @@ static int config_with_overrides(daemon_t *d, const daemon_opts_t *opts, hutch_e
 
 static void daemon_free(daemon_t *d)
 {
+	sandbox_mgr_free(d->sandboxes);
+	d->sandboxes = NULL;
 	caps_free(d->caps, d->plugins.n);
 	d->caps = NULL;
 	plugin_set_close(&d->plugins);
@@ -368,6 +401,18 @@ int daemon_run(const daemon_opts_t *opts, hutch_err_t *err)
 	for (size_t i = 0; i < d.plugins.n; i++)
 		caps_collect(d.plugins.all[i], &d.caps[i]);
 
+	_cleanup_free_ char *agent = agent_path_default();
+	sandbox_mgr_deps_t deps = {
+		.loop = &d.loop,
+		.store = d.store,
+		.plugins = &d.plugins,
+		.cfg = &d.cfg,
+		.host = d.core_host,
+		.agent_path = agent,
+	};
+	if ((r = sandbox_mgr_new(&deps, &d.sandboxes, err)) < 0 ||
+	    (r = sandbox_mgr_recover(d.sandboxes, err)) < 0)
+		goto out;
 	if ((r = listen_all(&d, err)) < 0)
 		goto out;
 
@@ -392,6 +437,11 @@ out:
 		uv_run(&d.loop, UV_RUN_DEFAULT);
 	}
 	if (loop_ready) {
+		/* Plugin ops still running on the pool finish first. */
+		while (d.sandboxes && sandbox_mgr_jobs(d.sandboxes) > 0)
+			uv_run(&d.loop, UV_RUN_ONCE);
+		if (d.sandboxes && !d.stopping)
+			sandbox_mgr_close(d.sandboxes);
 		/* Plugins are finalised with the loop stopped but still open, so
 		 * fini() can stop its timers; then everything left is closed. */
 		caps_free(d.caps, d.plugins.n);

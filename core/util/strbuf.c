@@ -1,5 +1,6 @@
 #include "strbuf.h"
 
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -202,4 +203,31 @@ void strv_push(char ***v, char *s)
 	*v = xrealloc(*v, (n + 2) * sizeof **v);
 	(*v)[n] = s;
 	(*v)[n + 1] = NULL;
+}
+
+void utf8_scrub(char *s)
+{
+	unsigned char *p = (unsigned char *)s;
+	while (*p) {
+		int len = *p < 0x80 ? 1 : (*p >> 5) == 6 ? 2 : (*p >> 4) == 14 ? 3 : (*p >> 3) == 30 ? 4 : 0;
+		bool ok = len > 0;
+		for (int i = 1; ok && i < len; i++)
+			ok = (p[i] & 0xc0) == 0x80;
+		if (ok && len == 2 && *p < 0xc2)
+			ok = false;
+		if (ok && len == 3) {
+			unsigned cp = (unsigned)(p[0] & 0x0f) << 12 | (unsigned)(p[1] & 0x3f) << 6 | (p[2] & 0x3f);
+			ok = cp >= 0x800 && (cp < 0xd800 || cp > 0xdfff);
+		}
+		if (ok && len == 4) {
+			unsigned cp = (unsigned)(p[0] & 0x07) << 18 | (unsigned)(p[1] & 0x3f) << 12 |
+				      (unsigned)(p[2] & 0x3f) << 6 | (p[3] & 0x3f);
+			ok = cp >= 0x10000 && cp <= 0x10ffff;
+		}
+		if (!ok) {
+			*p++ = '?';
+			continue;
+		}
+		p += len;
+	}
 }

@@ -39,6 +39,10 @@ static inline void cleanup_sbp(strbuf_t *sb)
 }
 #define _cleanup_sb_ __attribute__((cleanup(cleanup_sbp)))
 
+/* Replaces every byte of an invalid UTF-8 sequence with '?', in place, so
+ * the text can go into a protobuf string field. */
+void utf8_scrub(char *s);
+
 /* Small allocation helpers that abort on OOM. */
 void *xmalloc(size_t n);
 void *xcalloc(size_t n, size_t size);

@@ -221,10 +221,12 @@ static int download(hutch_client_t *c, const char *id, const char *src, const ch
 	struct archive *a = archive_read_new();
 	archive_read_support_format_tar(a);
 	struct archive *w = archive_write_disk_new();
+	/* Names are rewritten to target + the entry's own relative part, so
+	 * they are absolute by construction; ".." parts and writes through
+	 * symlinks are still refused. */
 	archive_write_disk_set_options(w, ARCHIVE_EXTRACT_PERM | ARCHIVE_EXTRACT_TIME |
 					  ARCHIVE_EXTRACT_SECURE_NODOTDOT |
-					  ARCHIVE_EXTRACT_SECURE_SYMLINKS |
-					  ARCHIVE_EXTRACT_SECURE_NOABSOLUTEPATHS);
+					  ARCHIVE_EXTRACT_SECURE_SYMLINKS);
 	if (archive_read_open_fd(a, fileno(tmp), 65536) != ARCHIVE_OK) {
 		r = hutch_err_set(&err, EIO, "tar: %s", archive_error_string(a));
 	} else {

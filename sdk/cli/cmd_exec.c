@@ -202,11 +202,13 @@ int cmd_exec(cli_t *cli, int argc, char **argv)
 			return cli_usage_error("usage: hutch exec [-i] [-t] [-e K=V] [-w DIR] [-u USER] [--timeout D] ID -- CMD [ARG...]");
 		}
 	}
-	if (optind + 1 >= argc)
+	const char *id = optind < argc ? argv[optind++] : NULL;
+	if (optind < argc && strcmp(argv[optind], "--") == 0)
+		optind++;
+	if (!id || optind >= argc)
 		return cli_usage_error("usage: hutch exec [-i] [-t] ID -- CMD [ARG...]");
-	const char *id = argv[optind];
 	hutch_client_t *client = cli_connect(cli);
-	int rc = cli_exec_attached(client, id, argv + optind + 1, argc - optind - 1, env, n_env,
+	int rc = cli_exec_attached(client, id, argv + optind, argc - optind, env, n_env,
 				   workdir, user, interactive, tty, timeout_s * 1000);
 	hutch_client_close(client);
 	return rc;

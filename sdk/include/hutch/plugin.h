@@ -312,6 +312,8 @@ typedef struct hutch_sandbox_status {
 	int64_t memory_bytes;   /* current usage, -1 unknown */
 	int64_t cpu_usage_ns;   /* cumulative, -1 unknown */
 	int64_t pids_current;   /* -1 unknown */
+	char netns_path[256];   /* the network namespace the sandbox runs in
+				 * (for port forwarding); "" unknown */
 } hutch_sandbox_status_t;
 
 /* A process to run inside a running sandbox. */

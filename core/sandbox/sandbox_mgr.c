@@ -1,0 +1,1180 @@
+#include "sandbox_mgr.h"
+
+#include <fcntl.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "cleanup.h"
+#include "image_builtin.h"
+#include "log.h"
+#include "metrics.h"
+#include "proc.h"
+#include "strbuf.h"
+
+#define KIND "sandbox"
+/* Where the agent binary appears inside every sandbox. */
+#define AGENT_IN_SANDBOX "/.hutch/agent"
+#define MIN_MEMORY (64LL << 20)
+
+typedef struct waiter {
+	sandbox_done_cb cb;
+	void *data;
+	struct waiter *next;
+} waiter_t;
+
+struct sandbox {
+	sandbox_mgr_t *m;
+	sandbox_t *next;
+	int refs;
+	char id[32];
+	char *tenant;
+	char *name;
+	Hutch__V1__SandboxState state;
+	char *reason;
+	int64_t created_ms, started_ms, stopped_ms, expires_ms;
+	Hutch__V1__SandboxSpec *spec; /* resolved; owned (protobuf-c unpacked) */
+	char **env;                   /* "K=V" for every process */
+	char *run_dir;
+	char *image_layer;
+	agent_conn_t *agent;
+	char agent_down_reason[256];
+	bool busy;                    /* create/stop job in flight */
+	bool stop_requested;
+	int64_t stop_grace_ms;
+	Hutch__V1__SandboxState stop_final;
+	char *stop_reason;
+	waiter_t *stop_waiters;
+	uv_timer_t life_timer, idle_timer;
+	bool timers_init;
+	int active;
+	bool oom_killed;
+	char **addresses;
+	size_t n_network_attached;
+	bool forgotten;               /* deleted; freed at the last unref */
+};
+
+struct sandbox_mgr {
+	sandbox_mgr_deps_t d;
+	sandbox_t *list;
+	char *run_root;
+	bool closing;
+	int jobs; /* create/stop jobs on the pool */
+};
+
+unsigned sandbox_mgr_jobs(const sandbox_mgr_t *m)
+{
+	return (unsigned)m->jobs;
+}
+
+/* ---- small helpers ---- */
+
+static int64_t now_ms(void)
+{
+	return store_now_ms();
+}
+
+static void set_str(char **dst, const char *s)
+{
+	free(*dst);
+	*dst = s ? xstrdup(s) : NULL;
+}
+
+/* For strings inside unpacked protobuf messages: an unset one points at
+ * protobuf-c's shared empty string, which must not be freed. */
+static void pb_set_str(char **dst, const char *s)
+{
+	if (*dst && *dst != protobuf_c_empty_string)
+		free(*dst);
+	*dst = xstrdup(s ? s : "");
+}
+
+static void new_id(char out[32])
+{
+	uint8_t b[6];
+	if (getrandom(b, sizeof b, 0) != (ssize_t)sizeof b)
+		for (size_t i = 0; i < sizeof b; i++)
+			b[i] = (uint8_t)rand();
+	snprintf(out, 32, "sb-%02x%02x%02x%02x%02x%02x", b[0], b[1], b[2], b[3], b[4], b[5]);
+}
+
+static bool is_live(Hutch__V1__SandboxState s)
+{
+	return s == HUTCH__V1__SANDBOX_STATE__SANDBOX_STATE_CREATING ||
+	       s == HUTCH__V1__SANDBOX_STATE__SANDBOX_STATE_RUNNING ||
+	       s == HUTCH__V1__SANDBOX_STATE__SANDBOX_STATE_STOPPING;
+}
+
+static const char *state_word(Hutch__V1__SandboxState s)
+{
+	switch (s) {
+	case HUTCH__V1__SANDBOX_STATE__SANDBOX_STATE_CREATING: return "creating";
+	case HUTCH__V1__SANDBOX_STATE__SANDBOX_STATE_RUNNING: return "running";
+	case HUTCH__V1__SANDBOX_STATE__SANDBOX_STATE_STOPPING: return "stopping";
+	case HUTCH__V1__SANDBOX_STATE__SANDBOX_STATE_STOPPED: return "stopped";
+	case HUTCH__V1__SANDBOX_STATE__SANDBOX_STATE_EXPIRED: return "expired";
+	case HUTCH__V1__SANDBOX_STATE__SANDBOX_STATE_FAILED: return "failed";
+	default: return "unknown";
+	}
+}
+
+/* A deep copy of a protobuf-c message, owned by the caller. */
+static void *pb_clone(const ProtobufCMessage *m)
+{
+	size_t n = protobuf_c_message_get_packed_size(m);
+	uint8_t *buf = xmalloc(n ? n : 1);
+	protobuf_c_message_pack(m, buf);
+	void *copy = protobuf_c_message_unpack(m->descriptor, NULL, n, buf);
+	free(buf);
+	return copy;
+}
+
+/* ---- persistence ---- */
+
+void sandbox_to_pb(const sandbox_t *sb, Hutch__V1__Sandbox *out)
+{
+	out->id = (char *)sb->id;
+	out->name = sb->name ? sb->name : (char *)"";
+	out->tenant = sb->tenant;
+	out->state = sb->state;
+	out->reason = sb->reason ? sb->reason : (char *)"";
+	out->spec = sb->spec;
+	out->created_unix_ms = sb->created_ms;
+	out->started_unix_ms = sb->started_ms;
+	out->stopped_unix_ms = sb->stopped_ms;
+	out->expires_unix_ms = sb->expires_ms;
+	out->runtime = sb->m->d.plugins->runtime ? sb->m->d.plugins->runtime->name : (char *)"";
+	out->image_digest = (char *)"";
+	out->oom_killed = sb->oom_killed;
+	out->addresses = sb->addresses;
+	out->n_addresses = strv_len(sb->addresses);
+}
+
+void sandbox_pb_release(Hutch__V1__Sandbox *out)
+{
+	(void)out; /* everything points into the sandbox */
+}
+
+static void persist(sandbox_t *sb)
+{
+	if (sb->forgotten)
+		return;
+	Hutch__V1__Sandbox pb = HUTCH__V1__SANDBOX__INIT;
+	sandbox_to_pb(sb, &pb);
+	size_t n = protobuf_c_message_get_packed_size(&pb.base);
+	_cleanup_free_ uint8_t *buf = xmalloc(n ? n : 1);
+	protobuf_c_message_pack(&pb.base, buf);
+	hutch_err_t err = {0};
+	if (store_put(sb->m->d.store, KIND, sb->tenant, sb->id, sb->name, buf, n, &err) < 0)
+		log_error("sandbox %s: %s", sb->id, err.message);
+}
+
+/* ---- lifetime of the object ---- */
+
+static void sandbox_free(sandbox_t *sb)
+{
+	if (sb->spec)
+		protobuf_c_message_free_unpacked(&sb->spec->base, NULL);
+	strv_free(sb->env);
+	strv_free(sb->addresses);
+	free(sb->tenant);
+	free(sb->name);
+	free(sb->reason);
+	free(sb->run_dir);
+	free(sb->image_layer);
+	free(sb->stop_reason);
+	free(sb);
+}
+
+void sandbox_ref(sandbox_t *sb)
+{
+	sb->refs++;
+}
+
+void sandbox_unref(sandbox_t *sb)
+{
+	if (--sb->refs == 0)
+		sandbox_free(sb);
+}
+
+static void list_remove(sandbox_mgr_t *m, sandbox_t *sb)
+{
+	for (sandbox_t **pp = &m->list; *pp; pp = &(*pp)->next) {
+		if (*pp == sb) {
+			*pp = sb->next;
+			sb->next = NULL;
+			return;
+		}
+	}
+}
+
+static void timer_closed(uv_handle_t *h)
+{
+	sandbox_unref(h->data);
+}
+
+static void timers_close(sandbox_t *sb)
+{
+	if (!sb->timers_init)
+		return;
+	sb->timers_init = false;
+	uv_close((uv_handle_t *)&sb->life_timer, timer_closed);
+	uv_close((uv_handle_t *)&sb->idle_timer, timer_closed);
+}
+
+/* ---- accessors ---- */
+
+const char *sandbox_id(const sandbox_t *sb)
+{
+	return sb->id;
+}
+
+Hutch__V1__SandboxState sandbox_state(const sandbox_t *sb)
+{
+	return sb->state;
+}
+
+char *const *sandbox_env(const sandbox_t *sb)
+{
+	return sb->env;
+}
+
+const char *sandbox_workdir(const sandbox_t *sb)
+{
+	return sb->spec && sb->spec->workdir && *sb->spec->workdir ? sb->spec->workdir : NULL;
+}
+
+bool sandbox_oom_killed(const sandbox_t *sb)
+{
+	return sb->oom_killed;
+}
+
+agent_conn_t *sandbox_agent(sandbox_t *sb, hutch_err_t *err)
+{
+	if (sb->state == HUTCH__V1__SANDBOX_STATE__SANDBOX_STATE_RUNNING && sb->agent &&
+	    agent_conn_alive(sb->agent))
+		return sb->agent;
+	if (sb->state == HUTCH__V1__SANDBOX_STATE__SANDBOX_STATE_RUNNING)
+		hutch_err_set(err, EAGAIN, "sandbox %s is not reachable right now (its agent is restarting)",
+			      sb->id);
+	else
+		hutch_err_set(err, EBUSY, "sandbox %s is %s%s%s%s", sb->id, state_word(sb->state),
+			      sb->reason && *sb->reason ? " (" : "", sb->reason ? sb->reason : "",
+			      sb->reason && *sb->reason ? ")" : "");
+	return NULL;
+}
+
+uint32_t sandbox_mgr_running_count(const sandbox_mgr_t *m, const char *tenant)
+{
+	uint32_t n = 0;
+	for (const sandbox_t *sb = m->list; sb; sb = sb->next)
+		if (is_live(sb->state) && (!tenant || strcmp(sb->tenant, tenant) == 0))
+			n++;
+	return n;
+}
+
+sandbox_t *sandbox_find(sandbox_mgr_t *m, const char *tenant, const char *id_or_name)
+{
+	if (!id_or_name || !*id_or_name)
+		return NULL;
+	sandbox_t *by_name = NULL;
+	for (sandbox_t *sb = m->list; sb; sb = sb->next) {
+		if (tenant && strcmp(sb->tenant, tenant) != 0)
+			continue;
+		if (strcmp(sb->id, id_or_name) == 0)
+			return sb;
+		/* Names are unique among live sandboxes; a live one wins over
+		 * older stopped ones of the same name. */
+		if (sb->name && strcmp(sb->name, id_or_name) == 0 &&
+		    (!by_name || (is_live(sb->state) && !is_live(by_name->state)) ||
+		     (is_live(sb->state) == is_live(by_name->state) && sb->created_ms > by_name->created_ms)))
+			by_name = sb;
+	}
+	return by_name;
+}
+
+void sandbox_each(sandbox_mgr_t *m, const char *tenant, sandbox_iter_cb cb, void *data)
+{
+	for (sandbox_t *sb = m->list; sb; sb = sb->next)
+		if (!tenant || strcmp(sb->tenant, tenant) == 0)
+			cb(data, sb);
+}
+
+/* ---- timers ---- */
+
+static void stop_internal(sandbox_t *sb, int64_t grace_ms, Hutch__V1__SandboxState final,
+			  const char *reason, sandbox_done_cb cb, void *data);
+
+static void on_lifetime(uv_timer_t *t)
+{
+	sandbox_t *sb = t->data;
+	char why[96];
+	snprintf(why, sizeof why, "lifetime of %llds expired",
+		 (long long)(sb->spec ? sb->spec->lifetime_seconds : 0));
+	stop_internal(sb, 0, HUTCH__V1__SANDBOX_STATE__SANDBOX_STATE_EXPIRED, why, NULL, NULL);
+}
+
+static void on_idle(uv_timer_t *t)
+{
+	sandbox_t *sb = t->data;
+	if (sb->active > 0)
+		return; /* an exec is running: not idle */
+	char why[96];
+	snprintf(why, sizeof why, "idle for %llds",
+		 (long long)(sb->spec ? sb->spec->idle_timeout_seconds : 0));
+	stop_internal(sb, 0, HUTCH__V1__SANDBOX_STATE__SANDBOX_STATE_EXPIRED, why, NULL, NULL);
+}
+
+static void timers_start(sandbox_t *sb)
+{
+	uv_loop_t *loop = sb->m->d.loop;
+	if (!sb->timers_init) {
+		uv_timer_init(loop, &sb->life_timer);
+		uv_timer_init(loop, &sb->idle_timer);
+		sb->life_timer.data = sb->idle_timer.data = sb;
+		sandbox_ref(sb);
+		sandbox_ref(sb);
+		sb->timers_init = true;
+	}
+	int64_t left = sb->expires_ms - now_ms();
+	uv_timer_start(&sb->life_timer, on_lifetime, left > 0 ? (uint64_t)left : 0, 0);
+	if (sb->spec && sb->spec->idle_timeout_seconds > 0) {
+		uint64_t idle = (uint64_t)sb->spec->idle_timeout_seconds * 1000;
+		uv_timer_start(&sb->idle_timer, on_idle, idle, idle);
+	}
+}
+
+void sandbox_activity(sandbox_t *sb, int delta_active)
+{
+	sb->active += delta_active;
+	if (sb->timers_init && sb->spec && sb->spec->idle_timeout_seconds > 0 &&
+	    sb->state == HUTCH__V1__SANDBOX_STATE__SANDBOX_STATE_RUNNING)
+		uv_timer_again(&sb->idle_timer);
+}
+
+/* ---- the agent session ---- */
+
+static void agent_closed(void *data, const char *reason)
+{
+	sandbox_t *sb = data;
+	sb->agent = NULL;
+	snprintf(sb->agent_down_reason, sizeof sb->agent_down_reason, "%s", reason);
+	if (sb->state == HUTCH__V1__SANDBOX_STATE__SANDBOX_STATE_RUNNING && !sb->m->closing &&
+	    !sb->stop_requested) {
+		/* Nobody asked for this: the sandbox's init is gone. */
+		log_warn("sandbox %s: agent session ended (%s); stopping it", sb->id, reason);
+		stop_internal(sb, 0, HUTCH__V1__SANDBOX_STATE__SANDBOX_STATE_FAILED, NULL, NULL, NULL);
+	}
+	sandbox_unref(sb);
+}
+
+static int agent_attach(sandbox_t *sb, int to_agent, int from_agent, hutch_err_t *err)
+{
+	agent_conn_t *c;
+	int r = agent_conn_open(sb->m->d.loop, to_agent, from_agent, agent_closed, sb, &c, err);
+	if (r < 0)
+		return r;
+	sandbox_ref(sb); /* held by the session until agent_closed */
+	sb->agent = c;
+	return 0;
+}
+
+/* ---- plugin calls (pool threads) ---- */
+
+static void fill_runtime_spec(sandbox_t *sb, hutch_sandbox_spec_t *rs, const char *netns,
+			      const char **layers, hutch_mount_t *mounts, size_t *n_mounts,
+			      hutch_kv_t *env, const char **argv, int in_fd, int out_fd)
+{
+	const Hutch__V1__SandboxSpec *s = sb->spec;
+	size_t nm = 0;
+	mounts[nm++] = (hutch_mount_t){sb->m->d.agent_path, AGENT_IN_SANDBOX, HUTCH_MOUNT_READONLY};
+	*n_mounts = nm;
+	layers[0] = sb->image_layer;
+	argv[0] = AGENT_IN_SANDBOX;
+	argv[1] = "init";
+	argv[2] = NULL;
+	env[0] = (hutch_kv_t){"PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"};
+	*rs = (hutch_sandbox_spec_t){
+		.size = sizeof *rs,
+		.id = sb->id,
+		.tenant = sb->tenant,
+		.name = sb->name,
+		.hostname = sb->id,
+		.layers = layers,
+		.n_layers = 1,
+		.argv = argv,
+		.init_stdin_fd = in_fd,
+		.init_stdout_fd = out_fd,
+		.init_stderr_fd = -1,
+		.env = env,
+		.n_env = 1,
+		.workdir = "/",
+		.cpu_millis = s->cpu_millis,
+		.memory_bytes = s->memory_bytes,
+		.pids_max = s->pids_max,
+		.disk_bytes = s->disk_bytes,
+		.mounts = mounts,
+		.n_mounts = nm,
+		.netns_path = netns,
+	};
+}
+
+static int network_attach_all(sandbox_t *sb, hutch_net_attachment_t *att, hutch_err_t *err)
+{
+	plugin_set_t *ps = sb->m->d.plugins;
+	memset(att, 0, sizeof *att);
+	att->size = sizeof *att;
+	for (size_t i = 0; i < ps->n_network; i++) {
+		plugin_t *p = ps->network[i];
+		hutch_net_attach_t req = {
+			.size = sizeof req,
+			.sandbox_id = sb->id,
+			.tenant = sb->tenant,
+			.netns_path = att->netns_path[0] ? att->netns_path : NULL,
+		};
+		int r = p->ops.network.attach(p->instance, &req, att, err);
+		if (r < 0)
+			return hutch_err_prefix(err, "%s", p->name);
+		sb->n_network_attached = i + 1;
+	}
+	return 0;
+}
+
+static void network_detach_all(sandbox_t *sb)
+{
+	plugin_set_t *ps = sb->m->d.plugins;
+	size_t n = sb->n_network_attached ? sb->n_network_attached : ps->n_network;
+	for (size_t i = n; i-- > 0;) {
+		plugin_t *p = ps->network[i];
+		hutch_err_t e = {0};
+		if (p->ops.network.detach(p->instance, sb->id, &e) < 0)
+			log_error("sandbox %s: %s: detach: %s", sb->id, p->name, e.message);
+	}
+	sb->n_network_attached = 0;
+}
+
+static void remove_tree(const char *dir)
+{
+	const char *argv[] = {"rm", "-rf", "--one-file-system", dir, NULL};
+	char out[64];
+	hutch_err_t e = {0};
+	if (proc_run_argv(argv, 60000, out, sizeof out, &e) < 0)
+		log_warn("remove %s: %s", dir, e.message);
+}
+
+/* ---- create ---- */
+
+typedef struct create_job {
+	uv_work_t req;
+	sandbox_t *sb;
+	int agent_in;   /* the agent's stdin (read end) */
+	int agent_out;  /* the agent's stdout (write end) */
+	int to_agent, from_agent; /* ours */
+	sandbox_done_cb cb;
+	void *data;
+	hutch_err_t err;
+	int result;
+	hutch_sandbox_status_t status;
+	char **addresses;
+} create_job_t;
+
+static void create_work(uv_work_t *req)
+{
+	create_job_t *j = req->data;
+	sandbox_t *sb = j->sb;
+	sandbox_mgr_t *m = sb->m;
+	hutch_err_t *err = &j->err;
+	int r;
+
+	if ((r = image_builtin_layer(m->d.cfg->daemon.state_dir,
+				     sb->spec->image && *sb->spec->image ? sb->spec->image
+									  : m->d.cfg->sandbox.default_image,
+				     &sb->image_layer, err)) < 0)
+		goto out;
+	if ((r = mkdir_p(sb->run_dir, 0700, err)) < 0)
+		goto out;
+	hutch_net_attachment_t att;
+	if ((r = network_attach_all(sb, &att, err)) < 0)
+		goto undo;
+	for (int i = 0; i < HUTCH_NET_MAX_ADDRS; i++)
+		if (att.addresses[i][0])
+			strv_push(&j->addresses, xstrdup(att.addresses[i]));
+
+	hutch_sandbox_spec_t rs;
+	const char *layers[1];
+	hutch_mount_t mounts[8];
+	size_t n_mounts;
+	hutch_kv_t env[1];
+	const char *argv[3];
+	fill_runtime_spec(sb, &rs, att.netns_path[0] ? att.netns_path : NULL, layers, mounts,
+			  &n_mounts, env, argv, j->agent_in, j->agent_out);
+	plugin_t *rt = m->d.plugins->runtime;
+	j->status.size = sizeof j->status;
+	r = rt->ops.runtime.sandbox_create(rt->instance, &rs, &j->status, err);
+	if (r < 0) {
+		hutch_err_prefix(err, "%s", rt->name);
+		goto undo;
+	}
+	goto out;
+undo: {
+	hutch_err_t e2 = {0};
+	rt = m->d.plugins->runtime;
+	rt->ops.runtime.sandbox_destroy(rt->instance, sb->id, &e2);
+	network_detach_all(sb);
+	remove_tree(sb->run_dir);
+}
+out:
+	j->result = r;
+}
+
+static void create_done(uv_work_t *req, int status)
+{
+	create_job_t *j = req->data;
+	sandbox_t *sb = j->sb;
+	sb->m->jobs--;
+	/* The agent's ends now live in the sandbox (or nowhere). */
+	close(j->agent_in);
+	close(j->agent_out);
+	sb->busy = false;
+	if (j->result == 0 && sb->m->closing) {
+		/* hutchd is going down: the sandbox runs on and is found
+		 * again at the next start. */
+		close(j->to_agent);
+		close(j->from_agent);
+		sb->state = HUTCH__V1__SANDBOX_STATE__SANDBOX_STATE_RUNNING;
+		sb->started_ms = now_ms();
+		sb->expires_ms = sb->started_ms + sb->spec->lifetime_seconds * 1000;
+		persist(sb);
+		if (j->cb) {
+			hutch_err_t e = {0};
+			hutch_err_set(&e, ESHUTDOWN, "hutchd is shutting down");
+			j->cb(j->data, NULL, &e);
+		}
+		strv_free(j->addresses);
+		sandbox_unref(sb);
+		free(j);
+		return;
+	}
+	if (status < 0 && j->result == 0)
+		j->result = hutch_err_set(&j->err, ECANCELED, "cancelled");
+	if (j->result == 0)
+		j->result = agent_attach(sb, j->to_agent, j->from_agent, &j->err);
+	else {
+		close(j->to_agent);
+		close(j->from_agent);
+	}
+	if (j->result < 0) {
+		hutch_err_prefix(&j->err, "create sandbox %s", sb->id);
+		log_warn("%s", j->err.message);
+		/* Nothing of it remains: not even the record. */
+		hutch_err_t e2 = {0};
+		store_delete(sb->m->d.store, KIND, sb->id, &e2);
+		sb->forgotten = true;
+		list_remove(sb->m, sb);
+		metrics_add("sandboxes_failed_total", NULL, 1);
+		if (j->cb)
+			j->cb(j->data, NULL, &j->err);
+		waiter_t *w = sb->stop_waiters;
+		sb->stop_waiters = NULL;
+		while (w) {
+			waiter_t *next = w->next;
+			if (w->cb)
+				w->cb(w->data, sb, NULL);
+			free(w);
+			w = next;
+		}
+		strv_free(j->addresses);
+		sandbox_unref(sb); /* the list's reference */
+		sandbox_unref(sb); /* the job's */
+		free(j);
+		return;
+	}
+	sb->state = HUTCH__V1__SANDBOX_STATE__SANDBOX_STATE_RUNNING;
+	sb->started_ms = now_ms();
+	sb->expires_ms = sb->started_ms + sb->spec->lifetime_seconds * 1000;
+	strv_free(sb->addresses);
+	sb->addresses = j->addresses;
+	persist(sb);
+	timers_start(sb);
+	metrics_add("sandboxes_created_total", NULL, 1);
+	log_info("sandbox %s running (tenant %s, %.2f cpu, %lld MiB)", sb->id, sb->tenant,
+		 sb->spec->cpu_millis / 1000.0, (long long)(sb->spec->memory_bytes >> 20));
+	if (j->cb)
+		j->cb(j->data, sb, NULL);
+	if (sb->stop_requested)
+		stop_internal(sb, sb->stop_grace_ms, sb->stop_final, sb->stop_reason, NULL, NULL);
+	sandbox_unref(sb);
+	free(j);
+}
+
+static bool valid_name(const char *s)
+{
+	size_t n = strlen(s);
+	if (n == 0 || n > 63)
+		return false;
+	for (const char *p = s; *p; p++)
+		if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
+		      *p == '-' || *p == '_' || *p == '.'))
+			return false;
+	return true;
+}
+
+static bool valid_env_key(const char *k)
+{
+	if (!k || !*k || (*k >= '0' && *k <= '9'))
+		return false;
+	for (const char *p = k; *p; p++)
+		if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
+		      *p == '_'))
+			return false;
+	return true;
+}
+
+/* Checks the request and fills in defaults: the stored spec says what the
+ * sandbox really got. */
+static int resolve_spec(sandbox_mgr_t *m, const char *tenant, Hutch__V1__SandboxSpec *s,
+			hutch_err_t *err)
+{
+	const sandbox_section_t *c = &m->d.cfg->sandbox;
+	if (!s->image || !*s->image)
+		pb_set_str(&s->image, c->default_image);
+	if (!image_builtin_known(s->image))
+		return hutch_err_set(err, ENOENT, "image `%s` not found (available: busybox)", s->image);
+	if (s->name && *s->name) {
+		if (!valid_name(s->name))
+			return hutch_err_set(err, EINVAL,
+					     "name `%s`: use 1-63 characters of letters, digits, - _ .",
+					     s->name);
+		for (sandbox_t *o = m->list; o; o = o->next)
+			if (is_live(o->state) && o->name && strcmp(o->name, s->name) == 0 &&
+			    strcmp(o->tenant, tenant) == 0)
+				return hutch_err_set(err, EEXIST, "a sandbox named `%s` is already running (%s)",
+						     s->name, o->id);
+	}
+	if (s->cpu_millis < 0 || s->memory_bytes < 0 || s->lifetime_seconds < 0 ||
+	    s->idle_timeout_seconds < 0 || s->pids_max < 0 || s->disk_bytes < 0)
+		return hutch_err_set(err, EINVAL, "resource values must not be negative");
+	if (s->cpu_millis == 0)
+		s->cpu_millis = (int64_t)(c->cpu * 1000);
+	if (s->cpu_millis < 10)
+		return hutch_err_set(err, EINVAL, "cpu %lldm is too little (at least 10m)",
+				     (long long)s->cpu_millis);
+	if (s->cpu_millis > (int64_t)(c->max_cpu * 1000))
+		return hutch_err_set(err, EINVAL, "cpu %.2f is more than the %.2f allowed",
+				     s->cpu_millis / 1000.0, c->max_cpu);
+	if (s->memory_bytes == 0)
+		s->memory_bytes = c->memory;
+	if (s->memory_bytes < MIN_MEMORY)
+		return hutch_err_set(err, EINVAL, "memory %lld MiB is too little (at least %lld MiB)",
+				     (long long)(s->memory_bytes >> 20), MIN_MEMORY >> 20);
+	if (s->memory_bytes > c->max_memory)
+		return hutch_err_set(err, EINVAL, "memory %lld MiB is more than the %lld MiB allowed",
+				     (long long)(s->memory_bytes >> 20), (long long)(c->max_memory >> 20));
+	if (s->lifetime_seconds == 0)
+		s->lifetime_seconds = c->lifetime_ms / 1000;
+	if (s->lifetime_seconds * 1000 > c->max_lifetime_ms)
+		return hutch_err_set(err, EINVAL, "lifetime %llds is longer than the %llds allowed",
+				     (long long)s->lifetime_seconds, (long long)(c->max_lifetime_ms / 1000));
+	if (s->idle_timeout_seconds == 0)
+		s->idle_timeout_seconds = c->idle_timeout_ms / 1000;
+	if (s->pids_max == 0)
+		s->pids_max = c->pids_max;
+	if (s->disk_bytes == 0)
+		s->disk_bytes = c->disk;
+	if (s->workdir && *s->workdir && s->workdir[0] != '/')
+		return hutch_err_set(err, EINVAL, "workdir `%s` must be an absolute path", s->workdir);
+	for (size_t i = 0; i < s->n_env; i++)
+		if (!valid_env_key(s->env[i]->key))
+			return hutch_err_set(err, EINVAL, "env key `%s`: use letters, digits and _",
+					     s->env[i]->key ? s->env[i]->key : "");
+	for (size_t i = 0; i < s->n_ports; i++)
+		if (s->ports[i] == 0 || s->ports[i] > 65535)
+			return hutch_err_set(err, EINVAL, "port %u is not a TCP port", s->ports[i]);
+	if (s->n_network_policies > 0 && m->d.plugins->n_network == 0)
+		return hutch_err_set(err, ENOTSUP,
+				     "network policies need a network plugin (none is configured in [plugins] network)");
+	if (s->gpu && *s->gpu && m->d.plugins->n_accelerators == 0)
+		return hutch_err_set(err, ENOTSUP, "gpu `%s`: no accelerator plugin is configured", s->gpu);
+	if (s->n_volumes > 0 && !m->d.plugins->storage)
+		return hutch_err_set(err, ENOTSUP, "volumes need a storage plugin (none is configured)");
+	if (s->n_secrets > 0)
+		return hutch_err_set(err, ENOTSUP, "secrets are not supported by this hutchd yet");
+	if (s->n_tunnels > 0)
+		return hutch_err_set(err, ENOTSUP, "tunnels need a tunnel network plugin (none is configured)");
+	if (s->n_command > 0)
+		return hutch_err_set(err, ENOTSUP, "a sandbox main command is not supported yet; use exec");
+	if (s->n_ports > 0)
+		return hutch_err_set(err, ENOTSUP, "ports are not supported by this hutchd yet");
+	uint32_t running = sandbox_mgr_running_count(m, NULL);
+	if (running >= (uint32_t)m->d.cfg->sandbox.max_sandboxes)
+		return hutch_err_set(err, EAGAIN, "%u sandboxes are running, the most this host allows",
+				     running);
+	return 0;
+}
+
+static char **build_env(const Hutch__V1__SandboxSpec *s, const char *hostname)
+{
+	char **env = NULL;
+	strv_push(&env, xstrdup("PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"));
+	strv_push(&env, xstrdup("HOME=/root"));
+	strv_push(&env, xasprintf("HOSTNAME=%s", hostname));
+	for (size_t i = 0; i < s->n_env; i++) {
+		/* A user value replaces a default of the same key. */
+		size_t kl = strlen(s->env[i]->key);
+		for (size_t k = 0; env[k]; k++) {
+			if (strncmp(env[k], s->env[i]->key, kl) == 0 && env[k][kl] == '=') {
+				free(env[k]);
+				size_t n = strv_len(env);
+				memmove(&env[k], &env[k + 1], (n - k) * sizeof *env);
+				break;
+			}
+		}
+		strv_push(&env, xasprintf("%s=%s", s->env[i]->key, s->env[i]->value ? s->env[i]->value : ""));
+	}
+	return env;
+}
+
+int sandbox_create(sandbox_mgr_t *m, const char *tenant, const Hutch__V1__SandboxSpec *spec,
+		   sandbox_done_cb cb, void *data, hutch_err_t *err)
+{
+	if (m->closing)
+		return hutch_err_set(err, ESHUTDOWN, "hutchd is shutting down");
+	Hutch__V1__SandboxSpec empty = HUTCH__V1__SANDBOX_SPEC__INIT;
+	Hutch__V1__SandboxSpec *s = pb_clone(spec ? &spec->base : &empty.base);
+	if (!s)
+		return hutch_err_set(err, ENOMEM, "out of memory");
+	int r = resolve_spec(m, tenant, s, err);
+	if (r < 0) {
+		protobuf_c_message_free_unpacked(&s->base, NULL);
+		return r;
+	}
+	sandbox_t *sb = xcalloc(1, sizeof *sb);
+	sb->m = m;
+	sb->refs = 1; /* the list's */
+	new_id(sb->id);
+	sb->tenant = xstrdup(tenant);
+	sb->name = s->name && *s->name ? xstrdup(s->name) : NULL;
+	sb->spec = s;
+	sb->state = HUTCH__V1__SANDBOX_STATE__SANDBOX_STATE_CREATING;
+	sb->created_ms = now_ms();
+	sb->env = build_env(s, sb->id);
+	sb->run_dir = xasprintf("%s/%s", m->run_root, sb->id);
+
+	create_job_t *j = xcalloc(1, sizeof *j);
+	j->req.data = j;
+	j->sb = sb;
+	j->cb = cb;
+	j->data = data;
+	int to[2], from[2];
+	if (pipe2(to, O_CLOEXEC) < 0 || pipe2(from, O_CLOEXEC) < 0) {
+		r = hutch_err_sys(err, errno, "create sandbox: pipe");
+		free(j);
+		sandbox_free(sb);
+		return r;
+	}
+	j->agent_in = to[0];
+	j->to_agent = to[1];
+	j->from_agent = from[0];
+	j->agent_out = from[1];
+	sb->next = m->list;
+	m->list = sb;
+	sb->busy = true;
+	sandbox_ref(sb); /* the job's */
+	persist(sb);
+	m->jobs++;
+	r = uv_queue_work(m->d.loop, &j->req, create_work, create_done);
+	if (r < 0) {
+		/* Cannot happen with a live loop; fail cleanly anyway. */
+		hutch_err_set(err, -r, "create sandbox: %s", uv_strerror(r));
+		m->jobs--;
+		close(to[0]), close(to[1]), close(from[0]), close(from[1]);
+		list_remove(m, sb);
+		hutch_err_t e2 = {0};
+		store_delete(m->d.store, KIND, sb->id, &e2);
+		sandbox_unref(sb);
+		sandbox_unref(sb);
+		free(j);
+		return -err->code;
+	}
+	return 0;
+}
+
+/* ---- stop ---- */
+
+typedef struct stop_job {
+	uv_work_t req;
+	sandbox_t *sb;
+	int64_t grace_ms;
+	bool oom;
+	bool was_running;
+} stop_job_t;
+
+static void stop_work(uv_work_t *req)
+{
+	stop_job_t *j = req->data;
+	sandbox_t *sb = j->sb;
+	plugin_t *rt = sb->m->d.plugins->runtime;
+	hutch_err_t e = {0};
+	hutch_sandbox_status_t st = {.size = sizeof st};
+	if (rt->ops.runtime.sandbox_status(rt->instance, sb->id, &st, &e) == 0) {
+		j->oom = st.oom_killed;
+		j->was_running = st.phase == HUTCH_PHASE_RUNNING;
+	}
+	if (rt->ops.runtime.sandbox_stop(rt->instance, sb->id, j->grace_ms, &e) < 0)
+		log_warn("sandbox %s: %s: stop: %s", sb->id, rt->name, e.message);
+	if (!j->oom && rt->ops.runtime.sandbox_status(rt->instance, sb->id, &st, &e) == 0)
+		j->oom = st.oom_killed;
+	if (rt->ops.runtime.sandbox_destroy(rt->instance, sb->id, &e) < 0)
+		log_error("sandbox %s: %s: destroy: %s", sb->id, rt->name, e.message);
+	network_detach_all(sb);
+	remove_tree(sb->run_dir);
+}
+
+static void stop_done(uv_work_t *req, int status)
+{
+	stop_job_t *j = req->data;
+	sandbox_t *sb = j->sb;
+	(void)status;
+	sb->m->jobs--;
+	sb->busy = false;
+	sb->state = sb->stop_final;
+	if (j->oom) {
+		sb->oom_killed = true;
+		if (sb->state == HUTCH__V1__SANDBOX_STATE__SANDBOX_STATE_FAILED ||
+		    !sb->stop_reason) {
+			char why[128];
+			snprintf(why, sizeof why, "out of memory: killed at its %lld MiB limit",
+				 (long long)(sb->spec->memory_bytes >> 20));
+			set_str(&sb->stop_reason, why);
+			sb->state = HUTCH__V1__SANDBOX_STATE__SANDBOX_STATE_FAILED;
+		}
+	}
+	if (!sb->stop_reason)
+		set_str(&sb->stop_reason, sb->state == HUTCH__V1__SANDBOX_STATE__SANDBOX_STATE_FAILED
+						  ? "sandbox exited unexpectedly" : "stopped on request");
+	set_str(&sb->reason, sb->stop_reason);
+	sb->stopped_ms = now_ms();
+	persist(sb);
+	metrics_add("sandboxes_stopped_total", NULL, 1);
+	log_info("sandbox %s %s (%s)", sb->id, state_word(sb->state), sb->reason);
+	waiter_t *w = sb->stop_waiters;
+	sb->stop_waiters = NULL;
+	while (w) {
+		waiter_t *next = w->next;
+		if (w->cb)
+			w->cb(w->data, sb, NULL);
+		free(w);
+		w = next;
+	}
+	sandbox_unref(sb);
+	free(j);
+}
+
+static void stop_internal(sandbox_t *sb, int64_t grace_ms, Hutch__V1__SandboxState final,
+			  const char *reason, sandbox_done_cb cb, void *data)
+{
+	if (!is_live(sb->state)) {
+		if (cb)
+			cb(data, sb, NULL);
+		return;
+	}
+	if (cb) {
+		waiter_t *w = xcalloc(1, sizeof *w);
+		w->cb = cb;
+		w->data = data;
+		w->next = sb->stop_waiters;
+		sb->stop_waiters = w;
+	}
+	if (sb->stop_requested && sb->state == HUTCH__V1__SANDBOX_STATE__SANDBOX_STATE_STOPPING)
+		return; /* already on its way */
+	if (!sb->stop_requested) {
+		sb->stop_requested = true;
+		sb->stop_final = final;
+		sb->stop_grace_ms = grace_ms > 0 ? grace_ms : sb->m->d.cfg->sandbox.stop_grace_ms;
+		set_str(&sb->stop_reason, reason);
+	}
+	if (sb->busy)
+		return; /* the create in flight runs the stop when done */
+	sb->state = HUTCH__V1__SANDBOX_STATE__SANDBOX_STATE_STOPPING;
+	persist(sb);
+	if (sb->timers_init) {
+		uv_timer_stop(&sb->life_timer);
+		uv_timer_stop(&sb->idle_timer);
+	}
+	if (sb->agent) {
+		char why[300];
+		snprintf(why, sizeof why, "sandbox %s is stopping%s%s%s", sb->id,
+			 sb->stop_reason ? " (" : "", sb->stop_reason ? sb->stop_reason : "",
+			 sb->stop_reason ? ")" : "");
+		agent_conn_close(sb->agent, why);
+	}
+	stop_job_t *j = xcalloc(1, sizeof *j);
+	j->req.data = j;
+	j->sb = sb;
+	j->grace_ms = sb->stop_grace_ms;
+	sb->busy = true;
+	sandbox_ref(sb);
+	sb->m->jobs++;
+	if (uv_queue_work(sb->m->d.loop, &j->req, stop_work, stop_done) < 0) {
+		sb->m->jobs--;
+		sb->busy = false;
+		sandbox_unref(sb);
+		free(j);
+	}
+}
+
+void sandbox_stop(sandbox_t *sb, int64_t grace_ms, sandbox_done_cb cb, void *data)
+{
+	stop_internal(sb, grace_ms, HUTCH__V1__SANDBOX_STATE__SANDBOX_STATE_STOPPED,
+		      "stopped on request", cb, data);
+}
+
+int sandbox_delete(sandbox_t *sb, hutch_err_t *err)
+{
+	if (is_live(sb->state) || sb->busy)
+		return hutch_err_set(err, EBUSY, "sandbox %s is %s: stop it first", sb->id,
+				     state_word(sb->state));
+	hutch_err_t e2 = {0};
+	store_delete(sb->m->d.store, KIND, sb->id, &e2);
+	sb->forgotten = true;
+	list_remove(sb->m, sb);
+	timers_close(sb);
+	sandbox_unref(sb);
+	return 0;
+}
+
+/* ---- manager ---- */
+
+int sandbox_mgr_new(const sandbox_mgr_deps_t *deps, sandbox_mgr_t **out, hutch_err_t *err)
+{
+	sandbox_mgr_t *m = xcalloc(1, sizeof *m);
+	m->d = *deps;
+	m->run_root = xasprintf("%s/sandboxes", deps->cfg->daemon.run_dir);
+	int r = mkdir_p(m->run_root, 0700, err);
+	if (r < 0) {
+		free(m->run_root);
+		free(m);
+		return r;
+	}
+	if (access(deps->agent_path, X_OK) < 0) {
+		r = hutch_err_sys(err, errno, "sandbox agent %s", deps->agent_path);
+		free(m->run_root);
+		free(m);
+		return r;
+	}
+	*out = m;
+	return 0;
+}
+
+void sandbox_mgr_close(sandbox_mgr_t *m)
+{
+	m->closing = true;
+	for (sandbox_t *sb = m->list; sb; sb = sb->next) {
+		if (sb->agent)
+			agent_conn_close(sb->agent, "hutchd is shutting down");
+		timers_close(sb);
+	}
+}
+
+void sandbox_mgr_free(sandbox_mgr_t *m)
+{
+	if (!m)
+		return;
+	while (m->list) {
+		sandbox_t *sb = m->list;
+		m->list = sb->next;
+		sandbox_unref(sb);
+	}
+	free(m->run_root);
+	free(m);
+}
+
+/* ---- recovery ---- */
+
+typedef struct found {
+	char **ids;
+	hutch_sandbox_phase_t *phases;
+	size_t n;
+} found_t;
+
+static void on_found(void *data, const char *id, const hutch_sandbox_status_t *st)
+{
+	found_t *f = data;
+	f->ids = xrealloc(f->ids, (f->n + 1) * sizeof *f->ids);
+	f->phases = xrealloc(f->phases, (f->n + 1) * sizeof *f->phases);
+	f->ids[f->n] = xstrdup(id);
+	f->phases[f->n] = st ? st->phase : HUTCH_PHASE_UNKNOWN;
+	f->n++;
+}
+
+static int load_record(void *ud, const store_obj_t *o)
+{
+	sandbox_mgr_t *m = ud;
+	Hutch__V1__Sandbox *pb =
+		hutch__v1__sandbox__unpack(NULL, o->len, (const uint8_t *)o->data);
+	if (!pb) {
+		log_error("sandbox record %s is unreadable; ignoring it", o->id);
+		return 0;
+	}
+	sandbox_t *sb = xcalloc(1, sizeof *sb);
+	sb->m = m;
+	sb->refs = 1;
+	snprintf(sb->id, sizeof sb->id, "%s", pb->id);
+	sb->tenant = xstrdup(pb->tenant);
+	sb->name = pb->name && *pb->name ? xstrdup(pb->name) : NULL;
+	sb->state = pb->state;
+	sb->reason = pb->reason && *pb->reason ? xstrdup(pb->reason) : NULL;
+	sb->created_ms = pb->created_unix_ms;
+	sb->started_ms = pb->started_unix_ms;
+	sb->stopped_ms = pb->stopped_unix_ms;
+	sb->expires_ms = pb->expires_unix_ms;
+	sb->oom_killed = pb->oom_killed;
+	sb->spec = pb->spec;
+	pb->spec = NULL;
+	if (!sb->spec) {
+		Hutch__V1__SandboxSpec empty = HUTCH__V1__SANDBOX_SPEC__INIT;
+		sb->spec = pb_clone(&empty.base);
+	}
+	for (size_t i = 0; i < pb->n_addresses; i++)
+		strv_push(&sb->addresses, xstrdup(pb->addresses[i]));
+	sb->env = build_env(sb->spec, sb->id);
+	sb->run_dir = xasprintf("%s/%s", m->run_root, sb->id);
+	protobuf_c_message_free_unpacked(&pb->base, NULL);
+	sb->next = m->list;
+	m->list = sb;
+	return 0;
+}
+
+/* Starts a new agent session in a running sandbox via the runtime's exec. */
+static int reattach(sandbox_t *sb, hutch_err_t *err)
+{
+	plugin_t *rt = sb->m->d.plugins->runtime;
+	const char *argv[] = {AGENT_IN_SANDBOX, "session", NULL};
+	hutch_exec_spec_t es = {.size = sizeof es, .argv = argv};
+	hutch_command_t cmd = {.size = sizeof cmd, .netns_fd = -1};
+	int r = rt->ops.runtime.exec_command(rt->instance, sb->id, &es, &cmd, err);
+	if (r < 0)
+		return hutch_err_prefix(err, "%s", rt->name);
+	int to[2] = {-1, -1}, from[2] = {-1, -1};
+	if (pipe2(to, O_CLOEXEC) < 0 || pipe2(from, O_CLOEXEC) < 0) {
+		r = hutch_err_sys(err, errno, "pipe");
+		goto out;
+	}
+	const hutch_host_t *h = host_ctx_table(sb->m->d.host);
+	hutch_spawn_opts_t o = {
+		.size = sizeof o,
+		.argv = (const char *const *)cmd.argv,
+		.stdin_fd = to[0],
+		.stdout_fd = from[1],
+		.stderr_fd = -1,
+		.netns_fd = cmd.netns_fd,
+	};
+	r = h->spawn(h, &o, NULL, NULL, NULL, err);
+	close(to[0]);
+	close(from[1]);
+	to[0] = from[1] = -1;
+	if (r < 0)
+		goto out;
+	r = agent_attach(sb, to[1], from[0], err);
+	if (r == 0)
+		to[1] = from[0] = -1;
+out:
+	for (int i = 0; i < 2; i++) {
+		if (to[i] >= 0)
+			close(to[i]);
+		if (from[i] >= 0)
+			close(from[i]);
+	}
+	if (cmd.netns_fd >= 0)
+		close(cmd.netns_fd);
+	strv_free(cmd.argv);
+	return r;
+}
+
+static void cleanup_leftover(sandbox_mgr_t *m, const char *id)
+{
+	plugin_t *rt = m->d.plugins->runtime;
+	hutch_err_t e = {0};
+	rt->ops.runtime.sandbox_stop(rt->instance, id, 0, &e);
+	if (rt->ops.runtime.sandbox_destroy(rt->instance, id, &e) < 0)
+		log_error("leftover sandbox %s: destroy: %s", id, e.message);
+	for (size_t i = m->d.plugins->n_network; i-- > 0;) {
+		plugin_t *p = m->d.plugins->network[i];
+		p->ops.network.detach(p->instance, id, &e);
+	}
+	_cleanup_free_ char *dir = xasprintf("%s/%s", m->run_root, id);
+	remove_tree(dir);
+}
+
+int sandbox_mgr_recover(sandbox_mgr_t *m, hutch_err_t *err)
+{
+	int r = store_list(m->d.store, KIND, NULL, load_record, m, err);
+	if (r < 0)
+		return r;
+	plugin_t *rt = m->d.plugins->runtime;
+	found_t f = {0};
+	r = rt->ops.runtime.sandbox_list(rt->instance, on_found, &f, err);
+	if (r < 0)
+		return hutch_err_prefix(err, "recover: %s: list", rt->name);
+	bool cleanup = strcmp(m->d.cfg->sandbox.on_restart, "cleanup") == 0;
+	int recovered = 0, lost = 0, orphans = 0;
+
+	for (sandbox_t *sb = m->list; sb; sb = sb->next) {
+		if (!is_live(sb->state))
+			continue;
+		hutch_sandbox_status_t st = {.size = sizeof st};
+		hutch_err_t e = {0};
+		bool running = rt->ops.runtime.sandbox_status(rt->instance, sb->id, &st, &e) == 0 &&
+			       st.phase == HUTCH_PHASE_RUNNING;
+		if (running && !cleanup && sb->state == HUTCH__V1__SANDBOX_STATE__SANDBOX_STATE_RUNNING &&
+		    reattach(sb, &e) == 0) {
+			timers_start(sb);
+			recovered++;
+			continue;
+		}
+		if (running && !cleanup)
+			log_warn("sandbox %s: cannot reconnect (%s); stopping it", sb->id, e.message);
+		cleanup_leftover(m, sb->id);
+		sb->state = cleanup ? HUTCH__V1__SANDBOX_STATE__SANDBOX_STATE_STOPPED
+				    : HUTCH__V1__SANDBOX_STATE__SANDBOX_STATE_FAILED;
+		set_str(&sb->reason, cleanup ? "stopped at daemon restart (on_restart = cleanup)"
+				     : running ? "could not be reconnected after a daemon restart"
+					       : "lost while hutchd was down");
+		sb->oom_killed = st.oom_killed;
+		sb->stopped_ms = now_ms();
+		persist(sb);
+		lost++;
+	}
+	/* Runtime state nobody owns: a crash between create and record. */
+	for (size_t i = 0; i < f.n; i++) {
+		sandbox_t *sb = sandbox_find(m, NULL, f.ids[i]);
+		if (!sb || !is_live(sb->state)) {
+			log_warn("removing leftover sandbox %s", f.ids[i]);
+			cleanup_leftover(m, f.ids[i]);
+			orphans++;
+		}
+		free(f.ids[i]);
+	}
+	free(f.ids);
+	free(f.phases);
+	/* Network leftovers of sandboxes that are gone. */
+	char **live = NULL;
+	for (sandbox_t *sb = m->list; sb; sb = sb->next)
+		if (is_live(sb->state))
+			strv_push(&live, xstrdup(sb->id));
+	for (size_t i = 0; i < m->d.plugins->n_network; i++) {
+		plugin_t *p = m->d.plugins->network[i];
+		hutch_err_t e = {0};
+		if (p->ops.network.gc && p->ops.network.gc(p->instance, (const char *const *)live,
+							  strv_len(live), &e) < 0)
+			log_warn("%s: gc: %s", p->name, e.message);
+	}
+	strv_free(live);
+	if (recovered || lost || orphans)
+		log_info("recovery: %d sandboxes reconnected, %d lost or cleaned up, %d leftovers removed",
+			 recovered, lost, orphans);
+	return 0;
+}

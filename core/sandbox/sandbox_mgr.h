@@ -1,0 +1,91 @@
+/*
+ * sandbox_mgr.h: sandboxes as hutchd keeps them: lifecycle, persistence,
+ * timers, and the agent session through which they are driven.
+ *
+ * States: CREATING -> RUNNING -> STOPPING -> STOPPED | EXPIRED | FAILED.
+ * Create and stop run their slow parts (network plugins, the runtime) on
+ * the pool; everything else, and every callback, is on the loop thread.
+ * Operations on one sandbox never overlap: a stop asked for during create
+ * runs when the create finished. Records are persisted at each transition
+ * so a restarted daemon finds running sandboxes again (sandbox_mgr_recover).
+ */
+#ifndef HUTCH_SANDBOX_MGR_H
+#define HUTCH_SANDBOX_MGR_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "agent_conn.h"
+#include "daemon_config.h"
+#include "host_api.h"
+#include "hutch/v1/sandbox.pb-c.h"
+#include "plugin_set.h"
+#include "store.h"
+
+typedef struct sandbox_mgr sandbox_mgr_t;
+typedef struct sandbox sandbox_t;
+
+typedef struct sandbox_mgr_deps {
+	uv_loop_t *loop;
+	store_t *store;
+	plugin_set_t *plugins;
+	const daemon_config_t *cfg;
+	host_ctx_t *host;      /* the core's host table (spawn, timers) */
+	const char *agent_path; /* host path of the hutch-agent binary */
+} sandbox_mgr_deps_t;
+
+int sandbox_mgr_new(const sandbox_mgr_deps_t *deps, sandbox_mgr_t **out, hutch_err_t *err);
+/* Finds the sandboxes of the last run again (or cleans them up, per
+ * [sandbox] on_restart) and removes runtime leftovers nobody owns. Blocks
+ * until done: called once at startup, before the API listens. */
+int sandbox_mgr_recover(sandbox_mgr_t *m, hutch_err_t *err);
+/* Daemon shutdown: sessions and timers close; sandboxes keep running. */
+void sandbox_mgr_close(sandbox_mgr_t *m);
+void sandbox_mgr_free(sandbox_mgr_t *m);
+uint32_t sandbox_mgr_running_count(const sandbox_mgr_t *m, const char *tenant);
+/* Create/stop jobs still on the pool (shutdown waits for them before the
+ * plugins are finalised). */
+unsigned sandbox_mgr_jobs(const sandbox_mgr_t *m);
+
+typedef void (*sandbox_done_cb)(void *data, sandbox_t *sb, const hutch_err_t *err);
+
+/* Validates spec and starts creating; cb runs when the sandbox is RUNNING
+ * (or failed: then nothing of it remains). A validation error returns <0
+ * at once and cb is never called. */
+int sandbox_create(sandbox_mgr_t *m, const char *tenant, const Hutch__V1__SandboxSpec *spec,
+		   sandbox_done_cb cb, void *data, hutch_err_t *err);
+
+/* Stops (grace_ms 0: the configured grace). cb when STOPPED; stopping a
+ * stopped sandbox calls cb at once. */
+void sandbox_stop(sandbox_t *sb, int64_t grace_ms, sandbox_done_cb cb, void *data);
+
+/* Forgets a sandbox that is no longer running; -EBUSY if it is. */
+int sandbox_delete(sandbox_t *sb, hutch_err_t *err);
+
+/* By id, or by name among the tenant's sandboxes (newest first). */
+sandbox_t *sandbox_find(sandbox_mgr_t *m, const char *tenant, const char *id_or_name);
+
+typedef void (*sandbox_iter_cb)(void *data, sandbox_t *sb);
+void sandbox_each(sandbox_mgr_t *m, const char *tenant, sandbox_iter_cb cb, void *data);
+
+/* Fills out (an initialised Hutch__V1__Sandbox) with pointers into sb and
+ * arena allocations; free those with sandbox_pb_release(out). */
+void sandbox_to_pb(const sandbox_t *sb, Hutch__V1__Sandbox *out);
+void sandbox_pb_release(Hutch__V1__Sandbox *out);
+
+const char *sandbox_id(const sandbox_t *sb);
+Hutch__V1__SandboxState sandbox_state(const sandbox_t *sb);
+/* The live agent session, or NULL (not running) with a reason in err. */
+agent_conn_t *sandbox_agent(sandbox_t *sb, hutch_err_t *err);
+/* The environment every process of the sandbox starts with ("K=V"). */
+char *const *sandbox_env(const sandbox_t *sb);
+const char *sandbox_workdir(const sandbox_t *sb);
+/* Activity (exec, files) resets the idle timer; active execs hold it. */
+void sandbox_activity(sandbox_t *sb, int delta_active);
+bool sandbox_oom_killed(const sandbox_t *sb);
+
+void sandbox_ref(sandbox_t *sb);
+void sandbox_unref(sandbox_t *sb);
+
+#endif
