@@ -217,6 +217,7 @@ static void sandbox_gone(void *data, sandbox_t *sb, const hutch_err_t *err)
 		sandbox_to_pb(sb, &pb);
 		snprintf(msg, sizeof msg, "sandbox %s %s while the process ran (%s)", sandbox_id(sb),
 			 what, pb.reason && *pb.reason ? pb.reason : "no reason given");
+		sandbox_pb_release(&pb);
 		grpc_call_finish(x->call, GRPC_STATUS_UNAVAILABLE, msg);
 		exec_release(x);
 	}

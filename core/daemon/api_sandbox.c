@@ -74,16 +74,17 @@ static bool labels_match(const sandbox_t *sb, const Hutch__V1__ListSandboxesRequ
 {
 	Hutch__V1__Sandbox pb = HUTCH__V1__SANDBOX__INIT;
 	sandbox_to_pb(sb, &pb);
-	for (size_t i = 0; i < req->n_label_selector; i++) {
+	bool all = true;
+	for (size_t i = 0; all && i < req->n_label_selector; i++) {
 		bool found = false;
 		for (size_t k = 0; pb.spec && k < pb.spec->n_labels; k++)
 			if (strcmp(pb.spec->labels[k]->key, req->label_selector[i]->key) == 0 &&
 			    strcmp(pb.spec->labels[k]->value, req->label_selector[i]->value) == 0)
 				found = true;
-		if (!found)
-			return false;
+		all = found;
 	}
-	return true;
+	sandbox_pb_release(&pb);
+	return all;
 }
 
 static void list_one(void *data, sandbox_t *sb)

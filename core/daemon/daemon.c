@@ -367,7 +367,9 @@ int daemon_run(const daemon_opts_t *opts, hutch_err_t *err)
 {
 	daemon_t d = {.opts = *opts, .lock_fd = -1};
 	bool loop_ready = false;
-	_cleanup_free_ char *db = NULL; /* before any goto: cleanup runs at out */
+	/* Declared before any goto: their cleanup runs at out. */
+	_cleanup_free_ char *db = NULL;
+	_cleanup_free_ char *agent = NULL;
 	int r = config_with_overrides(&d, opts, err);
 	if (r < 0)
 		goto out;
@@ -401,7 +403,7 @@ int daemon_run(const daemon_opts_t *opts, hutch_err_t *err)
 	for (size_t i = 0; i < d.plugins.n; i++)
 		caps_collect(d.plugins.all[i], &d.caps[i]);
 
-	_cleanup_free_ char *agent = agent_path_default();
+	agent = agent_path_default();
 	sandbox_mgr_deps_t deps = {
 		.loop = &d.loop,
 		.store = d.store,

@@ -12,6 +12,7 @@
 #include "image_builtin.h"
 #include "log.h"
 #include "metrics.h"
+#include "port_forward.h"
 #include "proc.h"
 #include "strbuf.h"
 
@@ -54,7 +55,13 @@ struct sandbox {
 	bool oom_killed;
 	char **addresses;
 	size_t n_network_attached;
+	char netns_path[256];
+	port_fwd_t **fwds;            /* one per spec port, while running */
+	char **port_addrs;            /* "127.0.0.1:NNNN", parallel to fwds */
+	uint32_t main_sid;            /* the main command's agent stream */
+	strbuf_t main_log;            /* its last output (bounded) */
 	bool forgotten;               /* deleted; freed at the last unref */
+	bool delete_after_stop;       /* create failed late: leave no record */
 };
 
 struct sandbox_mgr {
@@ -151,11 +158,27 @@ void sandbox_to_pb(const sandbox_t *sb, Hutch__V1__Sandbox *out)
 	out->oom_killed = sb->oom_killed;
 	out->addresses = sb->addresses;
 	out->n_addresses = strv_len(sb->addresses);
+	size_t np = strv_len(sb->port_addrs);
+	if (np && sb->spec) {
+		out->ports = xcalloc(np, sizeof *out->ports);
+		for (size_t i = 0; i < np && i < sb->spec->n_ports; i++) {
+			Hutch__V1__PortBinding *b = xmalloc(sizeof *b);
+			hutch__v1__port_binding__init(b);
+			b->sandbox_port = sb->spec->ports[i];
+			b->host_address = sb->port_addrs[i];
+			out->ports[out->n_ports++] = b;
+		}
+	}
 }
 
 void sandbox_pb_release(Hutch__V1__Sandbox *out)
 {
-	(void)out; /* everything points into the sandbox */
+	/* Strings point into the sandbox; only the port array is ours. */
+	for (size_t i = 0; i < out->n_ports; i++)
+		free(out->ports[i]);
+	free(out->ports);
+	out->ports = NULL;
+	out->n_ports = 0;
 }
 
 static void persist(sandbox_t *sb)
@@ -167,6 +190,7 @@ static void persist(sandbox_t *sb)
 	size_t n = protobuf_c_message_get_packed_size(&pb.base);
 	_cleanup_free_ uint8_t *buf = xmalloc(n ? n : 1);
 	protobuf_c_message_pack(&pb.base, buf);
+	sandbox_pb_release(&pb);
 	hutch_err_t err = {0};
 	if (store_put(sb->m->d.store, KIND, sb->tenant, sb->id, sb->name, buf, n, &err) < 0)
 		log_error("sandbox %s: %s", sb->id, err.message);
@@ -180,6 +204,9 @@ static void sandbox_free(sandbox_t *sb)
 		protobuf_c_message_free_unpacked(&sb->spec->base, NULL);
 	strv_free(sb->env);
 	strv_free(sb->addresses);
+	strv_free(sb->port_addrs);
+	free(sb->fwds);
+	sb_free(&sb->main_log);
 	free(sb->tenant);
 	free(sb->name);
 	free(sb->reason);
@@ -479,6 +506,7 @@ typedef struct create_job {
 	int result;
 	hutch_sandbox_status_t status;
 	char **addresses;
+	char netns_path[256];
 } create_job_t;
 
 static void create_work(uv_work_t *req)
@@ -518,6 +546,16 @@ static void create_work(uv_work_t *req)
 		hutch_err_prefix(err, "%s", rt->name);
 		goto undo;
 	}
+	/* Where port forwards connect: the chain's namespace, or the one the
+	 * runtime made. */
+	if (att.netns_path[0]) {
+		snprintf(j->netns_path, sizeof j->netns_path, "%s", att.netns_path);
+	} else {
+		hutch_sandbox_status_t st = {.size = sizeof st};
+		hutch_err_t e2 = {0};
+		if (rt->ops.runtime.sandbox_status(rt->instance, sb->id, &st, &e2) == 0)
+			snprintf(j->netns_path, sizeof j->netns_path, "%s", st.netns_path);
+	}
 	goto out;
 undo: {
 	hutch_err_t e2 = {0};
@@ -528,6 +566,114 @@ undo: {
 }
 out:
 	j->result = r;
+}
+
+/* ---- ports ---- */
+
+static void ports_stop(sandbox_t *sb)
+{
+	size_t n = strv_len(sb->port_addrs);
+	for (size_t i = 0; i < n; i++)
+		port_fwd_stop(sb->fwds[i]);
+	free(sb->fwds);
+	sb->fwds = NULL;
+	strv_free(sb->port_addrs);
+	sb->port_addrs = NULL;
+}
+
+static int ports_start(sandbox_t *sb, hutch_err_t *err)
+{
+	if (!sb->spec->n_ports)
+		return 0;
+	sb->fwds = xcalloc(sb->spec->n_ports, sizeof *sb->fwds);
+	for (size_t i = 0; i < sb->spec->n_ports; i++) {
+		char bound[80];
+		port_fwd_t *f;
+		int r = port_fwd_start(sb->m->d.loop, sb->netns_path, (uint16_t)sb->spec->ports[i],
+				       "127.0.0.1", &f, bound, sizeof bound, err);
+		if (r < 0) {
+			ports_stop(sb);
+			return r;
+		}
+		sb->fwds[i] = f;
+		strv_push(&sb->port_addrs, xstrdup(bound));
+	}
+	return 0;
+}
+
+/* ---- the main command ---- */
+
+#define MAIN_LOG_MAX (256 * 1024)
+
+static void main_output(void *ud, const uint8_t *d, size_t n)
+{
+	sandbox_t *sb = ud;
+	/* Keep the last MAIN_LOG_MAX bytes. */
+	sb_append_n(&sb->main_log, d, n);
+	if (sb->main_log.len > MAIN_LOG_MAX) {
+		size_t drop = sb->main_log.len - MAIN_LOG_MAX;
+		memmove(sb->main_log.buf, sb->main_log.buf + drop, MAIN_LOG_MAX);
+		sb->main_log.len = MAIN_LOG_MAX;
+		sb->main_log.buf[MAIN_LOG_MAX] = '\0';
+	}
+	if (sb->agent)
+		agent_send_credit(sb->agent, sb->main_sid, (uint32_t)n);
+}
+
+static void main_exit(void *ud, int code, int sig)
+{
+	sandbox_t *sb = ud;
+	sb->main_sid = 0;
+	char why[128];
+	if (sig)
+		snprintf(why, sizeof why, "main process killed by signal %d", sig);
+	else
+		snprintf(why, sizeof why, "main process exited with code %d", code);
+	stop_internal(sb, 0,
+		      code == 0 && !sig ? HUTCH__V1__SANDBOX_STATE__SANDBOX_STATE_STOPPED
+					: HUTCH__V1__SANDBOX_STATE__SANDBOX_STATE_FAILED,
+		      why, NULL, NULL);
+}
+
+static void main_error(void *ud, int e, const char *msg)
+{
+	sandbox_t *sb = ud;
+	sb->main_sid = 0;
+	if (e == EPIPE)
+		return; /* the session ended: handled as the sandbox's end */
+	_cleanup_free_ char *why = xasprintf("main process: %s", msg);
+	stop_internal(sb, 0, HUTCH__V1__SANDBOX_STATE__SANDBOX_STATE_FAILED, why, NULL, NULL);
+}
+
+static const agent_stream_ops_t main_ops = {
+	.on_stdout = main_output,
+	.on_stderr = main_output,
+	.on_exit = main_exit,
+	.on_error = main_error,
+};
+
+static void main_start(sandbox_t *sb)
+{
+	const Hutch__V1__SandboxSpec *s = sb->spec;
+	if (!s->n_command || !sb->agent)
+		return;
+	const char **argv = xcalloc(s->n_command + 1, sizeof *argv);
+	for (size_t i = 0; i < s->n_command; i++)
+		argv[i] = s->command[i];
+	agent_exec_req_t req = {
+		.argv = argv,
+		.env = (const char *const *)sb->env,
+		.cwd = s->workdir && *s->workdir ? s->workdir : NULL,
+	};
+	sb->main_sid = agent_stream_open(sb->agent, &main_ops, sb);
+	agent_send_exec(sb->agent, sb->main_sid, &req);
+	free(argv);
+}
+
+const char *sandbox_main_log(const sandbox_t *sb, size_t *len)
+{
+	*len = sb->main_log.len;
+	return sb->main_log.buf ? sb->main_log.buf : "";
 }
 
 static void create_done(uv_work_t *req, int status)
@@ -560,6 +706,7 @@ static void create_done(uv_work_t *req, int status)
 	}
 	if (status < 0 && j->result == 0)
 		j->result = hutch_err_set(&j->err, ECANCELED, "cancelled");
+	snprintf(sb->netns_path, sizeof sb->netns_path, "%s", j->netns_path);
 	if (j->result == 0)
 		j->result = agent_attach(sb, j->to_agent, j->from_agent, &j->err);
 	else {
@@ -597,8 +744,25 @@ static void create_done(uv_work_t *req, int status)
 	sb->expires_ms = sb->started_ms + sb->spec->lifetime_seconds * 1000;
 	strv_free(sb->addresses);
 	sb->addresses = j->addresses;
+	hutch_err_t perr = {0};
+	if (ports_start(sb, &perr) < 0) {
+		/* The sandbox runs but cannot be reached as asked: the create
+		 * fails, and the sandbox goes away with nothing left of it. */
+		hutch_err_prefix(&perr, "create sandbox %s: ports", sb->id);
+		log_warn("%s", perr.message);
+		sb->delete_after_stop = true;
+		persist(sb);
+		if (j->cb)
+			j->cb(j->data, NULL, &perr);
+		stop_internal(sb, 0, HUTCH__V1__SANDBOX_STATE__SANDBOX_STATE_FAILED,
+			      "ports could not be forwarded", NULL, NULL);
+		sandbox_unref(sb);
+		free(j);
+		return;
+	}
 	persist(sb);
 	timers_start(sb);
+	main_start(sb);
 	metrics_add("sandboxes_created_total", NULL, 1);
 	log_info("sandbox %s running (tenant %s, %.2f cpu, %lld MiB)", sb->id, sb->tenant,
 		 sb->spec->cpu_millis / 1000.0, (long long)(sb->spec->memory_bytes >> 20));
@@ -704,10 +868,13 @@ static int resolve_spec(sandbox_mgr_t *m, const char *tenant, Hutch__V1__Sandbox
 		return hutch_err_set(err, ENOTSUP, "secrets are not supported by this hutchd yet");
 	if (s->n_tunnels > 0)
 		return hutch_err_set(err, ENOTSUP, "tunnels need a tunnel network plugin (none is configured)");
-	if (s->n_command > 0)
-		return hutch_err_set(err, ENOTSUP, "a sandbox main command is not supported yet; use exec");
-	if (s->n_ports > 0)
-		return hutch_err_set(err, ENOTSUP, "ports are not supported by this hutchd yet");
+	for (size_t i = 0; i < s->n_command; i++)
+		if (!s->command[i] || (i == 0 && !*s->command[i]))
+			return hutch_err_set(err, EINVAL, "command must name a program");
+	for (size_t i = 0; i < s->n_ports; i++)
+		for (size_t k = 0; k < i; k++)
+			if (s->ports[i] == s->ports[k])
+				return hutch_err_set(err, EINVAL, "port %u is listed twice", s->ports[i]);
 	uint32_t running = sandbox_mgr_running_count(m, NULL);
 	if (running >= (uint32_t)m->d.cfg->sandbox.max_sandboxes)
 		return hutch_err_set(err, EAGAIN, "%u sandboxes are running, the most this host allows",
@@ -859,6 +1026,14 @@ static void stop_done(uv_work_t *req, int status)
 	sb->stopped_ms = now_ms();
 	persist(sb);
 	metrics_add("sandboxes_stopped_total", NULL, 1);
+	if (sb->delete_after_stop && !sb->forgotten) {
+		hutch_err_t e2 = {0};
+		store_delete(sb->m->d.store, KIND, sb->id, &e2);
+		sb->forgotten = true;
+		list_remove(sb->m, sb);
+		timers_close(sb);
+		sandbox_unref(sb); /* the list's */
+	}
 	log_info("sandbox %s %s (%s)", sb->id, state_word(sb->state), sb->reason);
 	waiter_t *w = sb->stop_waiters;
 	sb->stop_waiters = NULL;
@@ -904,6 +1079,7 @@ static void stop_internal(sandbox_t *sb, int64_t grace_ms, Hutch__V1__SandboxSta
 		uv_timer_stop(&sb->life_timer);
 		uv_timer_stop(&sb->idle_timer);
 	}
+	ports_stop(sb);
 	if (sb->agent) {
 		char why[300];
 		snprintf(why, sizeof why, "sandbox %s is stopping%s%s%s", sb->id,
@@ -975,6 +1151,7 @@ void sandbox_mgr_close(sandbox_mgr_t *m)
 	for (sandbox_t *sb = m->list; sb; sb = sb->next) {
 		if (sb->agent)
 			agent_conn_close(sb->agent, "hutchd is shutting down");
+		ports_stop(sb);
 		timers_close(sb);
 	}
 }
@@ -1131,6 +1308,9 @@ int sandbox_mgr_recover(sandbox_mgr_t *m, hutch_err_t *err)
 			       st.phase == HUTCH_PHASE_RUNNING;
 		if (running && !cleanup && sb->state == HUTCH__V1__SANDBOX_STATE__SANDBOX_STATE_RUNNING &&
 		    reattach(sb, &e) == 0) {
+			snprintf(sb->netns_path, sizeof sb->netns_path, "%s", st.netns_path);
+			if (ports_start(sb, &e) < 0)
+				log_warn("sandbox %s: ports not restored: %s", sb->id, e.message);
 			timers_start(sb);
 			recovered++;
 			continue;

@@ -84,6 +84,8 @@ const char *sandbox_workdir(const sandbox_t *sb);
 /* Activity (exec, files) resets the idle timer; active execs hold it. */
 void sandbox_activity(sandbox_t *sb, int delta_active);
 bool sandbox_oom_killed(const sandbox_t *sb);
+/* The main command's last output (bounded), for logs. */
+const char *sandbox_main_log(const sandbox_t *sb, size_t *len);
 
 void sandbox_ref(sandbox_t *sb);
 void sandbox_unref(sandbox_t *sb);

@@ -90,8 +90,23 @@ hc_channel_t *hutch_client_channel(hutch_client_t *c)
  * kept for the cases where it helps ("DEADLINE_EXCEEDED"). */
 static int call_failed(int r, int status, hutch_err_t *err)
 {
-	if (status == HC_STATUS_UNAVAILABLE && err && !strstr(err->message, "hutchd"))
+	if (!err)
+		return r;
+	if (status == HC_STATUS_UNAVAILABLE && !strstr(err->message, "hutchd")) {
 		hutch_err_prefix(err, "hutchd unavailable");
+		return r;
+	}
+	/* "/pkg.Svc/Method: STATUS: message": the server's message is what
+	 * the user needs; keep the status name only where it says more. */
+	const char *name = hc_status_name(status);
+	char needle[64];
+	snprintf(needle, sizeof needle, ": %s: ", name);
+	const char *p = strstr(err->message, needle);
+	if (p && err->message[0] == '/' && status != HC_STATUS_DEADLINE_EXCEEDED &&
+	    status != HC_STATUS_UNKNOWN && status != HC_STATUS_INTERNAL) {
+		p += strlen(needle);
+		memmove(err->message, p, strlen(p) + 1);
+	}
 	return r;
 }
 
