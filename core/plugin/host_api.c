@@ -44,6 +44,8 @@ struct host_core {
 	bool closing;
 	int audit_fd;
 	pthread_mutex_t audit_lock;
+	uv_signal_t sigchld;
+	hutch_child_t *children; /* loop thread only */
 };
 
 struct host_ctx {
@@ -66,16 +68,17 @@ struct hutch_timer {
 };
 
 struct hutch_child {
-	uv_poll_t poll;
 	uv_timer_t timer;
 	host_core_t *core;
 	pid_t pid;
-	int pidfd;
+	int pidfd;          /* for signals, where available; else -1 */
 	hutch_child_cb cb;
 	void *data;
 	int64_t timeout_ms;
 	hutch_child_status_t status;
-	int open_handles;
+	bool reaped;
+	bool timer_open;
+	struct hutch_child *next;
 };
 
 typedef struct host_work {
@@ -100,6 +103,8 @@ int mkdir_p(const char *dir, mode_t mode, hutch_err_t *err)
 		return hutch_err_sys(err, errno, "mkdir %s", p);
 	return 0;
 }
+
+static void on_sigchld(uv_signal_t *h, int signum);
 
 /* ---- the request queue ---- */
 
@@ -163,6 +168,14 @@ int host_core_new(uv_loop_t *loop, const char *audit_path, host_core_t **out,
 		}
 	}
 	int r = uv_async_init(loop, &core->async, on_async);
+	if (r == 0) {
+		r = uv_signal_init(loop, &core->sigchld);
+		if (r == 0) {
+			core->sigchld.data = core;
+			uv_signal_start(&core->sigchld, on_sigchld, SIGCHLD);
+			uv_unref((uv_handle_t *)&core->sigchld);
+		}
+	}
 	if (r < 0) {
 		if (core->audit_fd >= 0)
 			close(core->audit_fd);
@@ -182,6 +195,7 @@ void host_core_close(host_core_t *core)
 	core->closing = true;
 	on_async(&core->async); /* run what is queued */
 	uv_close((uv_handle_t *)&core->async, NULL);
+	uv_close((uv_handle_t *)&core->sigchld, NULL);
 }
 
 void host_core_free(host_core_t *core)
@@ -224,64 +238,93 @@ static int host_run(const hutch_host_t *host, const hutch_spawn_opts_t *opts,
 	return r;
 }
 
-static void child_handle_closed(uv_handle_t *h)
+/* Children are reaped when SIGCHLD says one ended: each is asked with
+ * waitpid(pid, WNOHANG), so only our own are reaped (libuv reaps the ones it
+ * spawned the same way). Until reaped, a pid cannot be reused, so signals
+ * by pid are safe. */
+static void child_free(hutch_child_t *c)
 {
-	hutch_child_t *c = h->data;
-	if (--c->open_handles > 0)
-		return;
-	if (c->cb)
-		c->cb(c->data, &c->status);
-	close(c->pidfd);
+	if (c->pidfd >= 0)
+		close(c->pidfd);
 	free(c);
+}
+
+static void child_timer_closed(uv_handle_t *h)
+{
+	child_free(h->data);
 }
 
 static void child_finish(hutch_child_t *c)
 {
-	uv_poll_stop(&c->poll);
-	uv_close((uv_handle_t *)&c->poll, child_handle_closed);
-	if (c->timeout_ms > 0) {
+	if (c->cb)
+		c->cb(c->data, &c->status);
+	if (c->timer_open) {
 		uv_timer_stop(&c->timer);
-		uv_close((uv_handle_t *)&c->timer, child_handle_closed);
+		uv_close((uv_handle_t *)&c->timer, child_timer_closed);
+	} else {
+		child_free(c);
 	}
 }
 
-static void on_child_readable(uv_poll_t *p, int status, int events)
+static void children_reap(host_core_t *core)
 {
-	hutch_child_t *c = p->data;
-	int st;
-	pid_t r;
-	do
-		r = waitpid(c->pid, &st, WNOHANG);
-	while (r < 0 && errno == EINTR);
-	if (r == 0)
-		return; /* spurious */
-	if (r < 0) {
-		c->status.exit_code = -1;
-	} else {
-		proc_status_decode(st, &c->status.exit_code, &c->status.term_signal);
+	hutch_child_t **pp = &core->children;
+	while (*pp) {
+		hutch_child_t *c = *pp;
+		int st;
+		pid_t r;
+		do
+			r = waitpid(c->pid, &st, WNOHANG);
+		while (r < 0 && errno == EINTR);
+		if (r == 0) {
+			pp = &c->next;
+			continue;
+		}
+		if (r < 0)
+			c->status.exit_code = -1;
+		else
+			proc_status_decode(st, &c->status.exit_code, &c->status.term_signal);
+		c->reaped = true;
+		*pp = c->next;
+		child_finish(c);
 	}
-	child_finish(c);
+	/* A child being waited for keeps the loop alive, as a timer would. */
+	if (!uv_is_closing((uv_handle_t *)&core->sigchld)) {
+		if (core->children)
+			uv_ref((uv_handle_t *)&core->sigchld);
+		else
+			uv_unref((uv_handle_t *)&core->sigchld);
+	}
+}
+
+static void on_sigchld(uv_signal_t *h, int signum)
+{
+	(void)signum;
+	children_reap(h->data);
 }
 
 static void on_child_timeout(uv_timer_t *t)
 {
 	hutch_child_t *c = t->data;
+	if (c->reaped)
+		return;
 	c->status.timed_out = true;
-	pidfd_send_signal(c->pidfd, SIGKILL, NULL, 0);
+	kill(c->pid, SIGKILL);
 }
 
 static void child_watch(host_core_t *core, hutch_child_t *c)
 {
-	uv_poll_init(core->loop, &c->poll, c->pidfd);
-	c->poll.data = c;
-	c->open_handles = 1;
-	uv_poll_start(&c->poll, UV_READABLE, on_child_readable);
+	c->next = core->children;
+	core->children = c;
+	uv_ref((uv_handle_t *)&core->sigchld);
 	if (c->timeout_ms > 0) {
 		uv_timer_init(core->loop, &c->timer);
 		c->timer.data = c;
-		c->open_handles++;
+		c->timer_open = true;
 		uv_timer_start(&c->timer, on_child_timeout, (uint64_t)c->timeout_ms, 0);
 	}
+	/* It may have ended before it was on the list. */
+	children_reap(core);
 }
 
 static int host_spawn(const hutch_host_t *host, const hutch_spawn_opts_t *opts,
@@ -316,9 +359,10 @@ static int host_spawn(const hutch_host_t *host, const hutch_spawn_opts_t *opts,
 
 static int host_child_kill(hutch_child_t *c, int signum)
 {
-	if (pidfd_send_signal(c->pidfd, signum, NULL, 0) < 0)
-		return -errno;
-	return 0;
+	if (c->reaped)
+		return -ESRCH;
+	int r = c->pidfd >= 0 ? pidfd_send_signal(c->pidfd, signum, NULL, 0) : kill(c->pid, signum);
+	return r < 0 ? -errno : 0;
 }
 
 static pid_t host_child_pid(const hutch_child_t *c)

@@ -171,8 +171,10 @@ int proc_spawn(const hutch_spawn_opts_t *o, pid_t *pid_out, int *pidfd_out,
 		return hutch_err_sys(err, child_errno, "exec `%s`", o->argv[0]);
 	}
 	if (pidfd_out) {
+		/* A pidfd where the kernel (or valgrind) offers one; callers
+		 * fall back to waitpid polling when it is -1. */
 		int pfd = pidfd_open(pid, 0);
-		if (pfd < 0) {
+		if (pfd < 0 && errno != ENOSYS) {
 			int e = errno;
 			kill(pid, SIGKILL);
 			int st;
@@ -269,9 +271,13 @@ int proc_run(const hutch_spawn_opts_t *opts, hutch_run_result_t *res,
 
 	int64_t deadline = o.timeout_ms > 0 ? now_ms() + o.timeout_ms : 0;
 	bool exited = false;
+	int st = 0;
+	bool reaped = false;
 	while (!exited) {
 		struct pollfd pfds[3];
 		int n = 0;
+		/* fd -1 is ignored by poll: without a pidfd the loop wakes every
+		 * 20 ms to ask waitpid instead. */
 		pfds[n++] = (struct pollfd){.fd = pidfd, .events = POLLIN};
 		if (out_r >= 0)
 			pfds[n++] = (struct pollfd){.fd = out_r, .events = POLLIN};
@@ -288,10 +294,16 @@ int proc_run(const hutch_spawn_opts_t *opts, hutch_run_result_t *res,
 			}
 			wait = (int)left;
 		}
+		if (pidfd < 0 && (wait < 0 || wait > 20))
+			wait = 20;
 		int pr = poll(pfds, (nfds_t)n, wait);
 		if (pr < 0 && errno != EINTR)
 			break;
-		if (pr <= 0)
+		if (pidfd < 0 && waitpid(pid, &st, WNOHANG) == pid) {
+			reaped = true;
+			exited = true;
+		}
+		if (pr <= 0 && !exited)
 			continue;
 		if (pfds[0].revents)
 			exited = true;
@@ -303,8 +315,7 @@ int proc_run(const hutch_spawn_opts_t *opts, hutch_run_result_t *res,
 		if (err_r >= 0 && !drain(err_r, res->err, res->err_cap, &res->err_len))
 			close(steal_fd(&err_r));
 	}
-	int st = 0;
-	while (waitpid(pid, &st, 0) < 0 && errno == EINTR)
+	while (!reaped && waitpid(pid, &st, 0) < 0 && errno == EINTR)
 		;
 	proc_status_decode(st, &res->exit_code, &res->term_signal);
 	return 0;
