@@ -195,10 +195,39 @@ static void x_stdin_credit(void *ud, uint32_t n)
 	}
 }
 
+typedef struct exit_wait {
+	exec_call_t *x;
+	int code, sig;
+} exit_wait_t;
+
+static void exit_after_oom_check(void *data, bool oom)
+{
+	exit_wait_t *w = data;
+	exec_call_t *x = w->x;
+	if (!x->ended) {
+		send_exit(x, w->code, w->sig, oom);
+		exec_release(x);
+	}
+	exec_unref(x);
+	free(w);
+}
+
 static void x_exit(void *ud, int code, int sig)
 {
 	exec_call_t *x = ud;
 	x->sid = 0; /* finished on the agent's side */
+	if ((code != 0 || sig) && x->sb) {
+		/* A process that died may have been killed at the memory limit
+		 * (gVisor reports that only through the host cgroup): ask,
+		 * so the exit can say so. */
+		exit_wait_t *w = xcalloc(1, sizeof *w);
+		w->x = x;
+		w->code = code;
+		w->sig = sig;
+		x->refs++;
+		sandbox_check_oom(x->sb, exit_after_oom_check, w);
+		return;
+	}
 	send_exit(x, code, sig, false);
 	exec_release(x);
 }

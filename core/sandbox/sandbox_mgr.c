@@ -53,6 +53,7 @@ struct sandbox {
 	bool timers_init;
 	int active;
 	bool oom_killed;
+	int64_t oom_seen;             /* the runtime's OOM-kill counter, last read */
 	char **addresses;
 	size_t n_network_attached;
 	char netns_path[256];
@@ -1120,6 +1121,59 @@ int sandbox_delete(sandbox_t *sb, hutch_err_t *err)
 	timers_close(sb);
 	sandbox_unref(sb);
 	return 0;
+}
+
+/* ---- OOM checks ---- */
+
+typedef struct oom_job {
+	uv_work_t req;
+	sandbox_t *sb;
+	sandbox_oom_cb cb;
+	void *data;
+	int64_t kills;
+} oom_job_t;
+
+static void oom_work(uv_work_t *req)
+{
+	oom_job_t *j = req->data;
+	plugin_t *rt = j->sb->m->d.plugins->runtime;
+	hutch_sandbox_status_t st = {.size = sizeof st};
+	hutch_err_t e = {0};
+	j->kills = -1;
+	if (rt->ops.runtime.sandbox_status(rt->instance, j->sb->id, &st, &e) == 0)
+		j->kills = st.oom_kills >= 0 ? st.oom_kills : (st.oom_killed ? 1 : 0);
+}
+
+static void oom_done(uv_work_t *req, int status)
+{
+	oom_job_t *j = req->data;
+	sandbox_t *sb = j->sb;
+	(void)status;
+	bool fresh = j->kills > sb->oom_seen;
+	if (fresh) {
+		sb->oom_seen = j->kills;
+		sb->oom_killed = true;
+		persist(sb);
+		metrics_add("sandbox_oom_kills_total", NULL, 1);
+	}
+	j->cb(j->data, fresh);
+	sandbox_unref(sb);
+	free(j);
+}
+
+void sandbox_check_oom(sandbox_t *sb, sandbox_oom_cb cb, void *data)
+{
+	oom_job_t *j = xcalloc(1, sizeof *j);
+	j->req.data = j;
+	j->sb = sb;
+	j->cb = cb;
+	j->data = data;
+	sandbox_ref(sb);
+	if (uv_queue_work(sb->m->d.loop, &j->req, oom_work, oom_done) < 0) {
+		cb(data, false);
+		sandbox_unref(sb);
+		free(j);
+	}
 }
 
 /* ---- manager ---- */

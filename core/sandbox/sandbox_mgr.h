@@ -84,6 +84,12 @@ const char *sandbox_workdir(const sandbox_t *sb);
 /* Activity (exec, files) resets the idle timer; active execs hold it. */
 void sandbox_activity(sandbox_t *sb, int delta_active);
 bool sandbox_oom_killed(const sandbox_t *sb);
+/* Asks the runtime whether a process was killed at the memory limit since
+ * the last check; cb(data, true) if so (the sandbox then reports
+ * oom_killed). Called after a process ends unexpectedly. */
+typedef void (*sandbox_oom_cb)(void *data, bool oom);
+void sandbox_check_oom(sandbox_t *sb, sandbox_oom_cb cb, void *data);
+
 /* The main command's last output (bounded), for logs. */
 const char *sandbox_main_log(const sandbox_t *sb, size_t *len);
 

@@ -256,14 +256,19 @@ int gv_cgroup_verify(const gv_runtime_t *rt, const char *id, int64_t memory_byte
 	return 0;
 }
 
-bool gv_cgroup_oom(const gv_runtime_t *rt, const char *id)
+int64_t gv_cgroup_oom_kills(const gv_runtime_t *rt, const char *id)
 {
 	const gv_cgroups_t *cg = &rt->cgroups;
 	int64_t n = 0;
 	_cleanup_free_ char *p = cg_file(rt, cg->memory, id,
 					 cg->mode == GV_CGROUP_V2 ? "memory.events"
 								  : "memory.oom_control");
-	return read_keyed(p, "oom_kill", &n) == 0 && n > 0;
+	return read_keyed(p, "oom_kill", &n) == 0 ? n : -1;
+}
+
+bool gv_cgroup_oom(const gv_runtime_t *rt, const char *id)
+{
+	return gv_cgroup_oom_kills(rt, id) > 0;
 }
 
 void gv_cgroup_stats(const gv_runtime_t *rt, const char *id,
@@ -290,7 +295,8 @@ void gv_cgroup_stats(const gv_runtime_t *rt, const char *id,
 	_cleanup_free_ char *pids = cg_file(rt, cg->pids, id, "pids.current");
 	if (read_int(pids, &v) == 0)
 		st->pids_current = v;
-	if (gv_cgroup_oom(rt, id))
+	st->oom_kills = gv_cgroup_oom_kills(rt, id);
+	if (st->oom_kills > 0)
 		st->oom_killed = true;
 }
 

@@ -263,6 +263,8 @@ void gv_cgroup_stats(const gv_runtime_t *rt, const char *id,
 		     hutch_sandbox_status_t *st);
 /* true if the sandbox's cgroup saw an OOM kill. */
 bool gv_cgroup_oom(const gv_runtime_t *rt, const char *id);
+/* The memory cgroup's oom_kill counter, -1 if unreadable. */
+int64_t gv_cgroup_oom_kills(const gv_runtime_t *rt, const char *id);
 /* Removes what is left of the sandbox's cgroups in every hierarchy. */
 int gv_cgroup_remove(const gv_runtime_t *rt, const char *id, hutch_err_t *err);
 /* true if any hierarchy still has a cgroup for id. */

@@ -137,6 +137,7 @@ static void status_fill(const gv_runtime_t *rt, const char *id,
 	hutch_sandbox_status_t s = {.size = size};
 	s.exit_code = -1;
 	s.memory_bytes = s.cpu_usage_ns = s.pids_current = -1;
+	s.oom_kills = -1;
 	_cleanup_free_ char *dir = gv_sb_path(rt, id, NULL);
 	_cleanup_free_ char *oom = gv_sb_path(rt, id, "oom");
 	if (!gv_exists(dir)) {

@@ -314,6 +314,8 @@ typedef struct hutch_sandbox_status {
 	int64_t pids_current;   /* -1 unknown */
 	char netns_path[256];   /* the network namespace the sandbox runs in
 				 * (for port forwarding); "" unknown */
+	int64_t oom_kills;      /* processes killed at the memory limit so
+				 * far (a counter); -1 unknown */
 } hutch_sandbox_status_t;
 
 /* A process to run inside a running sandbox. */
