@@ -524,7 +524,7 @@ static int create_or_restore(gv_runtime_t *rt, const hutch_sandbox_spec_t *spec,
 		return hutch_err_set(err, ENAMETOOLONG,
 				     "sandbox id %s is too long for runsc's control socket under %s",
 				     spec->id, rt->root_dir);
-	limits_t lim;
+	limits_t lim = {0};
 	if ((r = limits_resolve(rt, spec, &lim, err)) < 0)
 		return r;
 	const char *nv = annotation(spec, "gpu-nvidia.nvproxy");

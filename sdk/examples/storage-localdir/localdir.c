@@ -151,7 +151,8 @@ static void fill_info(const char *name, const struct stat *st, hutch_volume_info
 {
 	memset(out, 0, sizeof *out);
 	out->size = sizeof *out;
-	snprintf(out->name, sizeof out->name, "%s", name);
+	/* Volume names are at most 63 characters (check_name). */
+	snprintf(out->name, sizeof out->name, "%.*s", (int)sizeof out->name - 1, name);
 	out->size_bytes = -1;
 	out->created_unix = (int64_t)st->st_mtime;
 }
