@@ -152,3 +152,79 @@ def test_cli_errors_are_one_line_and_nonzero(tmp_path):
     err = r.stderr.decode()
     assert err.count("\n") == 1 and err.startswith("hutch: ")
     assert sock in err
+
+
+def _self_signed(tmp_path):
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                    "ec_paramgen_curve:prime256v1", "-nodes", "-days", "1", "-subj", "/CN=localhost",
+                    "-addext", "subjectAltName=DNS:localhost,IP:127.0.0.1",
+                    "-keyout", str(key), "-out", str(cert)], check=True, capture_output=True)
+    return cert, key
+
+
+def test_tcp_tls_api_keys_map_to_tenants(tmp_path):
+    import hashlib
+    import socket as so
+    pb = protos()
+    cert, key = _self_signed(tmp_path)
+    with so.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    acme_key = "acme-key-0123456789abcdef"
+    other_key = "other-key-0123456789abcdef"
+    cfg = ('[api]\ntcp_listen = "127.0.0.1:%d"\ntls_cert = "%s"\ntls_key = "%s"\n'
+           '[[api.key]]\ntenant = "acme"\nsha256 = "%s"\n'
+           '[[api.key]]\ntenant = "other"\nsha256 = "%s"\n') % (
+        port, cert, key, hashlib.sha256(acme_key.encode()).hexdigest(),
+        hashlib.sha256(other_key.encode()).hexdigest())
+    with daemon(cfg) as d:
+        creds = grpc.ssl_channel_credentials(root_certificates=cert.read_bytes())
+        with grpc.secure_channel("127.0.0.1:%d" % port, creds,
+                                 options=[("grpc.ssl_target_name_override", "localhost")]) as ch:
+            for md in (None, [("authorization", "Bearer wrong-key-0000000000")]):
+                with pytest.raises(grpc.RpcError) as e:
+                    unary(ch, "/hutch.v1.Daemon/Status", pb["daemon"].StatusRequest(),
+                          pb["daemon"].StatusResponse, metadata=md)
+                assert e.value.code() == grpc.StatusCode.UNAUTHENTICATED
+            acme = [("authorization", "Bearer " + acme_key)]
+            other = [("authorization", "Bearer " + other_key)]
+            st = unary(ch, "/hutch.v1.Daemon/Status", pb["daemon"].StatusRequest(),
+                       pb["daemon"].StatusResponse, metadata=acme)
+            assert st.tenant == "acme"
+            s = pb["sandbox"]
+            sb = unary(ch, "/hutch.v1.Sandboxes/Create",
+                       s.CreateSandboxRequest(spec=s.SandboxSpec(name="acme-box")), s.Sandbox,
+                       metadata=acme)
+            assert sb.tenant == "acme"
+            # The other tenant sees nothing of it, by id or by name.
+            for ref in (sb.id, "acme-box"):
+                with pytest.raises(grpc.RpcError) as e:
+                    unary(ch, "/hutch.v1.Sandboxes/Get", s.GetSandboxRequest(id=ref), s.Sandbox,
+                          metadata=other)
+                assert e.value.code() == grpc.StatusCode.NOT_FOUND
+            ls = unary(ch, "/hutch.v1.Sandboxes/List", s.ListSandboxesRequest(all=True),
+                       s.ListSandboxesResponse, metadata=other)
+            assert not ls.sandboxes
+            with pytest.raises(grpc.RpcError) as e:
+                unary(ch, "/hutch.v1.Sandboxes/Run", s.RunRequest(start=s.ExecStart(
+                    sandbox_id=sb.id, argv=["true"])), s.RunResponse, metadata=other)
+            assert e.value.code() == grpc.StatusCode.NOT_FOUND
+            # Nor does the unix socket's tenant.
+            assert b"acme-box" not in d.cli("sandbox", "ls", "-a").stdout
+            # The CLI over TCP with the key.
+            r = d.cli("--address", "127.0.0.1:%d" % port, "--ca-file", str(cert), "status",
+                      env={"HUTCH_API_KEY": acme_key})
+            assert "tenant:     acme" in r.stdout.decode()
+            unary(ch, "/hutch.v1.Sandboxes/Stop", s.StopSandboxRequest(id=sb.id), s.Sandbox,
+                  metadata=acme)
+
+
+def test_plaintext_tcp_is_refused_off_loopback(tmp_path):
+    d = Daemon('[api]\ntcp_listen = "0.0.0.0:0"\nallow_plaintext_tcp = true\n', start=False)
+    try:
+        d.start(wait=False)
+        assert d.proc.wait(30) == 1
+        assert "needs tls_cert and tls_key" in d.log()
+    finally:
+        d.cleanup()
