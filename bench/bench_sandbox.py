@@ -25,6 +25,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests",
@@ -88,10 +89,14 @@ class RawRunsc:
         self.flags = ["--root=" + self.root, "--network=none", "--overlay2=none",
                       "--platform=" + platform_name]
         self.n = 0
+        self.lock = threading.Lock()
+        self.live = set()
 
     def bundle(self, args, memory=512 << 20):
-        self.n += 1
-        b = os.path.join(self.base, "b%d" % self.n)
+        with self.lock:
+            self.n += 1
+            n = self.n
+        b = os.path.join(self.base, "b%d" % n)
         os.makedirs(b)
         spec = {
             "ociVersion": "1.0.0",
@@ -105,12 +110,13 @@ class RawRunsc:
                 "namespaces": [{"type": t} for t in ("pid", "ipc", "uts", "mount")],
                 "resources": {"memory": {"limit": memory},
                               "cpu": {"quota": 100000, "period": 100000}},
-                "cgroupsPath": "/hutch-bench/raw-%d-%d" % (os.getpid(), self.n),
+                "cgroupsPath": "/hutch-bench/raw-%d-%d" % (os.getpid(), n),
             },
         }
         with open(os.path.join(b, "config.json"), "w") as f:
             json.dump(spec, f)
-        return b, "raw-%d-%d" % (os.getpid(), self.n)
+        # runsc matches ids by prefix: "raw-1" would also name "raw-10".
+        return b, "raw-%d-%d.b" % (os.getpid(), n)
 
     def run_first_output(self, args):
         b, cid = self.bundle(args)
@@ -125,8 +131,10 @@ class RawRunsc:
 
     def start_idle(self):
         b, cid = self.bundle(["sleep", "100000"])
+        self.live.add(cid)
         subprocess.run([RUNSC] + self.flags + ["run", "--detach", "--bundle", b, cid], check=True,
-                       stdout=subprocess.DEVNULL)
+                       stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                       stderr=subprocess.DEVNULL)
         return cid
 
     def exec_time(self, cid, args):
@@ -136,8 +144,13 @@ class RawRunsc:
         return time.perf_counter() - t0
 
     def delete(self, cid):
+        self.live.discard(cid)
         subprocess.run([RUNSC] + self.flags + ["delete", "--force", cid],
                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+    def delete_all(self):
+        for cid in list(self.live):
+            self.delete(cid)
 
 
 class Hutch:
@@ -195,12 +208,14 @@ def main():
     ap.add_argument("--execs", type=int, default=100)
     ap.add_argument("--idle", type=int, default=10)
     ap.add_argument("--concurrent", type=int, default=20)
+    ap.add_argument("--platform", help="runtime-gvisor platform (default: its probe's choice)")
     ap.add_argument("--json")
     a = ap.parse_args()
 
     results = {"machine": machine()}
-    d = Daemon()
+    d = Daemon('[plugin.runtime-gvisor]\nplatform = "%s"\n' % a.platform if a.platform else "")
     base = tempfile.mkdtemp(prefix="hutch-bench-")
+    raw = None
     try:
         h = Hutch(d)
         caps = {}
@@ -293,6 +308,8 @@ def main():
                                         "ratio": round(th / tr, 2)}
         h.stop(warm)
     finally:
+        if raw:
+            raw.delete_all()
         d.cleanup()
         shutil.rmtree(base, ignore_errors=True)
 

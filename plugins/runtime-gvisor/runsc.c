@@ -120,9 +120,23 @@ void gv_log_last_error(const char *log_path, char *buf, size_t cap)
 	tail[n] = '\0';
 	const char *best = NULL, *best_w = NULL;
 	size_t best_len = 0, best_w_len = 0;
+	char json_msg[1024] = "";
 	for (char *line = tail; *line;) {
 		char *end = strchrnul(line, '\n');
 		size_t len = (size_t)(end - line);
+		/* `runsc run` reports its fatal error as one JSON record:
+		 * {"msg":"...","level":"error",...}. */
+		const char *m = len > 8 && line[0] == '{' ? strstr(line, "\"msg\":\"") : NULL;
+		static const char level_error[] = "\"level\":\"error\"";
+		if (m && m < end && memmem(line, len, level_error, sizeof level_error - 1)) {
+			size_t k = 0;
+			for (m += 7; m < end && *m != '"' && k < sizeof json_msg - 1; m++) {
+				if (*m == '\\' && m + 1 < end)
+					m++;
+				json_msg[k++] = *m;
+			}
+			json_msg[k] = '\0';
+		}
 		if (len > 1 && (line[0] == 'E' || line[0] == 'F') && line[1] >= '0' &&
 		    line[1] <= '9') {
 			best = line;
@@ -132,6 +146,10 @@ void gv_log_last_error(const char *log_path, char *buf, size_t cap)
 			best_w_len = len;
 		}
 		line = *end ? end + 1 : end;
+	}
+	if (json_msg[0]) {
+		snprintf(buf, cap, "%s", json_msg);
+		return;
 	}
 	if (!best) {
 		best = best_w;
