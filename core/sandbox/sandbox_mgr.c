@@ -414,7 +414,8 @@ static int agent_attach(sandbox_t *sb, int to_agent, int from_agent, hutch_err_t
 
 static void fill_runtime_spec(sandbox_t *sb, hutch_sandbox_spec_t *rs, const char *netns,
 			      const char **layers, hutch_mount_t *mounts, size_t *n_mounts,
-			      hutch_kv_t *env, const char **argv, int in_fd, int out_fd)
+			      hutch_kv_t *env, const char **argv, int in_fd, int out_fd,
+			      uint16_t *ports)
 {
 	const Hutch__V1__SandboxSpec *s = sb->spec;
 	size_t nm = 0;
@@ -447,7 +448,11 @@ static void fill_runtime_spec(sandbox_t *sb, hutch_sandbox_spec_t *rs, const cha
 		.mounts = mounts,
 		.n_mounts = nm,
 		.netns_path = netns,
+		.ports = ports,
+		.n_ports = s->n_ports,
 	};
+	for (size_t i = 0; i < s->n_ports; i++)
+		ports[i] = (uint16_t)s->ports[i];
 }
 
 static int network_attach_all(sandbox_t *sb, hutch_net_attachment_t *att, hutch_err_t *err)
@@ -517,6 +522,7 @@ static void create_work(uv_work_t *req)
 	sandbox_mgr_t *m = sb->m;
 	hutch_err_t *err = &j->err;
 	int r;
+	_cleanup_free_ uint16_t *ports = NULL; /* before any goto */
 
 	if ((r = image_builtin_layer(m->d.cfg->daemon.state_dir,
 				     sb->spec->image && *sb->spec->image ? sb->spec->image
@@ -538,8 +544,9 @@ static void create_work(uv_work_t *req)
 	size_t n_mounts;
 	hutch_kv_t env[1];
 	const char *argv[3];
+	ports = xcalloc(sb->spec->n_ports + 1, sizeof *ports);
 	fill_runtime_spec(sb, &rs, att.netns_path[0] ? att.netns_path : NULL, layers, mounts,
-			  &n_mounts, env, argv, j->agent_in, j->agent_out);
+			  &n_mounts, env, argv, j->agent_in, j->agent_out, ports);
 	plugin_t *rt = m->d.plugins->runtime;
 	j->status.size = sizeof j->status;
 	r = rt->ops.runtime.sandbox_create(rt->instance, &rs, &j->status, err);

@@ -418,7 +418,10 @@ static int create_steps(gv_runtime_t *rt, const hutch_sandbox_spec_t *spec,
 	 * checkpointed; but hutchd's port forwards, which connect inside the
 	 * namespace, cannot reach it. */
 	gv_net_mode_t net = rt->netstack ? GV_NET_NETSTACK : GV_NET_HOST;
-	if (!spec->netns_path && strcmp(rt->cfg->private_network, "none") == 0)
+	bool wants_ports = spec->size >= offsetof(hutch_sandbox_spec_t, n_ports) + sizeof(size_t) &&
+			   spec->n_ports > 0;
+	if (!spec->netns_path && (strcmp(rt->cfg->private_network, "none") == 0 ||
+				  (strcmp(rt->cfg->private_network, "auto") == 0 && !wants_ports)))
 		net = GV_NET_NONE;
 	if ((r = save_flags(rt, id, net, nvproxy, err)) < 0)
 		return r;

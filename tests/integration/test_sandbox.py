@@ -396,3 +396,62 @@ def test_bad_requests_get_clear_errors_and_leave_nothing():
             "sandboxes")
         r = d.cli("exec", "sb-000000000000", "--", "true", check=False)
         assert r.returncode != 0 and b"not found" in r.stderr
+
+
+def test_tty_window_size_resize_and_ctrl_c():
+    pb = protos()
+    s = None
+    with daemon() as d:
+        sid = create(d)
+        s = pb["sandbox"]
+        with grpc.insecure_channel("unix:" + d.sock) as ch:
+            call = ch.stream_stream("/hutch.v1.Sandboxes/Exec",
+                                    request_serializer=lambda m: m.SerializeToString(),
+                                    response_deserializer=s.ExecResponse.FromString)
+            script = ('stty size; trap "echo got-int; exit 3" INT; '
+                      'while :; do read -t 1 line && stty size; done')
+            import queue
+            q = queue.Queue()
+
+            def requests():
+                yield s.ExecRequest(start=s.ExecStart(sandbox_id=sid, argv=["sh", "-c", script],
+                                                      tty=True, rows=33, cols=101, stdin=True))
+                while True:
+                    m = q.get()
+                    if m is None:
+                        return
+                    yield m
+
+            out = b""
+            exit_code = None
+            it = call(requests(), timeout=60)
+            step = 0
+            for msg in it:
+                kind = msg.WhichOneof("msg")
+                if kind == "stdout":
+                    out += msg.stdout
+                    if step == 0 and b"33 101" in out:
+                        step = 1
+                        q.put(s.ExecRequest(resize=s.WindowSize(rows=40, cols=120)))
+                        q.put(s.ExecRequest(stdin=b"x\n"))
+                    elif step == 1 and b"40 120" in out:
+                        step = 2
+                        q.put(s.ExecRequest(stdin=b"\x03"))  # ^C through the terminal
+                elif kind == "exit":
+                    exit_code = msg.exit.exit_code
+            q.put(None)
+            assert b"33 101" in out and b"40 120" in out, out
+            assert b"got-int" in out, out
+            assert exit_code == 3
+
+
+def test_exec_user_env_cwd_and_timeout():
+    with daemon() as d:
+        sid = create(d, "-e", "FROM_SPEC=spec", "--workdir", "/tmp")
+        r = d.cli("exec", "-e", "FROM_EXEC=exec", sid, "--", "sh", "-c",
+                  'echo "$FROM_SPEC $FROM_EXEC"; pwd; id -u')
+        assert r.stdout.decode().split("\n")[:3] == ["spec exec", "/tmp", "0"]
+        r = d.cli("exec", "-u", "nobody", "-w", "/", sid, "--", "sh", "-c", "id -u; pwd")
+        assert r.stdout.decode().split() == ["65534", "/"]
+        r = d.cli("exec", "--timeout", "1s", sid, "--", "sleep", "30", check=False)
+        assert r.returncode == 137 and b"timeout" in r.stderr

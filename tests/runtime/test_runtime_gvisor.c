@@ -1208,10 +1208,29 @@ static void case_create_failure(void)
 }
 
 /* The sandbox is in its own network namespace with only loopback. */
-static void case_network(void)
+/* Without ports and without a namespace from the chain, a sandbox needs
+ * no host sockets: it runs with gVisor's own loopback only. */
+static void case_network_auto(void)
 {
 	setup(NULL);
 	load_default();
+	sb_opts_t o = SB_OPTS_INIT;
+	char *id = sb_create(&o, NULL);
+	hutch_sandbox_status_t s = sb_status(id);
+	CHECK(s.netns_path[0] == '\0', "a portless sandbox has host networking (%s)", s.netns_path);
+	exec_result_t *r = sb_sh(id, "(echo hi | nc -l -p 8080 127.0.0.1 &) ; sleep 0.3; nc 127.0.0.1 8080 </dev/null");
+	CHECK(strstr(r->out, "hi"), "loopback inside does not work: %s %s", r->out, r->err);
+	sb_destroy(id);
+}
+
+static void case_network(void)
+{
+	setup(NULL);
+	hutch_err_t le = {0};
+	/* The private namespace with host networking in it: what a sandbox
+	 * with ports gets (private_network = "auto"), forced here. */
+	CHECK_OK(rt_load(&g_rt, g_state_root, "probe_cache = true\nprivate_network = \"same\"\n",
+			 &le), &le);
 	sb_opts_t o = SB_OPTS_INIT;
 	hutch_sandbox_status_t s;
 	char *id = sb_create(&o, &s);
@@ -1537,6 +1556,7 @@ int main(int argc, char **argv)
 		{"cleanup", case_cleanup},
 		{"create_failure", case_create_failure},
 		{"network", case_network},
+		{"network_auto", case_network_auto},
 		{"recovery", case_recovery},
 		{"many", case_many},
 		{"checkpoint", case_checkpoint},

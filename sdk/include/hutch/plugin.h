@@ -292,6 +292,10 @@ typedef struct hutch_sandbox_spec {
 	const hutch_kv_t *annotations; /* plugin-to-plugin hints, e.g. an
 					* accelerator's "gpu-nvidia.nvproxy"="1" */
 	size_t n_annotations;
+	const uint16_t *ports;     /* TCP ports hutchd will forward into the
+				    * sandbox's namespace: sockets listening on
+				    * them must be reachable from it */
+	size_t n_ports;
 } hutch_sandbox_spec_t;
 
 /* Sandbox states as the runtime observes them. */
