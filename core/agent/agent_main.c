@@ -1323,10 +1323,6 @@ int main(int argc, char **argv)
 		if (g_connected) {
 			pfds[n] = (struct pollfd){.fd = 0, .events = POLLIN};
 			owners[n] = NULL, roles[n++] = 1;
-			if (agent_buf_pending(&g_out) > 0) {
-				pfds[n] = (struct pollfd){.fd = 1, .events = POLLOUT};
-				owners[n] = NULL, roles[n++] = 2;
-			}
 		}
 		bool out_full = agent_buf_pending(&g_out) > OUT_HIGH_WATER;
 		int64_t now = now_ms();
@@ -1365,6 +1361,12 @@ int main(int argc, char **argv)
 				pfds[n] = (struct pollfd){.fd = s->in_fd, .events = POLLOUT};
 				owners[n] = s, roles[n++] = 5;
 			}
+		}
+		/* After the streams: finishing one (a lingering exit) queues
+		 * output in this very round. */
+		if (g_connected && agent_buf_pending(&g_out) > 0) {
+			pfds[n] = (struct pollfd){.fd = 1, .events = POLLOUT};
+			owners[n] = NULL, roles[n++] = 2;
 		}
 		if (g_terminating && !g_streams) {
 			/* Exit when every child is gone. */

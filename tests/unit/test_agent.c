@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 #include <uv.h>
 
@@ -187,6 +188,23 @@ static void exec_signal_and_stdin(void)
 	run_until_done(&f, &r);
 	CHECK_EQ_INT(r.exit_code, -1);
 	CHECK_EQ_INT(r.sig, SIGTERM);
+	stop(&f);
+}
+
+static void exit_reported_while_background_child_holds_pipes(void)
+{
+	fix_t f;
+	start(&f);
+	run_t r;
+	const char *argv[] = {"sh", "-c", "sleep 3 & exit 4", NULL};
+	struct timespec t0, t1;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	exec_cmd(&f, &r, argv, false, false);
+	run_until_done(&f, &r);
+	clock_gettime(CLOCK_MONOTONIC, &t1);
+	double s = (double)(t1.tv_sec - t0.tv_sec) + (t1.tv_nsec - t0.tv_nsec) / 1e9;
+	CHECK_EQ_INT(r.exit_code, 4);
+	CHECK(s < 1.5); /* not when the background child exits, 3 s later */
 	stop(&f);
 }
 
@@ -376,6 +394,8 @@ int main(int argc, char **argv)
 		{"exec_missing_command", exec_missing_command},
 		{"exec_signal_and_stdin", exec_signal_and_stdin},
 		{"exec_tty", exec_tty},
+		{"exit_reported_while_background_child_holds_pipes",
+		 exit_reported_while_background_child_holds_pipes},
 		{"output_waits_for_credit", output_waits_for_credit},
 		{"files_roundtrip", files_roundtrip},
 		{"garbage_from_agent_closes_session", garbage_from_agent_closes_session},
