@@ -136,6 +136,8 @@ static void *field_ptr(void *obj, const hutch_config_field_t *f)
 	return (char *)obj + f->offset;
 }
 
+static void release_field(const hutch_config_field_t *f, void *obj);
+
 static char *resolve_path(const char *file, const char *value)
 {
 	if (value[0] == '/' || value[0] == '\0')
@@ -330,7 +332,8 @@ int config_schema_check(const hutch_config_field_t *fields, size_t config_size,
 			_cleanup_free_ void *scratch = xcalloc(1, config_size);
 			origin_t o = {.section = "schema", .is_default = true};
 			r = bind_value(f, v, &o, scratch, err);
-			config_release(fields, scratch);
+			/* Only this field: later ones are not checked yet. */
+			release_field(f, scratch);
 			toml_free(root);
 			if (r < 0)
 				return r;
@@ -403,25 +406,29 @@ int config_bind(const hutch_config_field_t *fields, const toml_value_t *table,
 	return 0;
 }
 
+static void release_field(const hutch_config_field_t *f, void *obj)
+{
+	void *dst = field_ptr(obj, f);
+	switch (f->type) {
+	case HUTCH_CONFIG_STRING:
+	case HUTCH_CONFIG_ENUM:
+	case HUTCH_CONFIG_PATH:
+		free(*(char **)dst);
+		*(char **)dst = NULL;
+		break;
+	case HUTCH_CONFIG_STRING_LIST:
+		strv_free(*(char ***)dst);
+		*(char ***)dst = NULL;
+		break;
+	default:
+		break;
+	}
+}
+
 void config_release(const hutch_config_field_t *fields, void *obj)
 {
-	for (const hutch_config_field_t *f = fields; f && f->key; f++) {
-		void *dst = field_ptr(obj, f);
-		switch (f->type) {
-		case HUTCH_CONFIG_STRING:
-		case HUTCH_CONFIG_ENUM:
-		case HUTCH_CONFIG_PATH:
-			free(*(char **)dst);
-			*(char **)dst = NULL;
-			break;
-		case HUTCH_CONFIG_STRING_LIST:
-			strv_free(*(char ***)dst);
-			*(char ***)dst = NULL;
-			break;
-		default:
-			break;
-		}
-	}
+	for (const hutch_config_field_t *f = fields; f && f->key; f++)
+		release_field(f, obj);
 }
 
 void config_describe(const hutch_config_field_t *fields, FILE *out)

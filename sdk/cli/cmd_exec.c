@@ -211,6 +211,12 @@ int cmd_exec(cli_t *cli, int argc, char **argv)
 	int rc = cli_exec_attached(client, id, argv + optind, argc - optind, env, n_env,
 				   workdir, user, interactive, tty, timeout_s * 1000);
 	hutch_client_close(client);
+	for (size_t i = 0; i < n_env; i++) {
+		free(env[i]->key);
+		free(env[i]->value);
+		free(env[i]);
+	}
+	free(env);
 	return rc;
 }
 
@@ -253,7 +259,9 @@ int cmd_run(cli_t *cli, int argc, char **argv)
 	hutch_client_t *client = cli_connect(cli);
 	Hutch__V1__Sandbox *sb;
 	hutch_err_t err = {0};
-	if (hutch_sandbox_create(client, &spec, &sb, &err) < 0) {
+	int cr = hutch_sandbox_create(client, &spec, &sb, &err);
+	spec_opts_free(&spec);
+	if (cr < 0) {
 		hutch_client_close(client);
 		return cli_fail(&err);
 	}

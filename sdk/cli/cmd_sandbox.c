@@ -81,6 +81,28 @@ int spec_opt(Hutch__V1__SandboxSpec *spec, int opt, const char *arg)
 	return 1; /* not a spec option */
 }
 
+static void free_kvs(Hutch__V1__KeyValue **v, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		free(v[i]->key);
+		free(v[i]->value);
+		free(v[i]);
+	}
+	free(v);
+}
+
+void spec_opts_free(Hutch__V1__SandboxSpec *spec)
+{
+	free_kvs(spec->env, spec->n_env);
+	free_kvs(spec->labels, spec->n_labels);
+	free(spec->ports);
+	free(spec->network_policies);
+	spec->env = spec->labels = NULL;
+	spec->ports = NULL;
+	spec->network_policies = NULL;
+	spec->n_env = spec->n_labels = spec->n_ports = spec->n_network_policies = 0;
+}
+
 static void print_sandbox(const cli_t *cli, const Hutch__V1__Sandbox *sb)
 {
 	if (cli->json) {
@@ -128,6 +150,7 @@ static int sandbox_create(cli_t *cli, int argc, char **argv)
 	hutch_err_t err = {0};
 	r = hutch_sandbox_create(client, &spec, &sb, &err);
 	hutch_client_close(client);
+	spec_opts_free(&spec);
 	if (r < 0)
 		return cli_fail(&err);
 	if (cli->json)

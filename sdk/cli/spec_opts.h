@@ -35,5 +35,7 @@ static const struct option spec_longopts[] = {SPEC_LONGOPTS, {0}};
 /* Applies one option to spec: 0 applied, 1 not a spec option, 2 usage
  * error (already printed). */
 int spec_opt(Hutch__V1__SandboxSpec *spec, int opt, const char *arg);
+/* Frees what spec_opt allocated. */
+void spec_opts_free(Hutch__V1__SandboxSpec *spec);
 
 #endif

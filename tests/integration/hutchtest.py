@@ -109,7 +109,10 @@ class Daemon:
         self.proc.wait()
 
     def cleanup(self):
-        """Stops every sandbox, stops the daemon, removes the directory."""
+        """Stops every sandbox, stops the daemon, removes the directory.
+        A sanitizer report in hutchd's log (ASan/UBSan builds) fails the
+        test here."""
+        report = None
         try:
             if self.proc and self.proc.poll() is None:
                 r = self.cli("--json", "sandbox", "ls", check=False)
@@ -117,10 +120,16 @@ class Daemon:
                     for sb in json.loads(r.stdout or b"{}").get("sandboxes", []):
                         self.cli("sandbox", "stop", sb["id"], check=False)
             self.stop()
+            log = self.log()
+            for marker in ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:"):
+                if marker in log:
+                    report = log[log.index(marker) - 200 if log.index(marker) > 200 else 0:][:6000]
         finally:
             if getattr(self, "log_file", None):
                 self.log_file.close()
             shutil.rmtree(self.dir, ignore_errors=True)
+        if report:
+            raise AssertionError("sanitizer report from hutchd:\n" + report)
 
 
 @contextlib.contextmanager
