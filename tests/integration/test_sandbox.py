@@ -469,3 +469,18 @@ def test_exec_user_env_cwd_and_timeout():
         assert r.stdout.decode().split() == ["65534", "/"]
         r = d.cli("exec", "--timeout", "1s", sid, "--", "sleep", "30", check=False)
         assert r.returncode == 137 and b"timeout" in r.stderr
+
+
+def test_restart_with_on_restart_cleanup_stops_what_ran():
+    d = Daemon('[sandbox]\non_restart = "cleanup"\n')
+    try:
+        sid = create(d)
+        d.kill()
+        d.start()
+        info = inspect(d, sid)
+        assert info["state"] == "SANDBOX_STATE_STOPPED"
+        assert "on_restart = cleanup" in info["reason"]
+        assert not mountinfo_under(os.path.join(d.run, "sandboxes"))
+        assert not mountinfo_under(os.path.join(d.run, "plugins"))
+    finally:
+        d.cleanup()
