@@ -199,6 +199,20 @@ static void persist(sandbox_t *sb)
 
 /* ---- lifetime of the object ---- */
 
+/* Tells everyone waiting for the sandbox to stop that it has. */
+static void waiters_fire(sandbox_t *sb)
+{
+	waiter_t *w = sb->stop_waiters;
+	sb->stop_waiters = NULL;
+	while (w) {
+		waiter_t *next = w->next;
+		if (w->cb)
+			w->cb(w->data, sb, NULL);
+		free(w);
+		w = next;
+	}
+}
+
 static void sandbox_free(sandbox_t *sb)
 {
 	if (sb->spec)
@@ -732,15 +746,7 @@ static void create_done(uv_work_t *req, int status)
 		metrics_add("sandboxes_failed_total", NULL, 1);
 		if (j->cb)
 			j->cb(j->data, NULL, &j->err);
-		waiter_t *w = sb->stop_waiters;
-		sb->stop_waiters = NULL;
-		while (w) {
-			waiter_t *next = w->next;
-			if (w->cb)
-				w->cb(w->data, sb, NULL);
-			free(w);
-			w = next;
-		}
+		waiters_fire(sb);
 		strv_free(j->addresses);
 		sandbox_unref(sb); /* the list's reference */
 		sandbox_unref(sb); /* the job's */
@@ -1043,15 +1049,7 @@ static void stop_done(uv_work_t *req, int status)
 		sandbox_unref(sb); /* the list's */
 	}
 	log_info("sandbox %s %s (%s)", sb->id, state_word(sb->state), sb->reason);
-	waiter_t *w = sb->stop_waiters;
-	sb->stop_waiters = NULL;
-	while (w) {
-		waiter_t *next = w->next;
-		if (w->cb)
-			w->cb(w->data, sb, NULL);
-		free(w);
-		w = next;
-	}
+	waiters_fire(sb);
 	sandbox_unref(sb);
 	free(j);
 }
