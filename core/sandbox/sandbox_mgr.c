@@ -60,6 +60,7 @@ struct sandbox {
 	port_fwd_t **fwds;            /* one per spec port, while running */
 	char **port_addrs;            /* "127.0.0.1:NNNN", parallel to fwds */
 	uint32_t main_sid;            /* the main command's agent stream */
+	char *etc_paths[3], *etc_targets[3]; /* /etc files mounted in (create only) */
 	strbuf_t main_log;            /* its last output (bounded) */
 	bool forgotten;               /* deleted; freed at the last unref */
 	bool delete_after_stop;       /* create failed late: leave no record */
@@ -221,6 +222,10 @@ static void sandbox_free(sandbox_t *sb)
 	strv_free(sb->addresses);
 	strv_free(sb->port_addrs);
 	free(sb->fwds);
+	for (int i = 0; i < 3; i++) {
+		free(sb->etc_paths[i]);
+		free(sb->etc_targets[i]);
+	}
 	sb_free(&sb->main_log);
 	free(sb->tenant);
 	free(sb->name);
@@ -434,6 +439,14 @@ static void fill_runtime_spec(sandbox_t *sb, hutch_sandbox_spec_t *rs, const cha
 	const Hutch__V1__SandboxSpec *s = sb->spec;
 	size_t nm = 0;
 	mounts[nm++] = (hutch_mount_t){sb->m->d.agent_path, AGENT_IN_SANDBOX, HUTCH_MOUNT_READONLY};
+	/* Written by write_etc_files; read-only, so a sandbox cannot grow
+	 * files on the host's run dir. */
+	static const char *const etc_names[] = {"hosts", "hostname", "resolv.conf"};
+	for (size_t i = 0; i < 3; i++) {
+		sb->etc_paths[i] = xasprintf("%s/etc/%s", sb->run_dir, etc_names[i]);
+		sb->etc_targets[i] = xasprintf("/etc/%s", etc_names[i]);
+		mounts[nm++] = (hutch_mount_t){sb->etc_paths[i], sb->etc_targets[i], HUTCH_MOUNT_READONLY};
+	}
 	*n_mounts = nm;
 	layers[0] = sb->image_layer;
 	argv[0] = AGENT_IN_SANDBOX;
@@ -512,6 +525,60 @@ static void remove_tree(const char *dir)
 		log_warn("remove %s: %s", dir, e.message);
 }
 
+/* ---- /etc files ---- */
+
+static int write_file_at(const char *dir, const char *name, const char *text, hutch_err_t *err)
+{
+	_cleanup_free_ char *path = xasprintf("%s/%s", dir, name);
+	_cleanup_close_ int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	if (fd < 0)
+		return hutch_err_sys(err, errno, "create %s", path);
+	size_t n = strlen(text);
+	if (write(fd, text, n) != (ssize_t)n)
+		return hutch_err_sys(err, errno ? errno : EIO, "write %s", path);
+	return 0;
+}
+
+/* The sandbox's /etc/hosts, /etc/hostname and /etc/resolv.conf: its own
+ * name, its addresses, and the resolver the network chain gave it (none:
+ * no network, so name lookups fail at once instead of reaching anywhere). */
+static int write_etc_files(sandbox_t *sb, const hutch_net_attachment_t *att, hutch_err_t *err)
+{
+	_cleanup_free_ char *dir = xasprintf("%s/etc", sb->run_dir);
+	int r = mkdir_p(dir, 0755, err);
+	if (r < 0)
+		return r;
+	_cleanup_sb_ strbuf_t hosts = STRBUF_INIT;
+	sb_printf(&hosts, "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n");
+	bool named = false;
+	for (int i = 0; i < HUTCH_NET_MAX_ADDRS; i++) {
+		if (!att->addresses[i][0])
+			continue;
+		char ip[64];
+		snprintf(ip, sizeof ip, "%s", att->addresses[i]);
+		ip[strcspn(ip, "/")] = '\0';
+		sb_printf(&hosts, "%s\t%s\n", ip, sb->id);
+		named = true;
+	}
+	if (!named)
+		sb_printf(&hosts, "127.0.1.1\t%s\n", sb->id);
+	_cleanup_sb_ strbuf_t resolv = STRBUF_INIT;
+	if (att->dns_server[0]) {
+		sb_printf(&resolv, "nameserver %s\n", att->dns_server);
+		if (att->search_domain[0])
+			sb_printf(&resolv, "search %s\n", att->search_domain);
+		sb_append(&resolv, "options timeout:2 attempts:2\n");
+	} else {
+		sb_append(&resolv, "# no network: no resolver\nnameserver 127.0.0.1\n");
+	}
+	_cleanup_free_ char *hostname = xasprintf("%s\n", sb->id);
+	if ((r = write_file_at(dir, "hosts", hosts.buf, err)) < 0 ||
+	    (r = write_file_at(dir, "hostname", hostname, err)) < 0 ||
+	    (r = write_file_at(dir, "resolv.conf", resolv.buf, err)) < 0)
+		return r;
+	return 0;
+}
+
 /* ---- create ---- */
 
 typedef struct create_job {
@@ -551,6 +618,8 @@ static void create_work(uv_work_t *req)
 	for (int i = 0; i < HUTCH_NET_MAX_ADDRS; i++)
 		if (att.addresses[i][0])
 			strv_push(&j->addresses, xstrdup(att.addresses[i]));
+	if ((r = write_etc_files(sb, &att, err)) < 0)
+		goto undo;
 
 	hutch_sandbox_spec_t rs;
 	const char *layers[1];
