@@ -84,6 +84,19 @@ const char *sandbox_workdir(const sandbox_t *sb);
 /* Activity (exec, files) resets the idle timer; active execs hold it. */
 void sandbox_activity(sandbox_t *sb, int delta_active);
 bool sandbox_oom_killed(const sandbox_t *sb);
+/* Replaces the network policies bound to a running sandbox (names in its
+ * tenant); use_default with n = 0 goes back to the configured default.
+ * cb when the network chain applied it (err set if it failed; the old
+ * binding then stays). */
+int sandbox_update_policies(sandbox_t *sb, char *const *names, size_t n, bool use_default,
+			    sandbox_done_cb cb, void *data, hutch_err_t *err);
+/* Live sandboxes of tenant bound to policy (NULL-terminated, free with
+ * strv_free; NULL if none). */
+char **sandbox_mgr_policy_users(sandbox_mgr_t *m, const char *tenant, const char *policy);
+/* The policy was replaced: every running sandbox bound to it gets the
+ * new version. */
+void sandbox_mgr_policy_changed(sandbox_mgr_t *m, const char *tenant, const char *policy);
+
 /* Asks the runtime whether a process was killed at the memory limit since
  * the last check; cb(data, true) if so (the sandbox then reports
  * oom_killed). Called after a process ends unexpectedly. */

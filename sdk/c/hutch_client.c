@@ -279,10 +279,12 @@ int hutch_exec_next(hutch_exec_t *x, int timeout_ms, hutch_exec_event_t *ev, hut
 	}
 	ProtobufCMessage *m = NULL;
 	int r = hc_call_recv(x->call, &hutch__v1__exec_response__descriptor, &m, timeout_ms, err);
-	if (r <= 0)
-		return r == 0 && !x->exited
-			? hutch_err_set(err, EPROTO, "exec stream ended without an exit status")
-			: r;
+	if (r == -EAGAIN)
+		return r;
+	if (r < 0)
+		return call_failed(r, hc_call_status(x->call), err);
+	if (r == 0)
+		return x->exited ? 0 : hutch_err_set(err, EPROTO, "exec stream ended without an exit status");
 	x->last = m;
 	Hutch__V1__ExecResponse *resp = (Hutch__V1__ExecResponse *)m;
 	memset(ev, 0, sizeof *ev);

@@ -33,6 +33,8 @@ int cmd_sandbox(cli_t *cli, int argc, char **argv);
 int cmd_run(cli_t *cli, int argc, char **argv);
 int cmd_exec(cli_t *cli, int argc, char **argv);
 int cmd_cp(cli_t *cli, int argc, char **argv);
+int cmd_policy(cli_t *cli, int argc, char **argv);
+int cmd_sandbox_update_policy(cli_t *cli, int argc, char **argv);
 
 /* Shared by run and exec: streams an exec with the terminal attached;
  * returns the process's exit status as a shell would (128+N if signalled). */

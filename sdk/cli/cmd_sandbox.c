@@ -286,7 +286,7 @@ int cmd_sandbox(cli_t *cli, int argc, char **argv)
 	const char *sub = argv[1];
 	argc--;
 	argv++;
-	optind = 1;
+	optind = 0; /* 0: glibc re-reads the option string (ordering included) */
 	if (!strcmp(sub, "create"))
 		return sandbox_create(cli, argc, argv);
 	if (!strcmp(sub, "ls") || !strcmp(sub, "list"))
@@ -297,5 +297,7 @@ int cmd_sandbox(cli_t *cli, int argc, char **argv)
 		return sandbox_stop(cli, argc, argv);
 	if (!strcmp(sub, "rm") || !strcmp(sub, "delete"))
 		return sandbox_rm(cli, argc, argv);
+	if (!strcmp(sub, "update-policy"))
+		return cmd_sandbox_update_policy(cli, argc, argv);
 	return cli_usage_error("unknown sandbox command `%s`", sub);
 }

@@ -20,7 +20,8 @@ static void usage(FILE *out)
 		"  run [OPTS] -- CMD [ARG...]     run CMD in a new sandbox, then stop it\n"
 		"  exec [OPTS] ID -- CMD [ARG...] run CMD in a running sandbox\n"
 		"  cp SRC DST                     copy files; ID:/path names a sandbox path\n"
-		"  sandbox create|ls|inspect|stop|rm\n"
+		"  sandbox create|ls|inspect|stop|rm|update-policy\n"
+		"  policy create|ls|inspect|rm    network policies\n"
 		"\n"
 		"global options:\n"
 		"  --socket PATH     hutchd's unix socket (default $HUTCH_SOCKET or %s)\n"
@@ -98,13 +99,15 @@ int main(int argc, char **argv)
 	const char *cmd = argv[optind];
 	int sub_argc = argc - optind;
 	char **sub_argv = argv + optind;
-	optind = 1; /* commands parse their own options from here */
+	/* Commands parse their own options; 0 makes glibc re-read the option
+	 * string, ordering included. */
+	optind = 0;
 	static const struct {
 		const char *name;
 		int (*fn)(cli_t *, int, char **);
 	} cmds[] = {
 		{"status", cmd_status}, {"sandbox", cmd_sandbox}, {"run", cmd_run},
-		{"exec", cmd_exec},     {"cp", cmd_cp},
+		{"exec", cmd_exec},     {"cp", cmd_cp},           {"policy", cmd_policy},
 	};
 	for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++)
 		if (strcmp(cmd, cmds[i].name) == 0)
