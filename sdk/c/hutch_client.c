@@ -102,9 +102,14 @@ static int call_failed(int r, int status, hutch_err_t *err)
 	char needle[64];
 	snprintf(needle, sizeof needle, ": %s: ", name);
 	const char *p = strstr(err->message, needle);
-	if (p && err->message[0] == '/' && status != HC_STATUS_DEADLINE_EXCEEDED &&
-	    status != HC_STATUS_UNKNOWN && status != HC_STATUS_INTERNAL) {
+	bool keep = status == HC_STATUS_DEADLINE_EXCEEDED || status == HC_STATUS_UNKNOWN ||
+		    status == HC_STATUS_INTERNAL;
+	if (!keep && p && err->message[0] == '/') {
 		p += strlen(needle);
+		memmove(err->message, p, strlen(p) + 1);
+	} else if (!keep && strncmp(err->message, needle + 2, strlen(needle) - 2) == 0) {
+		/* "STATUS: message" */
+		p = err->message + strlen(needle) - 2;
 		memmove(err->message, p, strlen(p) + 1);
 	}
 	return r;
