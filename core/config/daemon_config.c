@@ -107,7 +107,33 @@ static const hutch_config_field_t sandbox_fields[] = {
 };
 #undef S
 
-static const char *const top_keys[] = {"daemon", "api", "plugins", "plugin", "sandbox", NULL};
+#define SE(f) offsetof(secrets_section_t, f)
+static const hutch_config_field_t secrets_fields[] = {
+	{HUTCH_CONFIG_PATH, "key_file", NULL, SE(key_file),
+	 "AES-256 key that seals secrets at rest, kept apart from the store (default: <state_dir>/keys/secrets.key; made if missing)", 0, NULL},
+	{0},
+};
+#undef SE
+
+static const char *const integration_types[] = {"postgres", "env", NULL};
+#define I(f) offsetof(integration_cfg_t, f)
+static const hutch_config_field_t integration_fields[] = {
+	{HUTCH_CONFIG_STRING, "name", NULL, I(name), "Name sandboxes use (Secret.from_integration)", HUTCH_CONFIG_REQUIRED, NULL},
+	{HUTCH_CONFIG_ENUM, "type", NULL, I(type), "What it provides", HUTCH_CONFIG_REQUIRED, integration_types},
+	{HUTCH_CONFIG_STRING_LIST, "tenants", NULL, I(tenants), "Tenants that may use it (default: all)", 0, NULL},
+	{HUTCH_CONFIG_STRING, "host", NULL, I(host), "postgres: host", 0, NULL},
+	{HUTCH_CONFIG_INT, "port", "5432", I(port), "postgres: port", 0, NULL},
+	{HUTCH_CONFIG_STRING, "user", NULL, I(user), "postgres: user", 0, NULL},
+	{HUTCH_CONFIG_STRING, "password", NULL, I(password), "postgres: password", HUTCH_CONFIG_SECRET, NULL},
+	{HUTCH_CONFIG_STRING, "database", NULL, I(database), "postgres: database", 0, NULL},
+	{HUTCH_CONFIG_STRING, "sslmode", NULL, I(sslmode), "postgres: sslmode", 0, NULL},
+	{HUTCH_CONFIG_STRING_LIST, "env", NULL, I(env), "env: variables as \"KEY=VALUE\"", HUTCH_CONFIG_SECRET, NULL},
+	{0},
+};
+#undef I
+
+static const char *const top_keys[] = {"daemon", "api", "plugins", "plugin", "sandbox",
+				       "secrets", "integration", NULL};
 
 static char *read_file(const char *path, size_t *len, hutch_err_t *err)
 {
@@ -134,6 +160,40 @@ static char *read_file(const char *path, size_t *len, hutch_err_t *err)
 	}
 	*len = sb.len;
 	return sb_steal(&sb);
+}
+
+static int bind_integrations(daemon_config_t *cfg, const toml_value_t *root, hutch_err_t *err)
+{
+	const toml_value_t *v = root ? toml_table_get(root, "integration") : NULL;
+	if (!v)
+		return 0;
+	if (v->type != TOML_ARRAY)
+		return hutch_err_set(err, EINVAL, "%s:%d:%d: integration must be an array of tables ([[integration]])",
+				     cfg->file, v->line, v->col);
+	cfg->integrations = xcalloc(v->u.array.len + 1, sizeof *cfg->integrations);
+	for (size_t i = 0; i < v->u.array.len; i++) {
+		const toml_value_t *t = v->u.array.items[i];
+		int r = config_bind(integration_fields, t, cfg->file, "integration",
+				    &cfg->integrations[i], err);
+		if (r < 0)
+			return r;
+		cfg->n_integrations = i + 1;
+		integration_cfg_t *in = &cfg->integrations[i];
+		for (size_t k = 0; k < i; k++)
+			if (strcmp(cfg->integrations[k].name, in->name) == 0)
+				return hutch_err_set(err, EINVAL, "%s:%d:%d: integration `%s` is defined twice",
+						     cfg->file, t->line, t->col, in->name);
+		if (strcmp(in->type, "postgres") == 0 && (!in->host || !in->user || !in->database))
+			return hutch_err_set(err, EINVAL,
+					     "%s:%d:%d: postgres integration `%s` needs host, user and database",
+					     cfg->file, t->line, t->col, in->name);
+		for (char **e = in->env; e && *e; e++)
+			if (!strchr(*e, '=') || **e == '=')
+				return hutch_err_set(err, EINVAL,
+						     "%s:%d:%d: integration `%s`: env entries are \"KEY=VALUE\"",
+						     cfg->file, t->line, t->col, in->name);
+	}
+	return 0;
 }
 
 static int bind_keys(daemon_config_t *cfg, const toml_value_t *api,
@@ -191,7 +251,7 @@ int daemon_config_load(const char *file, daemon_config_t *cfg, hutch_err_t *err)
 					known = true;
 			if (!known) {
 				r = hutch_err_set(err, EINVAL,
-						  "%s:%d:%d: unknown section `%.*s` (known: daemon, api, plugins, plugin.NAME, sandbox)",
+						  "%s:%d:%d: unknown section `%.*s` (known: daemon, api, plugins, plugin.NAME, sandbox, secrets, integration)",
 						  file, kv->line, kv->col, (int)kv->key_len, kv->key);
 				daemon_config_free(cfg);
 				return r;
@@ -224,6 +284,7 @@ int daemon_config_load(const char *file, daemon_config_t *cfg, hutch_err_t *err)
 		{api_fields, "api", &cfg->api, api_bound},
 		{plugins_fields, "plugins", &cfg->plugins, root ? toml_table_get(root, "plugins") : NULL},
 		{sandbox_fields, "sandbox", &cfg->sandbox, root ? toml_table_get(root, "sandbox") : NULL},
+		{secrets_fields, "secrets", &cfg->secrets, root ? toml_table_get(root, "secrets") : NULL},
 	};
 	r = 0;
 	for (size_t i = 0; i < ARRAY_SIZE(sections) && r == 0; i++)
@@ -233,6 +294,8 @@ int daemon_config_load(const char *file, daemon_config_t *cfg, hutch_err_t *err)
 		free(api_view.u.table.items);
 	if (r == 0)
 		r = bind_keys(cfg, api, err);
+	if (r == 0)
+		r = bind_integrations(cfg, root, err);
 	if (r == 0 && root) {
 		const toml_value_t *pl = toml_table_get(root, "plugin");
 		if (pl && pl->type != TOML_TABLE)
@@ -306,6 +369,10 @@ void daemon_config_free(daemon_config_t *cfg)
 	for (size_t i = 0; i < cfg->n_keys; i++)
 		config_release(key_fields, &cfg->keys[i]);
 	free(cfg->keys);
+	config_release(secrets_fields, &cfg->secrets);
+	for (size_t i = 0; i < cfg->n_integrations; i++)
+		config_release(integration_fields, &cfg->integrations[i]);
+	free(cfg->integrations);
 	toml_free(cfg->doc);
 	free(cfg->file);
 	memset(cfg, 0, sizeof *cfg);
@@ -323,4 +390,8 @@ void daemon_config_describe(FILE *out)
 	config_describe(plugins_fields, out);
 	fprintf(out, "\n[sandbox]\n");
 	config_describe(sandbox_fields, out);
+	fprintf(out, "\n[secrets]\n");
+	config_describe(secrets_fields, out);
+	fprintf(out, "\n[[integration]]\n");
+	config_describe(integration_fields, out);
 }

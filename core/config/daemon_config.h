@@ -67,6 +67,26 @@ typedef struct sandbox_section {
 	int64_t max_memory;
 } sandbox_section_t;
 
+/* [secrets] */
+typedef struct secrets_section {
+	char *key_file; /* default: <state_dir>/keys/secrets.key */
+} secrets_section_t;
+
+/* [[integration]]: credentials of a service the operator runs, given to
+ * sandboxes that name it (Secret.from_integration). */
+typedef struct integration_cfg {
+	char *name;
+	char *type;     /* "postgres" | "env" */
+	char **tenants; /* NULL: every tenant */
+	char *host;
+	int64_t port;
+	char *user;
+	char *password;
+	char *database;
+	char *sslmode;
+	char **env;     /* "K=V", type env */
+} integration_cfg_t;
+
 typedef struct api_key {
 	char *tenant;
 	char *sha256; /* hex */
@@ -81,6 +101,9 @@ typedef struct daemon_config {
 	sandbox_section_t sandbox;
 	api_key_t *keys;
 	size_t n_keys;
+	secrets_section_t secrets;
+	integration_cfg_t *integrations;
+	size_t n_integrations;
 	/* Whether the file set these, or they were derived from the dirs (and
 	 * follow a --state-dir / --run-dir override). */
 	bool socket_set;

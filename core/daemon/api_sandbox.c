@@ -189,6 +189,7 @@ static const grpc_method_t sandbox_methods[] = {
 int api_exec_register(daemon_t *d, hutch_err_t *err);
 int api_files_register(daemon_t *d, hutch_err_t *err);
 int api_policy_register(daemon_t *d, hutch_err_t *err);
+int api_secret_register(daemon_t *d, hutch_err_t *err);
 
 int api_sandbox_register(daemon_t *d, hutch_err_t *err)
 {
@@ -200,5 +201,7 @@ int api_sandbox_register(daemon_t *d, hutch_err_t *err)
 		r = api_files_register(d, err);
 	if (r == 0)
 		r = api_policy_register(d, err);
+	if (r == 0)
+		r = api_secret_register(d, err);
 	return r;
 }

@@ -16,6 +16,7 @@
 #include "config_bind.h"
 #include "log.h"
 #include "sandbox_mgr.h"
+#include "secret_store.h"
 #include "strbuf.h"
 
 #ifndef HUTCH_VERSION
@@ -350,6 +351,8 @@ static void daemon_free(daemon_t *d)
 {
 	sandbox_mgr_free(d->sandboxes);
 	d->sandboxes = NULL;
+	secrets_free(d->secrets);
+	d->secrets = NULL;
 	caps_free(d->caps, d->plugins.n);
 	d->caps = NULL;
 	plugin_set_close(&d->plugins);
@@ -370,6 +373,7 @@ int daemon_run(const daemon_opts_t *opts, hutch_err_t *err)
 	/* Declared before any goto: their cleanup runs at out. */
 	_cleanup_free_ char *db = NULL;
 	_cleanup_free_ char *agent = NULL;
+	_cleanup_free_ char *key_file = NULL;
 	int r = config_with_overrides(&d, opts, err);
 	if (r < 0)
 		goto out;
@@ -404,6 +408,10 @@ int daemon_run(const daemon_opts_t *opts, hutch_err_t *err)
 		caps_collect(d.plugins.all[i], &d.caps[i]);
 
 	agent = agent_path_default();
+	key_file = d.cfg.secrets.key_file ? xstrdup(d.cfg.secrets.key_file)
+					  : xasprintf("%s/keys/secrets.key", ds->state_dir);
+	if ((r = secrets_new(d.store, key_file, &d.cfg, &d.secrets, err)) < 0)
+		goto out;
 	sandbox_mgr_deps_t deps = {
 		.loop = &d.loop,
 		.store = d.store,
@@ -411,6 +419,7 @@ int daemon_run(const daemon_opts_t *opts, hutch_err_t *err)
 		.cfg = &d.cfg,
 		.host = d.core_host,
 		.agent_path = agent,
+		.secrets = d.secrets,
 	};
 	if ((r = sandbox_mgr_new(&deps, &d.sandboxes, err)) < 0 ||
 	    (r = sandbox_mgr_recover(d.sandboxes, err)) < 0)

@@ -23,6 +23,7 @@
 #include "store.h"
 
 typedef struct sandbox_mgr sandbox_mgr_t;
+typedef struct secrets secrets_t;
 
 /* Cached answer of a plugin's capabilities op. */
 typedef struct plugin_caps {
@@ -57,6 +58,7 @@ typedef struct daemon {
 	int64_t started_unix;
 	bool stopping;
 	sandbox_mgr_t *sandboxes;
+	secrets_t *secrets;
 } daemon_t;
 
 /* Runs hutchd until SIGTERM/SIGINT. Returns 0 after a clean shutdown. */

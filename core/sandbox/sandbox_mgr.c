@@ -13,6 +13,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "net_policy.h"
+#include "secret_store.h"
 #include "port_forward.h"
 #include "proc.h"
 #include "strbuf.h"
@@ -65,6 +66,7 @@ struct sandbox {
 	strbuf_t main_log;            /* its last output (bounded) */
 	bool forgotten;               /* deleted; freed at the last unref */
 	bool delete_after_stop;       /* create failed late: leave no record */
+	bool has_secrets;             /* a sealed copy of its secret env is stored */
 };
 
 struct sandbox_mgr {
@@ -201,6 +203,14 @@ static void persist(sandbox_t *sb)
 
 /* ---- lifetime of the object ---- */
 
+/* Frees an environment that may hold secret values: wiped first. */
+static void env_free(char **env)
+{
+	for (char **e = env; e && *e; e++)
+		memset(*e, 0, strlen(*e));
+	strv_free(env);
+}
+
 /* Tells everyone waiting for the sandbox to stop that it has. */
 static void waiters_fire(sandbox_t *sb)
 {
@@ -219,7 +229,7 @@ static void sandbox_free(sandbox_t *sb)
 {
 	if (sb->spec)
 		protobuf_c_message_free_unpacked(&sb->spec->base, NULL);
-	strv_free(sb->env);
+	env_free(sb->env);
 	strv_free(sb->addresses);
 	strv_free(sb->port_addrs);
 	free(sb->fwds);
@@ -822,6 +832,8 @@ static void create_done(uv_work_t *req, int status)
 		/* Nothing of it remains: not even the record. */
 		hutch_err_t e2 = {0};
 		store_delete(sb->m->d.store, KIND, sb->id, &e2);
+		if (sb->has_secrets)
+			secrets_forget_sandbox(sb->m->d.secrets, sb->id);
 		sb->forgotten = true;
 		list_remove(sb->m, sb);
 		metrics_add("sandboxes_failed_total", NULL, 1);
@@ -959,8 +971,6 @@ static int resolve_spec(sandbox_mgr_t *m, const char *tenant, Hutch__V1__Sandbox
 		return hutch_err_set(err, ENOTSUP, "gpu `%s`: no accelerator plugin is configured", s->gpu);
 	if (s->n_volumes > 0 && !m->d.plugins->storage)
 		return hutch_err_set(err, ENOTSUP, "volumes need a storage plugin (none is configured)");
-	if (s->n_secrets > 0)
-		return hutch_err_set(err, ENOTSUP, "secrets are not supported by this hutchd yet");
 	if (s->n_tunnels > 0)
 		return hutch_err_set(err, ENOTSUP, "tunnels need a tunnel network plugin (none is configured)");
 	for (size_t i = 0; i < s->n_command; i++)
@@ -977,7 +987,9 @@ static int resolve_spec(sandbox_mgr_t *m, const char *tenant, Hutch__V1__Sandbox
 	return 0;
 }
 
-static char **build_env(const Hutch__V1__SandboxSpec *s, const char *hostname)
+/* Defaults, then the spec's env, then the resolved secrets (which win). */
+static char **build_env(const Hutch__V1__SandboxSpec *s, const char *hostname,
+			char *const *secret_env)
 {
 	char **env = NULL;
 	strv_push(&env, xstrdup("PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"));
@@ -996,6 +1008,19 @@ static char **build_env(const Hutch__V1__SandboxSpec *s, const char *hostname)
 		}
 		strv_push(&env, xasprintf("%s=%s", s->env[i]->key, s->env[i]->value ? s->env[i]->value : ""));
 	}
+	for (char *const *e = secret_env; e && *e; e++) {
+		size_t kl = strcspn(*e, "=");
+		for (size_t k = 0; env[k]; k++) {
+			if (strncmp(env[k], *e, kl) == 0 && env[k][kl] == '=') {
+				memset(env[k], 0, strlen(env[k]));
+				free(env[k]);
+				size_t n = strv_len(env);
+				memmove(&env[k], &env[k + 1], (n - k) * sizeof *env);
+				break;
+			}
+		}
+		strv_push(&env, xstrdup(*e));
+	}
 	return env;
 }
 
@@ -1009,6 +1034,11 @@ int sandbox_create(sandbox_mgr_t *m, const char *tenant, const Hutch__V1__Sandbo
 	if (!s)
 		return hutch_err_set(err, ENOMEM, "out of memory");
 	int r = resolve_spec(m, tenant, s, err);
+	char **secret_env = NULL;
+	if (r == 0 && s->n_secrets > 0)
+		r = secrets_resolve(m->d.secrets, tenant, s->secrets, s->n_secrets, &secret_env, err);
+	/* Inline values never get stored or shown again. */
+	secrets_strip_spec(s);
 	if (r < 0) {
 		protobuf_c_message_free_unpacked(&s->base, NULL);
 		return r;
@@ -1022,8 +1052,19 @@ int sandbox_create(sandbox_mgr_t *m, const char *tenant, const Hutch__V1__Sandbo
 	sb->spec = s;
 	sb->state = HUTCH__V1__SANDBOX_STATE__SANDBOX_STATE_CREATING;
 	sb->created_ms = now_ms();
-	sb->env = build_env(s, sb->id);
+	sb->env = build_env(s, sb->id, secret_env);
 	sb->run_dir = xasprintf("%s/%s", m->run_root, sb->id);
+	if (secret_env) {
+		/* Kept sealed so a restarted hutchd can give the sandbox's
+		 * processes the same environment. */
+		r = secrets_keep_for_sandbox(m->d.secrets, tenant, sb->id, secret_env, err);
+		secrets_env_free(secret_env);
+		if (r < 0) {
+			sandbox_free(sb);
+			return r;
+		}
+		sb->has_secrets = true;
+	}
 
 	create_job_t *j = xcalloc(1, sizeof *j);
 	j->req.data = j;
@@ -1129,6 +1170,10 @@ static void stop_done(uv_work_t *req, int status)
 	set_str(&sb->reason, sb->stop_reason);
 	sb->stopped_ms = now_ms();
 	persist(sb);
+	if (sb->has_secrets) {
+		secrets_forget_sandbox(sb->m->d.secrets, sb->id);
+		sb->has_secrets = false;
+	}
 	metrics_add("sandboxes_stopped_total", NULL, 1);
 	if (sb->delete_after_stop && !sb->forgotten) {
 		hutch_err_t e2 = {0};
@@ -1513,7 +1558,14 @@ static int load_record(void *ud, const store_obj_t *o)
 	}
 	for (size_t i = 0; i < pb->n_addresses; i++)
 		strv_push(&sb->addresses, xstrdup(pb->addresses[i]));
-	sb->env = build_env(sb->spec, sb->id);
+	char **secret_env = NULL;
+	hutch_err_t serr = {0};
+	if (is_live(sb->state) &&
+	    secrets_load_for_sandbox(m->d.secrets, sb->id, &secret_env, &serr) < 0)
+		log_error("sandbox %s: its secrets cannot be restored: %s", sb->id, serr.message);
+	sb->has_secrets = secret_env != NULL;
+	sb->env = build_env(sb->spec, sb->id, secret_env);
+	secrets_env_free(secret_env);
 	sb->run_dir = xasprintf("%s/%s", m->run_root, sb->id);
 	protobuf_c_message_free_unpacked(&pb->base, NULL);
 	sb->next = m->list;

@@ -33,6 +33,7 @@ typedef struct sandbox_mgr_deps {
 	const daemon_config_t *cfg;
 	host_ctx_t *host;      /* the core's host table (spawn, timers) */
 	const char *agent_path; /* host path of the hutch-agent binary */
+	struct secrets *secrets; /* resolves SandboxSpec.secrets */
 } sandbox_mgr_deps_t;
 
 int sandbox_mgr_new(const sandbox_mgr_deps_t *deps, sandbox_mgr_t **out, hutch_err_t *err);

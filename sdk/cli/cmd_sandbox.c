@@ -1,4 +1,5 @@
 /* hutch sandbox create|ls|inspect|stop|rm, and the spec options `run` shares. */
+#include <errno.h>
 #include <getopt.h>
 #include <stdlib.h>
 #include <string.h>
@@ -77,6 +78,57 @@ int spec_opt(Hutch__V1__SandboxSpec *spec, int opt, const char *arg)
 		spec->network_policies[spec->n_network_policies++] = (char *)arg;
 		return 0;
 	case SPEC_GPU: spec->gpu = (char *)arg; return 0;
+	case SPEC_SECRET:
+	case SPEC_INTEGRATION:
+	case SPEC_SECRET_ENV:
+	case SPEC_SECRET_ENV_FILE: {
+		Hutch__V1__SecretRef *ref = calloc(1, sizeof *ref);
+		hutch__v1__secret_ref__init(ref);
+		if (opt == SPEC_SECRET) {
+			ref->source = "store";
+			ref->name = strdup(arg);
+		} else if (opt == SPEC_INTEGRATION) {
+			ref->source = "integration";
+			ref->name = strdup(arg);
+		} else if (opt == SPEC_SECRET_ENV) {
+			/* NAME[:LOCALVAR]: the sandbox's NAME gets this
+			 * process's LOCALVAR (default NAME). */
+			const char *colon = strchr(arg, ':');
+			char *name = colon ? strndup(arg, (size_t)(colon - arg)) : strdup(arg);
+			const char *local = colon ? colon + 1 : arg;
+			const char *value = getenv(local);
+			if (!value) {
+				free(name);
+				free(ref);
+				return cli_usage_error("--secret-env %s: %s is not set here", arg, local);
+			}
+			ref->source = "inline";
+			ref->name = strdup(name);
+			ref->values = calloc(1, sizeof *ref->values);
+			ref->values[0] = calloc(1, sizeof **ref->values);
+			hutch__v1__key_value__init(ref->values[0]);
+			ref->values[0]->key = name;
+			ref->values[0]->value = strdup(value);
+			ref->n_values = 1;
+		} else {
+			FILE *f = fopen(arg, "re");
+			if (!f) {
+				free(ref);
+				return cli_usage_error("--secret-env-file %s: %s", arg, strerror(errno));
+			}
+			int r = cli_read_env_file(f, arg, &ref->values, &ref->n_values);
+			fclose(f);
+			if (r < 0) {
+				free(ref);
+				return 2;
+			}
+			ref->source = "inline";
+			ref->name = strdup(arg);
+		}
+		spec->secrets = realloc(spec->secrets, (spec->n_secrets + 1) * sizeof *spec->secrets);
+		spec->secrets[spec->n_secrets++] = ref;
+		return 0;
+	}
 	}
 	return 1; /* not a spec option */
 }
@@ -97,6 +149,21 @@ void spec_opts_free(Hutch__V1__SandboxSpec *spec)
 	free_kvs(spec->labels, spec->n_labels);
 	free(spec->ports);
 	free(spec->network_policies);
+	for (size_t i = 0; i < spec->n_secrets; i++) {
+		Hutch__V1__SecretRef *ref = spec->secrets[i];
+		for (size_t k = 0; k < ref->n_values; k++) {
+			memset(ref->values[k]->value, 0, strlen(ref->values[k]->value));
+			free(ref->values[k]->value);
+			free(ref->values[k]->key);
+			free(ref->values[k]);
+		}
+		free(ref->values);
+		free(ref->name);
+		free(ref);
+	}
+	free(spec->secrets);
+	spec->secrets = NULL;
+	spec->n_secrets = 0;
 	spec->env = spec->labels = NULL;
 	spec->ports = NULL;
 	spec->network_policies = NULL;

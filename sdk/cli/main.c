@@ -22,6 +22,7 @@ static void usage(FILE *out)
 		"  cp SRC DST                     copy files; ID:/path names a sandbox path\n"
 		"  sandbox create|ls|inspect|stop|rm|update-policy\n"
 		"  policy create|ls|inspect|rm    network policies\n"
+		"  secret set|ls|inspect|rm|integrations\n"
 		"\n"
 		"global options:\n"
 		"  --socket PATH     hutchd's unix socket (default $HUTCH_SOCKET or %s)\n"
@@ -108,6 +109,7 @@ int main(int argc, char **argv)
 	} cmds[] = {
 		{"status", cmd_status}, {"sandbox", cmd_sandbox}, {"run", cmd_run},
 		{"exec", cmd_exec},     {"cp", cmd_cp},           {"policy", cmd_policy},
+		{"secret", cmd_secret},
 	};
 	for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++)
 		if (strcmp(cmd, cmds[i].name) == 0)
