@@ -153,6 +153,11 @@ def from_rpc_error(e: grpc.RpcError, target: str = "") -> HutchError:
                                      code)
     if not details:
         details = code.name.lower().replace("_", " ") if code else "error"
+    if code == grpc.StatusCode.UNIMPLEMENTED and details.startswith("unknown method /hutch.v1."):
+        # A service this hutchd does not have at all (older daemon, or a
+        # capability still being built).
+        service = details[len("unknown method /hutch.v1."):].split("/", 1)[0]
+        details = "this hutchd has no %s service (%s)" % (service, details)
     cls = error_class(code)
     err = cls(details)
     err.code = code

@@ -1,0 +1,172 @@
+"""Objects of the API whose backends hutch does not have yet: Volume,
+Tunnel, ScalingGroup and the function decorator. They exist with their
+final signatures so that code can be written against them, and every entry
+point raises CapabilityMissingError naming what is missing: nothing here
+ever silently does nothing."""
+from __future__ import annotations
+
+from typing import (TYPE_CHECKING, Any, Callable, Iterable, List, Mapping, Optional, TypeVar,
+                    Union, overload)
+
+from .errors import CapabilityMissingError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .image import Image
+    from .sandbox import SandboxClient
+    from .secret import Secret
+
+F = TypeVar("F", bound=Callable[..., Any])
+Duration = Union[str, int, float]
+
+_WHY = {
+    "volumes": "volumes are not available in this hutch yet: hutchd has no volumes service "
+               "(hutch.v1.Volumes) and does not mount volumes into sandboxes "
+               "(capability `volumes` missing)",
+    "tunnels": "tunnels are not available in this hutch yet: hutchd has no tunnels service "
+               "(hutch.v1.Tunnels) and no tunnel network plugin (capability `tunnels` missing); "
+               "use ports=[...] for loopback forwarding",
+    "scaling_groups": "scaling groups are not available in this hutch yet: hutchd has no "
+                      "scaling-group service (hutch.v1.ScalingGroups; capability "
+                      "`scaling_groups` missing)",
+    "functions": "functions are not available in this hutch yet: hutchd has no functions "
+                 "service (hutch.v1.Functions; capability `functions` missing)",
+}
+
+
+def _missing(capability: str, what: str) -> CapabilityMissingError:
+    return CapabilityMissingError(capability, "%s: %s" % (what, _WHY[capability]))
+
+
+class Volume:
+    """A named, persistent file system that sandboxes mount
+    (``Container.mount_volume(name, path)``). Not available yet: every
+    constructor raises CapabilityMissingError("volumes")."""
+
+    name: str
+
+    def __init__(self, name: str, *, version: Optional[str] = None,
+                 client: Optional["SandboxClient"] = None) -> None:
+        raise _missing("volumes", "Volume(%r)" % (name,))
+
+    @classmethod
+    def from_name(cls, name: str, *, create_if_missing: bool = False,
+                  version: Optional[str] = None,
+                  client: Optional["SandboxClient"] = None) -> "Volume":
+        raise _missing("volumes", "Volume.from_name(%r)" % (name,))
+
+    @classmethod
+    def ephemeral(cls, *, client: Optional["SandboxClient"] = None) -> "Volume":
+        raise _missing("volumes", "Volume.ephemeral()")
+
+    @classmethod
+    def list(cls, *, client: Optional["SandboxClient"] = None) -> List["Volume"]:
+        raise _missing("volumes", "Volume.list()")
+
+    @classmethod
+    def delete(cls, name: str, *, client: Optional["SandboxClient"] = None) -> None:
+        raise _missing("volumes", "Volume.delete(%r)" % (name,))
+
+    # Methods of a volume (unreachable until volumes exist).
+    def listdir(self, path: str = "/", recursive: bool = False) -> List[Any]:
+        raise _missing("volumes", "Volume.listdir()")
+
+    def read_file(self, path: str) -> bytes:
+        raise _missing("volumes", "Volume.read_file()")
+
+    def write_file(self, path: str, data: Union[bytes, str]) -> int:
+        raise _missing("volumes", "Volume.write_file()")
+
+    def remove_file(self, path: str, recursive: bool = False) -> None:
+        raise _missing("volumes", "Volume.remove_file()")
+
+    def commit(self) -> None:
+        raise _missing("volumes", "Volume.commit()")
+
+    def reload(self) -> None:
+        raise _missing("volumes", "Volume.reload()")
+
+
+class Tunnel:
+    """A public address that forwards to a port of a sandbox (through a
+    tunnel network plugin). Not available yet: every constructor raises
+    CapabilityMissingError("tunnels")."""
+
+    name: str
+    url: str
+
+    def __init__(self, name: str, *, port: int, protocol: str = "https",
+                 hostname: Optional[str] = None,
+                 client: Optional["SandboxClient"] = None) -> None:
+        raise _missing("tunnels", "Tunnel(%r)" % (name,))
+
+    @classmethod
+    def from_name(cls, name: str, *, client: Optional["SandboxClient"] = None) -> "Tunnel":
+        raise _missing("tunnels", "Tunnel.from_name(%r)" % (name,))
+
+    @classmethod
+    def list(cls, *, client: Optional["SandboxClient"] = None) -> List["Tunnel"]:
+        raise _missing("tunnels", "Tunnel.list()")
+
+    def delete(self) -> None:
+        raise _missing("tunnels", "Tunnel.delete()")
+
+
+class ScalingGroup:
+    """A set of identical containers that hutchd scales between
+    min_containers and max_containers by load. Not available yet: every
+    constructor raises CapabilityMissingError("scaling_groups")."""
+
+    def __init__(self, name: str, *, image: Union[str, "Image", None] = None,
+                 command: Iterable[str] = (), cpu: Union[str, float, None] = None,
+                 memory: Union[str, int, None] = None, gpu: Union[str, int, None] = None,
+                 port: Optional[int] = None, secrets: Iterable["Secret"] = (),
+                 min_containers: int = 0, max_containers: int = 1,
+                 target_concurrency: Optional[int] = None,
+                 scaledown_window: Duration = "5m",
+                 client: Optional["SandboxClient"] = None) -> None:
+        raise _missing("scaling_groups", "ScalingGroup(%r)" % (name,))
+
+    @classmethod
+    def from_name(cls, name: str, *, client: Optional["SandboxClient"] = None) -> "ScalingGroup":
+        raise _missing("scaling_groups", "ScalingGroup.from_name(%r)" % (name,))
+
+    def deploy(self) -> "ScalingGroup":
+        raise _missing("scaling_groups", "ScalingGroup.deploy()")
+
+    def scale(self, min_containers: int, max_containers: Optional[int] = None) -> None:
+        raise _missing("scaling_groups", "ScalingGroup.scale()")
+
+    def stop(self) -> None:
+        raise _missing("scaling_groups", "ScalingGroup.stop()")
+
+    @property
+    def url(self) -> str:
+        raise _missing("scaling_groups", "ScalingGroup.url")
+
+
+@overload
+def function(_fn: F) -> F: ...
+
+
+@overload
+def function(*, image: Union[str, "Image", None] = None, cpu: Union[str, float, None] = None,
+             memory: Union[str, int, None] = None, gpu: Union[str, int, None] = None,
+             secrets: Iterable["Secret"] = (), volumes: Optional[Mapping[str, Any]] = None,
+             timeout: Optional[Duration] = None, retries: int = 0, name: Optional[str] = None,
+             client: Optional["SandboxClient"] = None) -> Callable[[F], F]: ...
+
+
+def function(_fn: Optional[F] = None, *, image: Union[str, "Image", None] = None,
+             cpu: Union[str, float, None] = None, memory: Union[str, int, None] = None,
+             gpu: Union[str, int, None] = None, secrets: Iterable["Secret"] = (),
+             volumes: Optional[Mapping[str, Any]] = None, timeout: Optional[Duration] = None,
+             retries: int = 0, name: Optional[str] = None,
+             client: Optional["SandboxClient"] = None) -> Any:
+    """Makes a Python function run remotely in a sandbox (``f.remote(...)``,
+    ``f.map(...)``, ``f.spawn(...)``). Usable as ``@function`` or
+    ``@function(cpu="2", ...)``. Not available yet: both forms raise
+    CapabilityMissingError("functions") where they are applied, so that a
+    program never runs with its remote functions silently local."""
+    what = "@function" if _fn is None or not callable(_fn) else \
+        "@function on %s" % getattr(_fn, "__qualname__", repr(_fn))
+    raise _missing("functions", what)
