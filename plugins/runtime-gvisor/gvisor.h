@@ -226,6 +226,11 @@ int gv_copy_tree(const gv_runtime_t *rt, const char *from, const char *to,
 		 hutch_err_t *err);
 /* Unmounts both; idempotent. */
 int gv_rootfs_unmount(const char *dir, hutch_err_t *err);
+/* Copies the writable layer of the sandbox in dir (scratch/upper) to dest
+ * as an overlay upper dir: whiteouts and opaque markers kept, every other
+ * trusted.overlay.* xattr (origin, impure, ...) dropped (sandbox_commit). */
+int gv_rootfs_commit(const gv_runtime_t *rt, const char *dir, const char *dest,
+		     hutch_err_t *err);
 /* true if path is a mount point in our mount namespace, or anything below
  * prefix is (prefix form, when below is true). */
 bool gv_mounted(const char *path, bool below);
@@ -301,6 +306,8 @@ int gv_sandbox_checkpoint(void *instance, const char *id, const char *image_dir,
 int gv_sandbox_restore(void *instance, const hutch_sandbox_spec_t *spec,
 		       const char *image_dir, hutch_sandbox_status_t *status,
 		       hutch_err_t *err);
+int gv_sandbox_commit(void *instance, const char *id, const char *dest_dir,
+		      hutch_err_t *err);
 
 /* ---- sandbox.c: helpers shared by the sandbox files ---- */
 

@@ -333,6 +333,7 @@ static const hutch_runtime_ops_t runtime_ops = {
 	.capabilities = gv_capabilities,
 	.sandbox_checkpoint = gv_sandbox_checkpoint,
 	.sandbox_restore = gv_sandbox_restore,
+	.sandbox_commit = gv_sandbox_commit,
 };
 
 static const hutch_plugin_t descriptor = {

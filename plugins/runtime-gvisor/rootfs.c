@@ -18,6 +18,7 @@
  * the option string), else with mount(2) and a "lowerdir=top:...:bottom"
  * string, which cannot carry ':' ',' or '\' in a path.
  */
+#include <dirent.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <stdio.h>
@@ -26,6 +27,7 @@
 #include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/xattr.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -164,6 +166,65 @@ int gv_rootfs_mount(const gv_runtime_t *rt, const char *id, const char *dir,
 	if (r == -ENOSYS)
 		r = overlay_mount_legacy(layers, n_layers, upper, work, rootfs, err);
 	return r;
+}
+
+/* Drops the overlay metadata a commit must not carry: everything in
+ * trusted.overlay.* but an opaque marker of "y" (origin and impure
+ * describe this sandbox's stack, not the layer's content). Never follows a
+ * symlink; names come from the sandbox and are only passed to l*xattr. */
+static int commit_sanitize(const char *path, bool is_dir, hutch_err_t *err)
+{
+	char names[8192];
+	ssize_t n = llistxattr(path, names, sizeof names);
+	if (n < 0)
+		return errno == ENOTSUP ? 0 : hutch_err_sys(err, errno, "listxattr %s", path);
+	for (char *p = names; p < names + n; p += strlen(p) + 1) {
+		if (strncmp(p, "trusted.overlay.", 16) != 0)
+			continue;
+		if (is_dir && strcmp(p, "trusted.overlay.opaque") == 0) {
+			char v[8];
+			ssize_t vl = lgetxattr(path, p, v, sizeof v);
+			if (vl == 1 && v[0] == 'y')
+				continue;
+		}
+		if (lremovexattr(path, p) < 0 && errno != ENODATA)
+			return hutch_err_sys(err, errno, "removexattr %s %s", p, path);
+	}
+	if (!is_dir)
+		return 0;
+	_cleanup_closedir_ DIR *d = opendir(path);
+	if (!d)
+		return hutch_err_sys(err, errno, "open %s", path);
+	struct dirent *de;
+	while ((de = readdir(d))) {
+		if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
+			continue;
+		_cleanup_free_ char *child = xasprintf("%s/%s", path, de->d_name);
+		struct stat st;
+		if (lstat(child, &st) < 0)
+			return hutch_err_sys(err, errno, "stat %s", child);
+		if (S_ISLNK(st.st_mode))
+			continue; /* xattrs on symlinks: none that matter */
+		int r = commit_sanitize(child, S_ISDIR(st.st_mode), err);
+		if (r < 0)
+			return r;
+	}
+	return 0;
+}
+
+int gv_rootfs_commit(const gv_runtime_t *rt, const char *dir, const char *dest,
+		     hutch_err_t *err)
+{
+	_cleanup_free_ char *upper = xasprintf("%s/scratch/upper", dir);
+	struct stat st;
+	if (lstat(upper, &st) < 0 || !S_ISDIR(st.st_mode))
+		return hutch_err_set(err, ENOENT, "no writable layer at %s", upper);
+	/* cp -a keeps owners, modes, times, xattrs, hard links, and copies
+	 * whiteouts as the device nodes they are. */
+	int r = gv_copy_tree(rt, upper, dest, err);
+	if (r < 0)
+		return hutch_err_prefix(err, "writable layer");
+	return commit_sanitize(dest, true, err);
 }
 
 static int unmount_one(const char *path, hutch_err_t *err)

@@ -564,6 +564,30 @@ int gv_sandbox_restore(void *instance, const hutch_sandbox_spec_t *spec,
 	return create_or_restore(rt, spec, image_dir, status, err);
 }
 
+/* ---- commit ---- */
+
+int gv_sandbox_commit(void *instance, const char *id, const char *dest_dir,
+		      hutch_err_t *err)
+{
+	gv_runtime_t *rt = instance;
+	int r = gv_validate_id(id, err);
+	if (r < 0)
+		return r;
+	if (!dest_dir || dest_dir[0] != '/')
+		return hutch_err_set(err, EINVAL, "commit: dest must be an absolute path");
+	_cleanup_free_ char *dir = gv_sb_path(rt, id, NULL);
+	if (!gv_exists(dir))
+		return hutch_err_set(err, ENOENT, "commit: no sandbox %s", id);
+	/* A running sandbox's layer is still changing: a copy of it would be
+	 * no particular state. */
+	gv_proc_t sentry;
+	if (gv_sentry_load(rt, id, &sentry) == 0 && gv_proc_alive(&sentry))
+		return hutch_err_set(err, EBUSY, "commit %s: the sandbox is still running (stop it first)", id);
+	if ((r = gv_rootfs_commit(rt, dir, dest_dir, err)) < 0)
+		return hutch_err_prefix(err, "commit %s", id);
+	return 0;
+}
+
 /* ---- list ---- */
 
 typedef struct id_set {

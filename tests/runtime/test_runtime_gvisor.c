@@ -26,6 +26,7 @@
 #include <sys/stat.h>
 #include <sys/utsname.h>
 #include <sys/wait.h>
+#include <sys/xattr.h>
 #include <termios.h>
 #include <time.h>
 #include <unistd.h>
@@ -1473,6 +1474,69 @@ static void case_checkpoint(void)
 	teardown();
 }
 
+/* The writable layer of a stopped sandbox as an overlay upper dir: new and
+ * changed files, whiteouts for deletions, an opaque marker for a directory
+ * replaced as a whole; stacked as a second layer it shows the same tree. */
+static void case_commit(void)
+{
+	setup(NULL);
+	load_default();
+	CHECK(g_rt.ops->sandbox_commit, "runtime-gvisor has no sandbox_commit op");
+	sb_opts_t o = SB_OPTS_INIT;
+	char *id = sb_create(&o, NULL);
+	exec_result_t *r = sb_sh(id, "echo new > /added && echo changed > /etc/passwd && rm /bin/vi && "
+				     "rm -rf /usr && mkdir /usr && echo only > /usr/only && mkdir -p /d/e && "
+				     "ln -s /added /link && chmod 0750 /d");
+	CHECK(r->code == 0, "changes: %d %s", r->code, r->err);
+	_cleanup_free_ char *dest = xasprintf("%s/commit", g_base);
+	CHECK(mkdir(dest, 0755) == 0, "mkdir %s", dest);
+	hutch_err_t e = {0};
+	int rr = g_rt.ops->sandbox_commit(g_rt.inst, id, dest, &e);
+	CHECK(rr == -EBUSY, "commit of a running sandbox: %d %s", rr, e.message);
+	CHECK_OK(g_rt.ops->sandbox_stop(g_rt.inst, id, 2000, &e), &e);
+	int64_t t0 = now_ms();
+	CHECK_OK(g_rt.ops->sandbox_commit(g_rt.inst, id, dest, &e), &e);
+	fprintf(stderr, "commit took %lld ms\n", (long long)(now_ms() - t0));
+	CHECK_OK(g_rt.ops->sandbox_destroy(g_rt.inst, id, &e), &e);
+
+	struct stat st;
+	_cleanup_free_ char *added = xasprintf("%s/added", dest);
+	CHECK(lstat(added, &st) == 0 && S_ISREG(st.st_mode), "new file missing from the commit");
+	_cleanup_free_ char *vi = xasprintf("%s/bin/vi", dest);
+	CHECK(lstat(vi, &st) == 0 && S_ISCHR(st.st_mode) && st.st_rdev == 0,
+	      "the deletion of /bin/vi is not a 0:0 whiteout");
+	_cleanup_free_ char *usr = xasprintf("%s/usr", dest);
+	char v[8] = "";
+	ssize_t vl = lgetxattr(usr, "trusted.overlay.opaque", v, sizeof v);
+	CHECK(vl == 1 && v[0] == 'y', "the replaced /usr is not marked opaque (%zd)", vl);
+	char names[4096];
+	ssize_t nl = llistxattr(added, names, sizeof names);
+	for (char *p = names; nl > 0 && p < names + nl; p += strlen(p) + 1)
+		CHECK(strncmp(p, "trusted.overlay.", 16) != 0, "overlay metadata %s left on a file", p);
+	_cleanup_free_ char *d = xasprintf("%s/d", dest);
+	CHECK(lstat(d, &st) == 0 && (st.st_mode & 07777) == 0750, "mode of /d not kept");
+	/* Nothing of the lower layer that did not change. */
+	_cleanup_free_ char *sh = xasprintf("%s/bin/sh", dest);
+	CHECK(lstat(sh, &st) < 0, "an unchanged lower file was copied");
+
+	/* Stacked on the original layer, the commit is the sandbox's view. */
+	const char *layers[] = {g_layer, dest};
+	char *id2 = new_id();
+	hutch_sandbox_spec_t spec = {
+		.size = sizeof spec, .id = id2, .hostname = "sandbox", .layers = layers,
+		.n_layers = 2, .init_stdin_fd = -1, .init_stdout_fd = -1, .init_stderr_fd = -1,
+	};
+	hutch_sandbox_status_t ss = {.size = sizeof ss};
+	CHECK_OK(g_rt.ops->sandbox_create(g_rt.inst, &spec, &ss, &e), &e);
+	r = sb_sh(id2, "cat /added /etc/passwd /usr/only; ls /usr; test -e /bin/vi || echo no-vi; "
+		       "readlink /link");
+	fprintf(stderr, "stacked view:\n%s%s", r->out, r->err);
+	CHECK(strstr(r->out, "new\nchanged\nonly\nonly\nno-vi\n/added\n"), "stacked view differs: %s",
+	      r->out);
+	sb_destroy(id2);
+	teardown();
+}
+
 /* An exec whose stdio is a pty slave: terminal ioctls reach the pty. */
 static void case_tty(void)
 {
@@ -1561,6 +1625,7 @@ int main(int argc, char **argv)
 		{"many", case_many},
 		{"checkpoint", case_checkpoint},
 		{"tty", case_tty},
+		{"commit", case_commit},
 	};
 	for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
 		if (strcmp(cases[i].name, argv[1]) == 0) {

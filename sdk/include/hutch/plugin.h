@@ -392,6 +392,22 @@ typedef struct hutch_runtime_ops {
 			       const char *image_dir, hutch_sandbox_status_t *status,
 			       hutch_err_t *err);
 	/* methods above are valid for ABI 1.0 */
+	/* Optional, appended after 1.0 shipped: a caller checks that the
+	 * plugin's ops are large enough to hold it (the core's copy of a
+	 * smaller struct reads it as NULL) and that it is not NULL.
+	 * Copies the writable layer of a stopped sandbox (after sandbox_stop,
+	 * before sandbox_destroy) into dest_dir, an empty directory the caller
+	 * made on a file system that holds device nodes and trusted.* xattrs.
+	 * The copy is an overlayfs upper directory: what the sandbox created or
+	 * changed, with owners, modes, times and xattrs; a path it deleted from
+	 * the lower layers as a whiteout (a 0:0 character device of that name);
+	 * a directory that hides the lower layers' contents marked with the
+	 * xattr trusted.overlay.opaque = "y"; no other overlay metadata.
+	 * -EBUSY while the sandbox still runs, -ENOENT for an unknown one. On
+	 * failure dest_dir may hold a partial copy (the caller removes it). The
+	 * image builder turns the copy into a layer. */
+	int (*sandbox_commit)(void *instance, const char *id, const char *dest_dir,
+			      hutch_err_t *err);
 } hutch_runtime_ops_t;
 
 /* ======================================================================
