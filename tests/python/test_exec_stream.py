@@ -14,7 +14,8 @@ def test_output_arrives_as_produced_in_order(client):
     sb = client.create()
     t0 = time.time()
     seen = []
-    with sb.exec_stream("sh", "-c", "echo one; sleep 2; echo two >&2; echo three") as p:
+    # (stdout and stderr are two pipes: only output apart in time has an order)
+    with sb.exec_stream("sh", "-c", "echo one; sleep 2; echo two >&2; sleep 0.5; echo three") as p:
         assert p.id
         for out in p:
             seen.append((out.stream, out.data, time.time() - t0))

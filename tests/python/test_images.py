@@ -4,7 +4,6 @@ grpcio's server, since it checks what the client sends), and what a real
 hutchd answers."""
 import hashlib
 import os
-import threading
 from concurrent import futures
 
 import grpc

@@ -116,6 +116,14 @@ class Output(NamedTuple):
 _END = object()
 
 
+def _request_iter(q: "queue.Queue[Any]") -> Iterator[Any]:
+    while True:
+        m = q.get()
+        if m is _END:
+            return
+        yield m
+
+
 class OutputStream:
     """One of a process's output streams. Iterate it for chunks (bytes) as
     they are produced, or ``read()`` everything up to the exit."""
@@ -177,7 +185,11 @@ class ExecProcess:
         self._error: Optional[HutchError] = None
         self._drainer: Optional[threading.Thread] = None
         self._conn = conn
-        self._call = conn.stream_stream("Sandboxes/Exec", self._request_iter(), pb.ExecResponse)
+        # The request iterator must not refer to self: grpcio's thread holds
+        # it, and a dropped process must be collectable (which cancels the
+        # call, and hutchd then kills the process).
+        self._call = conn.stream_stream("Sandboxes/Exec", _request_iter(self._requests),
+                                        pb.ExecResponse)
         # The first answer is `started` (or the error that kept it from
         # starting: unknown sandbox, bad argv, ...).
         self.id = ""
@@ -186,14 +198,15 @@ class ExecProcess:
             if self._error is not None and not self.id:
                 raise self._error
 
-    # ---- requests ----
+    def __del__(self) -> None:
+        try:
+            if not self._done:
+                self._call.cancel()
+                self._end_requests()
+        except Exception:
+            pass
 
-    def _request_iter(self) -> Iterator[Any]:
-        while True:
-            m = self._requests.get()
-            if m is _END:
-                return
-            yield m
+    # ---- requests ----
 
     def _send(self, msg: Any) -> None:
         while True:
