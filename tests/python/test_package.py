@@ -33,12 +33,14 @@ def test_generated_modules_match_the_proto_files():
 
 def test_installs_offline_and_works_outside_the_tree(tmp_path, daemon):
     venv = tmp_path / "venv"
-    subprocess.run(["/usr/bin/python3", "-m", "venv", "--system-site-packages", str(venv)],
-                   check=True, capture_output=True)
+    # Debian's pip (python3-pip) through the venv's python: no ensurepip needed.
+    subprocess.run(["/usr/bin/python3", "-m", "venv", "--without-pip", "--system-site-packages",
+                    str(venv)], check=True, capture_output=True)
     # From a copy: setuptools builds in the source directory.
     src = tmp_path / "src"
     shutil.copytree(SDK, src, ignore=shutil.ignore_patterns("__pycache__", "build", "*.egg-info"))
-    r = subprocess.run([str(venv / "bin" / "pip"), "install", "--no-index", "--no-build-isolation",
+    r = subprocess.run([str(venv / "bin" / "python"), "-m", "pip", "install", "--no-index",
+                        "--no-build-isolation",
                         "-q", str(src)], capture_output=True, text=True,
                        env=dict(os.environ, PIP_NO_CACHE_DIR="1", PYTHONPATH=""))
     assert r.returncode == 0, r.stdout + r.stderr
