@@ -38,6 +38,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "agent_meta.h"
 #include "agent_proto.h"
 
 /* How long after a process exits its pipes may stay open (held by a
@@ -87,7 +88,8 @@ static bool g_init_mode;
 static bool g_connected = true;
 static stream_t *g_streams;
 static size_t g_n_streams;
-static agent_buf_t g_in, g_out;
+static agent_buf_t g_in;
+agent_buf_t g_out; /* shared with agent_meta.c */
 static int g_sigfd = -1;
 static bool g_terminating;
 
@@ -1228,6 +1230,13 @@ static void handle_frame(const agent_frame_t *f)
 		if (s && s->kind == STREAM_PUT && s->in_file)
 			put_end(s);
 		break;
+	case AGENT_META_LISTEN:
+		meta_listen();
+		break;
+	case AGENT_META_REPLY:
+		if (f->stream & AGENT_META_STREAM_BIT)
+			meta_reply(f->stream, f->payload, f->len);
+		break;
 	case AGENT_CANCEL:
 		if (s && s->kind != STREAM_EXEC) {
 			if (s->kind == STREAM_PUT && s->in_file)
@@ -1264,6 +1273,7 @@ static void disconnect(void)
 	/* hutchd went away: processes keep running; nobody is left to stream
 	 * to, so their pipes are closed. */
 	g_connected = false;
+	meta_close_all();
 	while (g_streams)
 		stream_free(g_streams);
 	agent_buf_free(&g_in);
@@ -1283,6 +1293,8 @@ int main(int argc, char **argv)
 		return 2;
 	}
 	g_init_mode = strcmp(argv[1], "init") == 0;
+	if (g_init_mode)
+		meta_prepare();
 	signal(SIGPIPE, SIG_IGN);
 	sigset_t set;
 	sigemptyset(&set);
@@ -1306,7 +1318,7 @@ int main(int argc, char **argv)
 		static stream_t **owners;
 		static int *roles;
 		static size_t cap;
-		size_t need = 3 + 3 * g_n_streams;
+		size_t need = 3 + 3 * g_n_streams + meta_max_fds();
 		if (need > cap) {
 			cap = need * 2;
 			pfds = realloc(pfds, cap * sizeof *pfds);
@@ -1362,6 +1374,11 @@ int main(int argc, char **argv)
 				owners[n] = s, roles[n++] = 5;
 			}
 		}
+		size_t meta_first = n;
+		size_t meta_n = meta_add_fds(pfds + n, &timeout);
+		for (size_t k = 0; k < meta_n; k++)
+			owners[n + k] = NULL, roles[n + k] = 6;
+		n += meta_n;
 		/* After the streams: finishing one (a lingering exit) queues
 		 * output in this very round. */
 		if (g_connected && agent_buf_pending(&g_out) > 0) {
@@ -1378,8 +1395,10 @@ int main(int argc, char **argv)
 		if (pr < 0 && errno != EINTR)
 			return 1;
 
+		if (pr > 0 && meta_n)
+			meta_handle_fds(pfds + meta_first, meta_n);
 		for (nfds_t i = 0; pr > 0 && i < n; i++) {
-			if (!pfds[i].revents)
+			if (!pfds[i].revents || roles[i] == 6)
 				continue;
 			stream_t *s = owners[i];
 			/* A stream may have been freed by an earlier event in this

@@ -56,6 +56,8 @@ typedef enum agent_msg {
 	AGENT_FILE_REMOVE = 14, /* fields: PATH, RECURSIVE -> DONE */
 	AGENT_PING = 15,
 	AGENT_CANCEL = 16,     /* abandon a file stream */
+	AGENT_META_LISTEN = 17, /* serve the metadata endpoint (agent_meta.c) */
+	AGENT_META_REPLY = 18, /* raw HTTP response bytes for a metadata conn; then close */
 
 	/* agent -> hutchd */
 	AGENT_HELLO_ACK = 64,  /* fields: VERSION, PID */
@@ -68,7 +70,20 @@ typedef enum agent_msg {
 	AGENT_ENTRY = 71,      /* fields: PATH, TYPE, MODE, SIZE, MTIME, LINK */
 	AGENT_DONE = 73,       /* the file operation finished */
 	AGENT_PONG = 74,
+	AGENT_META_LISTENING = 75, /* fields: ERRNO (0: listening), MESSAGE */
+	AGENT_META_DATA = 76,  /* raw bytes a metadata client sent (stream = its conn) */
+	AGENT_META_EOF = 77,   /* that client closed or timed out */
 } agent_msg_t;
+
+/* The sandbox's metadata endpoint: the agent listens here and relays each
+ * connection's bytes to hutchd, which answers (identity tokens). Streams
+ * of relayed connections have this bit set: the agent picks their ids. */
+#define AGENT_META_ADDR "169.254.169.254"
+#define AGENT_META_PORT 80
+#define AGENT_META_STREAM_BIT 0x80000000u
+#define AGENT_META_MAX_CONNS 16
+#define AGENT_META_MAX_REQUEST (80 * 1024) /* bytes relayed per connection */
+#define AGENT_META_TIMEOUT_MS 10000
 
 typedef enum agent_tag {
 	AGENT_F_VERSION = 1,

@@ -115,6 +115,17 @@ static const hutch_config_field_t secrets_fields[] = {
 };
 #undef SE
 
+#define H(f) offsetof(http_section_t, f)
+static const hutch_config_field_t http_fields[] = {
+	{HUTCH_CONFIG_STRING, "listen", NULL, H(listen),
+	 "HTTP listener, \"host:port\" (default 127.0.0.1:7480 when an identity plugin is loaded; none otherwise)", 0, NULL},
+	{HUTCH_CONFIG_PATH, "tls_cert", NULL, H(tls_cert), "PEM certificate chain: serve HTTPS", 0, NULL},
+	{HUTCH_CONFIG_PATH, "tls_key", NULL, H(tls_key), "PEM private key for HTTPS", HUTCH_CONFIG_SECRET, NULL},
+	{HUTCH_CONFIG_BOOL, "metrics", "true", H(metrics), "Serve Prometheus metrics at /metrics", 0, NULL},
+	{0},
+};
+#undef H
+
 static const char *const integration_types[] = {"postgres", "env", NULL};
 #define I(f) offsetof(integration_cfg_t, f)
 static const hutch_config_field_t integration_fields[] = {
@@ -133,7 +144,7 @@ static const hutch_config_field_t integration_fields[] = {
 #undef I
 
 static const char *const top_keys[] = {"daemon", "api", "plugins", "plugin", "sandbox",
-				       "secrets", "integration", NULL};
+				       "secrets", "http", "integration", NULL};
 
 static char *read_file(const char *path, size_t *len, hutch_err_t *err)
 {
@@ -251,7 +262,7 @@ int daemon_config_load(const char *file, daemon_config_t *cfg, hutch_err_t *err)
 					known = true;
 			if (!known) {
 				r = hutch_err_set(err, EINVAL,
-						  "%s:%d:%d: unknown section `%.*s` (known: daemon, api, plugins, plugin.NAME, sandbox, secrets, integration)",
+						  "%s:%d:%d: unknown section `%.*s` (known: daemon, api, plugins, plugin.NAME, sandbox, secrets, http, integration)",
 						  file, kv->line, kv->col, (int)kv->key_len, kv->key);
 				daemon_config_free(cfg);
 				return r;
@@ -285,6 +296,7 @@ int daemon_config_load(const char *file, daemon_config_t *cfg, hutch_err_t *err)
 		{plugins_fields, "plugins", &cfg->plugins, root ? toml_table_get(root, "plugins") : NULL},
 		{sandbox_fields, "sandbox", &cfg->sandbox, root ? toml_table_get(root, "sandbox") : NULL},
 		{secrets_fields, "secrets", &cfg->secrets, root ? toml_table_get(root, "secrets") : NULL},
+		{http_fields, "http", &cfg->http, root ? toml_table_get(root, "http") : NULL},
 	};
 	r = 0;
 	for (size_t i = 0; i < ARRAY_SIZE(sections) && r == 0; i++)
@@ -316,6 +328,12 @@ int daemon_config_load(const char *file, daemon_config_t *cfg, hutch_err_t *err)
 		cfg->daemon.audit_log = xasprintf("%s/audit.jsonl", cfg->daemon.state_dir);
 	if (cfg->sandbox.cpu <= 0 || cfg->sandbox.max_cpu < cfg->sandbox.cpu) {
 		r = hutch_err_set(err, EINVAL, "%s: [sandbox] cpu must be > 0 and <= max_cpu",
+				  file ? file : "<defaults>");
+		daemon_config_free(cfg);
+		return r;
+	}
+	if ((cfg->http.tls_cert == NULL) != (cfg->http.tls_key == NULL)) {
+		r = hutch_err_set(err, EINVAL, "%s: [http] tls_cert and tls_key go together",
 				  file ? file : "<defaults>");
 		daemon_config_free(cfg);
 		return r;
@@ -370,6 +388,7 @@ void daemon_config_free(daemon_config_t *cfg)
 		config_release(key_fields, &cfg->keys[i]);
 	free(cfg->keys);
 	config_release(secrets_fields, &cfg->secrets);
+	config_release(http_fields, &cfg->http);
 	for (size_t i = 0; i < cfg->n_integrations; i++)
 		config_release(integration_fields, &cfg->integrations[i]);
 	free(cfg->integrations);
@@ -392,6 +411,8 @@ void daemon_config_describe(FILE *out)
 	config_describe(sandbox_fields, out);
 	fprintf(out, "\n[secrets]\n");
 	config_describe(secrets_fields, out);
+	fprintf(out, "\n[http]\n");
+	config_describe(http_fields, out);
 	fprintf(out, "\n[[integration]]\n");
 	config_describe(integration_fields, out);
 }

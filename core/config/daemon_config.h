@@ -7,6 +7,9 @@
  *   [plugins]     which plugin fills each role
  *   [plugin.NAME] that plugin's options, checked against its own schema
  *   [sandbox]     defaults and limits for sandboxes
+ *   [secrets]     the key that seals secrets at rest
+ *   [http]        the HTTP listener: OIDC issuer, token exchange, metrics
+ *   [[integration]] credentials of services sandboxes may be given
  *
  * Every section is bound through a declarative table (config_bind), so
  * unknown keys and wrong types are refused with file:line:col. With no file
@@ -67,6 +70,16 @@ typedef struct sandbox_section {
 	int64_t max_memory;
 } sandbox_section_t;
 
+/* [http]: the plain-HTTP listener (OIDC issuer documents, token
+ * exchange, metrics). */
+typedef struct http_section {
+	char *listen;   /* "host:port"; NULL: 127.0.0.1:7480 when an identity
+			 * plugin is loaded, else no listener */
+	char *tls_cert;
+	char *tls_key;
+	bool metrics;   /* serve /metrics */
+} http_section_t;
+
 /* [secrets] */
 typedef struct secrets_section {
 	char *key_file; /* default: <state_dir>/keys/secrets.key */
@@ -102,6 +115,7 @@ typedef struct daemon_config {
 	api_key_t *keys;
 	size_t n_keys;
 	secrets_section_t secrets;
+	http_section_t http;
 	integration_cfg_t *integrations;
 	size_t n_integrations;
 	/* Whether the file set these, or they were derived from the dirs (and

@@ -23,6 +23,13 @@ int api_sandbox_register(daemon_t *d, hutch_err_t *err);
 grpc_status_t api_authorize(void *data, grpc_call_t *call, char *msg, size_t cap);
 void api_auth_release(void *data, void *auth);
 
+/* The [http] listener (http_api.c): started after the gRPC listeners when
+ * configured or when an identity plugin is loaded; stopped first. */
+int http_api_start(daemon_t *d, hutch_err_t *err);
+void http_api_stop(daemon_t *d);
+/* sandbox_mgr's metadata hook (data: the daemon). */
+void http_api_metadata(void *data, sandbox_t *sb, const http_request_t *req, http_pending_t *p);
+
 /* Hex SHA-256 of an API key, as [[api.key]] sha256 holds it. */
 void api_key_digest(const char *key, char out[65]);
 

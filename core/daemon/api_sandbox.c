@@ -190,6 +190,7 @@ int api_exec_register(daemon_t *d, hutch_err_t *err);
 int api_files_register(daemon_t *d, hutch_err_t *err);
 int api_policy_register(daemon_t *d, hutch_err_t *err);
 int api_secret_register(daemon_t *d, hutch_err_t *err);
+int api_identity_register(daemon_t *d, hutch_err_t *err);
 
 int api_sandbox_register(daemon_t *d, hutch_err_t *err)
 {
@@ -203,5 +204,7 @@ int api_sandbox_register(daemon_t *d, hutch_err_t *err)
 		r = api_policy_register(d, err);
 	if (r == 0)
 		r = api_secret_register(d, err);
+	if (r == 0)
+		r = api_identity_register(d, err);
 	return r;
 }

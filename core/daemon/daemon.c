@@ -122,6 +122,7 @@ static void daemon_stop(daemon_t *d, const char *why)
 		return;
 	d->stopping = true;
 	log_info("shutting down (%s)", why);
+	http_api_stop(d);
 	if (d->grpc)
 		grpc_server_shutdown(d->grpc, grpc_down, d);
 	else
@@ -194,7 +195,7 @@ static void grpc_log(void *data, int level, const char *msg)
 
 /* ---- listeners ---- */
 
-static int split_host_port(const char *s, char *host, size_t cap, int *port)
+int daemon_split_host_port(const char *s, char *host, size_t cap, int *port)
 {
 	const char *colon = strrchr(s, ':');
 	if (!colon || colon == s)
@@ -252,7 +253,7 @@ static int listen_all(daemon_t *d, hutch_err_t *err)
 	if (c->api.tcp_listen) {
 		char host[256];
 		int port;
-		if (split_host_port(c->api.tcp_listen, host, sizeof host, &port) < 0)
+		if (daemon_split_host_port(c->api.tcp_listen, host, sizeof host, &port) < 0)
 			return hutch_err_set(err, EINVAL, "[api] tcp_listen `%s`: expected host:port",
 					     c->api.tcp_listen);
 		if (!c->api.tls_cert && !(c->api.allow_plaintext_tcp && is_loopback(host)))
@@ -420,11 +421,13 @@ int daemon_run(const daemon_opts_t *opts, hutch_err_t *err)
 		.host = d.core_host,
 		.agent_path = agent,
 		.secrets = d.secrets,
+		.metadata = d.plugins.identity ? http_api_metadata : NULL,
+		.metadata_data = &d,
 	};
 	if ((r = sandbox_mgr_new(&deps, &d.sandboxes, err)) < 0 ||
 	    (r = sandbox_mgr_recover(d.sandboxes, err)) < 0)
 		goto out;
-	if ((r = listen_all(&d, err)) < 0)
+	if ((r = listen_all(&d, err)) < 0 || (r = http_api_start(&d, err)) < 0)
 		goto out;
 
 	uv_signal_init(&d.loop, &d.sig_term);
@@ -449,7 +452,8 @@ out:
 	}
 	if (loop_ready) {
 		/* Plugin ops still running on the pool finish first. */
-		while (d.sandboxes && sandbox_mgr_jobs(d.sandboxes) > 0)
+		http_api_stop(&d);
+		while ((d.sandboxes && sandbox_mgr_jobs(d.sandboxes) > 0) || d.http_jobs > 0)
 			uv_run(&d.loop, UV_RUN_ONCE);
 		if (d.sandboxes && !d.stopping)
 			sandbox_mgr_close(d.sandboxes);

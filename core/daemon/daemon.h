@@ -18,11 +18,13 @@
 
 #include "daemon_config.h"
 #include "grpc_server.h"
+#include "http_server.h"
 #include "host_api.h"
 #include "plugin_set.h"
 #include "store.h"
 
 typedef struct sandbox_mgr sandbox_mgr_t;
+typedef struct sandbox sandbox_t;
 typedef struct secrets secrets_t;
 
 /* Cached answer of a plugin's capabilities op. */
@@ -59,6 +61,8 @@ typedef struct daemon {
 	bool stopping;
 	sandbox_mgr_t *sandboxes;
 	secrets_t *secrets;
+	http_server_t *http;  /* [http] listener, or NULL */
+	unsigned http_jobs;   /* identity plugin calls on the pool (HTTP, Identity API) */
 } daemon_t;
 
 /* Runs hutchd until SIGTERM/SIGINT. Returns 0 after a clean shutdown. */
@@ -72,6 +76,9 @@ int daemon_check_config(const char *file, const char *plugin_dir, FILE *out,
 /* Prints a plugin's descriptor and options (hutchd --describe). */
 int daemon_describe(const char *name, const char *plugin_dir, FILE *out,
 		    hutch_err_t *err);
+
+/* "host:port" or "[v6]:port"; -EINVAL if malformed. */
+int daemon_split_host_port(const char *s, char *host, size_t cap, int *port);
 
 /* The tenant a call was authorized as (set by the authorize hook). */
 const char *daemon_call_tenant(const grpc_call_t *call);

@@ -29,6 +29,8 @@ struct agent_conn {
 	agent_closed_cb on_closed;
 	void *data;
 	char reason[256];
+	const agent_meta_ops_t *meta_ops;
+	void *meta_ud;
 };
 
 typedef struct write_req {
@@ -271,6 +273,24 @@ int agent_send_data(agent_conn_t *c, uint32_t id, const void *data, size_t n)
 	return 0;
 }
 
+void agent_conn_set_meta(agent_conn_t *c, const agent_meta_ops_t *ops, void *ud)
+{
+	c->meta_ops = ops;
+	c->meta_ud = ud;
+}
+
+int agent_send_meta_listen(agent_conn_t *c)
+{
+	return send_raw(c, AGENT_META_LISTEN, 0, NULL, 0);
+}
+
+int agent_send_meta_reply(agent_conn_t *c, uint32_t conn, const void *data, size_t n)
+{
+	if (!(conn & AGENT_META_STREAM_BIT) || n > AGENT_MAX_PAYLOAD)
+		return -EINVAL;
+	return send_raw(c, AGENT_META_REPLY, conn, data, n);
+}
+
 int agent_send_data_end(agent_conn_t *c, uint32_t id)
 {
 	return send_raw(c, AGENT_DATA_END, id, NULL, 0);
@@ -344,6 +364,33 @@ static void dispatch(agent_conn_t *c, const agent_frame_t *f)
 	}
 	if (f->type == AGENT_PONG)
 		return;
+	if (f->type == AGENT_META_LISTENING) {
+		uint32_t e = 0;
+		char msg[200] = "";
+		agent_fields_begin(&it, f);
+		while (agent_fields_next(&it, &fld)) {
+			if (fld.tag == AGENT_F_ERRNO)
+				agent_field_u32(&fld, &e);
+			else if (fld.tag == AGENT_F_MESSAGE && !agent_field_str(&fld, msg, sizeof msg))
+				snprintf(msg, sizeof msg, "(unreadable message)");
+		}
+		clean_text(msg);
+		if (c->meta_ops && c->meta_ops->on_listening)
+			c->meta_ops->on_listening(c->meta_ud, (int)(e > 4095 ? EIO : e), msg);
+		return;
+	}
+	if (f->type == AGENT_META_DATA || f->type == AGENT_META_EOF) {
+		/* Connection ids the agent picked: only ever with the bit set. */
+		if (!(f->stream & AGENT_META_STREAM_BIT))
+			return protocol_error(c, "metadata stream id");
+		if (!c->meta_ops)
+			return;
+		if (f->type == AGENT_META_DATA)
+			c->meta_ops->on_data(c->meta_ud, f->stream, f->payload, f->len);
+		else
+			c->meta_ops->on_eof(c->meta_ud, f->stream);
+		return;
+	}
 	stream_slot_t *s = slot_find(c, f->stream);
 	if (!s)
 		return; /* a stream the requester abandoned */

@@ -98,6 +98,18 @@ int agent_send_put(agent_conn_t *c, uint32_t id, const char *path, uint32_t type
 int agent_send_data(agent_conn_t *c, uint32_t id, const void *data, size_t n);
 int agent_send_data_end(agent_conn_t *c, uint32_t id);
 
+/* The sandbox's metadata endpoint (agent_meta.h): the agent relays what
+ * clients in the sandbox send; hutchd answers each connection once. */
+typedef struct agent_meta_ops {
+	void (*on_listening)(void *ud, int err, const char *message); /* err 0: up */
+	void (*on_data)(void *ud, uint32_t conn, const uint8_t *data, size_t n);
+	void (*on_eof)(void *ud, uint32_t conn);
+} agent_meta_ops_t;
+void agent_conn_set_meta(agent_conn_t *c, const agent_meta_ops_t *ops, void *ud);
+int agent_send_meta_listen(agent_conn_t *c);
+/* The whole response; the agent writes it and closes the connection. */
+int agent_send_meta_reply(agent_conn_t *c, uint32_t conn, const void *data, size_t n);
+
 /* Bytes queued towards the agent and not yet written. */
 size_t agent_conn_write_pending(const agent_conn_t *c);
 

@@ -13,6 +13,8 @@
 #include "log.h"
 #include "metrics.h"
 #include "net_policy.h"
+#include "sandbox_identity.h"
+#include "sandbox_meta.h"
 #include "secret_store.h"
 #include "port_forward.h"
 #include "proc.h"
@@ -43,6 +45,7 @@ struct sandbox {
 	char **env;                   /* "K=V" for every process */
 	char *run_dir;
 	char *image_layer;
+	sandbox_image_t image;        /* images (issue 5): from the image source */
 	agent_conn_t *agent;
 	char agent_down_reason[256];
 	bool busy;                    /* create/stop job in flight */
@@ -67,14 +70,22 @@ struct sandbox {
 	bool forgotten;               /* deleted; freed at the last unref */
 	bool delete_after_stop;       /* create failed late: leave no record */
 	bool has_secrets;             /* a sealed copy of its secret env is stored */
+	int64_t identity_expires;     /* unix s of the token file's token; 0: none */
+	int64_t identity_renew_ms;    /* when to renew it */
+	bool identity_renewing;       /* a renewal is on the pool */
+	char *identity_dir;           /* <run_dir>/identity (create only) */
+	meta_relay_t *meta;           /* its metadata endpoint, with the session */
 };
 
 struct sandbox_mgr {
 	sandbox_mgr_deps_t d;
 	sandbox_t *list;
 	char *run_root;
+	uv_timer_t identity_timer;    /* renews token files */
+	bool identity_timer_on;
 	bool closing;
 	int jobs; /* create/stop jobs on the pool */
+	sandbox_image_source_t images; /* images (issue 5); zeroed: built-in only */
 };
 
 unsigned sandbox_mgr_jobs(const sandbox_mgr_t *m)
@@ -82,11 +93,34 @@ unsigned sandbox_mgr_jobs(const sandbox_mgr_t *m)
 	return (unsigned)m->jobs;
 }
 
+/* ---- images (issue 5) ---- */
+
+void sandbox_mgr_job_hold(sandbox_mgr_t *m, int delta)
+{
+	m->jobs += delta;
+}
+
+static bool is_live(Hutch__V1__SandboxState s);
+
+void sandbox_mgr_set_image_source(sandbox_mgr_t *m, const sandbox_image_source_t *src)
+{
+	m->images = *src;
+	for (sandbox_t *sb = m->list; sb; sb = sb->next)
+		if (is_live(sb->state) && sb->image.digest[0] && m->images.adopt)
+			m->images.adopt(m->images.data, sb->tenant, &sb->image);
+}
+
 /* ---- small helpers ---- */
 
 static int64_t now_ms(void)
 {
 	return store_now_ms();
+}
+
+/* The image's content digest for the identity claim (NULL: not known). */
+static const char *sandbox_image_digest(const sandbox_t *sb)
+{
+	return sb->image.digest[0] ? sb->image.digest : NULL;
 }
 
 static void set_str(char **dst, const char *s)
@@ -159,7 +193,7 @@ void sandbox_to_pb(const sandbox_t *sb, Hutch__V1__Sandbox *out)
 	out->stopped_unix_ms = sb->stopped_ms;
 	out->expires_unix_ms = sb->expires_ms;
 	out->runtime = sb->m->d.plugins->runtime ? sb->m->d.plugins->runtime->name : (char *)"";
-	out->image_digest = (char *)"";
+	out->image_digest = (char *)sb->image.digest;
 	out->oom_killed = sb->oom_killed;
 	out->addresses = sb->addresses;
 	out->n_addresses = strv_len(sb->addresses);
@@ -243,7 +277,10 @@ static void sandbox_free(sandbox_t *sb)
 	free(sb->reason);
 	free(sb->run_dir);
 	free(sb->image_layer);
+	if (sb->m->images.release) /* images (issue 5) */
+		sb->m->images.release(sb->m->images.data, &sb->image);
 	free(sb->stop_reason);
+	free(sb->identity_dir);
 	free(sb);
 }
 
@@ -419,6 +456,8 @@ static void agent_closed(void *data, const char *reason)
 {
 	sandbox_t *sb = data;
 	sb->agent = NULL;
+	meta_relay_free(sb->meta);
+	sb->meta = NULL;
 	snprintf(sb->agent_down_reason, sizeof sb->agent_down_reason, "%s", reason);
 	if (sb->state == HUTCH__V1__SANDBOX_STATE__SANDBOX_STATE_RUNNING && !sb->m->closing &&
 	    !sb->stop_requested) {
@@ -429,6 +468,12 @@ static void agent_closed(void *data, const char *reason)
 	sandbox_unref(sb);
 }
 
+static void meta_request(void *data, const http_request_t *req, http_pending_t *p)
+{
+	sandbox_t *sb = data;
+	sb->m->d.metadata(sb->m->d.metadata_data, sb, req, p);
+}
+
 static int agent_attach(sandbox_t *sb, int to_agent, int from_agent, hutch_err_t *err)
 {
 	agent_conn_t *c;
@@ -437,6 +482,8 @@ static int agent_attach(sandbox_t *sb, int to_agent, int from_agent, hutch_err_t
 		return r;
 	sandbox_ref(sb); /* held by the session until agent_closed */
 	sb->agent = c;
+	if (sb->m->d.metadata)
+		sb->meta = meta_relay_new(c, sb->id, meta_request, sb);
 	return 0;
 }
 
@@ -458,7 +505,11 @@ static void fill_runtime_spec(sandbox_t *sb, hutch_sandbox_spec_t *rs, const cha
 		sb->etc_targets[i] = xasprintf("/etc/%s", etc_names[i]);
 		mounts[nm++] = (hutch_mount_t){sb->etc_paths[i], sb->etc_targets[i], HUTCH_MOUNT_READONLY};
 	}
+	if (sb->identity_dir)
+		mounts[nm++] = (hutch_mount_t){sb->identity_dir, IDENTITY_DIR_IN_SANDBOX,
+					       HUTCH_MOUNT_READONLY};
 	*n_mounts = nm;
+	static const char *const meta_addrs[] = {AGENT_META_ADDR};
 	layers[0] = sb->image_layer;
 	argv[0] = AGENT_IN_SANDBOX;
 	argv[1] = "init";
@@ -488,9 +539,15 @@ static void fill_runtime_spec(sandbox_t *sb, hutch_sandbox_spec_t *rs, const cha
 		.netns_path = netns,
 		.ports = ports,
 		.n_ports = s->n_ports,
+		.loopback_addrs = sb->m->d.metadata ? meta_addrs : NULL,
+		.n_loopback_addrs = sb->m->d.metadata ? 1 : 0,
 	};
 	for (size_t i = 0; i < s->n_ports; i++)
 		ports[i] = (uint16_t)s->ports[i];
+	if (sb->image.layers) { /* images (issue 5): the image's layers */
+		rs->layers = (const char *const *)sb->image.layers;
+		rs->n_layers = strv_len(sb->image.layers);
+	}
 }
 
 static int network_attach_all(sandbox_t *sb, const net_policy_set_t *policies,
@@ -626,10 +683,14 @@ static void create_work(uv_work_t *req)
 	int r;
 	_cleanup_free_ uint16_t *ports = NULL; /* before any goto */
 
-	if ((r = image_builtin_layer(m->d.cfg->daemon.state_dir,
-				     sb->spec->image && *sb->spec->image ? sb->spec->image
-									  : m->d.cfg->sandbox.default_image,
-				     &sb->image_layer, err)) < 0)
+	if (m->images.prepare) /* images (issue 5) */
+		r = m->images.prepare(m->images.data, &sb->image, err);
+	else
+		r = image_builtin_layer(m->d.cfg->daemon.state_dir,
+					sb->spec->image && *sb->spec->image ? sb->spec->image
+									     : m->d.cfg->sandbox.default_image,
+					&sb->image_layer, err);
+	if (r < 0)
 		goto out;
 	if ((r = mkdir_p(sb->run_dir, 0700, err)) < 0)
 		goto out;
@@ -641,6 +702,15 @@ static void create_work(uv_work_t *req)
 			strv_push(&j->addresses, xstrdup(att.addresses[i]));
 	if ((r = write_etc_files(sb, &att, err)) < 0)
 		goto undo;
+	if (m->d.plugins->identity) {
+		sb->identity_dir = xasprintf("%s/identity", sb->run_dir);
+		sandbox_who_t who;
+		sandbox_who(sb, &who);
+		if ((r = identity_write_file(m->d.plugins->identity, sb->identity_dir, &who,
+					     sb->spec->identity_audience, &sb->identity_expires,
+					     err)) < 0)
+			goto undo;
+	}
 
 	hutch_sandbox_spec_t rs;
 	const char *layers[1];
@@ -782,6 +852,12 @@ static void main_start(sandbox_t *sb)
 	free(argv);
 }
 
+void sandbox_who(const sandbox_t *sb, sandbox_who_t *out)
+{
+	*out = (sandbox_who_t){sb->tenant, sb->id, sb->name, sandbox_image_digest(sb),
+			       sb->spec->identity_audience};
+}
+
 const char *sandbox_main_log(const sandbox_t *sb, size_t *len)
 {
 	*len = sb->main_log.len;
@@ -869,6 +945,8 @@ static void create_done(uv_work_t *req, int status)
 	}
 	persist(sb);
 	timers_start(sb);
+	if (sb->identity_expires)
+		sb->identity_renew_ms = identity_renew_at_ms(now_ms(), sb->identity_expires);
 	main_start(sb);
 	metrics_add("sandboxes_created_total", NULL, 1);
 	log_info("sandbox %s running (tenant %s, %.2f cpu, %lld MiB)", sb->id, sb->tenant,
@@ -912,7 +990,7 @@ static int resolve_spec(sandbox_mgr_t *m, const char *tenant, Hutch__V1__Sandbox
 	const sandbox_section_t *c = &m->d.cfg->sandbox;
 	if (!s->image || !*s->image)
 		pb_set_str(&s->image, c->default_image);
-	if (!image_builtin_known(s->image))
+	if (!m->images.resolve && !image_builtin_known(s->image))
 		return hutch_err_set(err, ENOENT, "image `%s` not found (available: busybox)", s->image);
 	if (s->name && *s->name) {
 		if (!valid_name(s->name))
@@ -989,12 +1067,14 @@ static int resolve_spec(sandbox_mgr_t *m, const char *tenant, Hutch__V1__Sandbox
 
 /* Defaults, then the spec's env, then the resolved secrets (which win). */
 static char **build_env(const Hutch__V1__SandboxSpec *s, const char *hostname,
-			char *const *secret_env)
+			char *const *secret_env, bool identity)
 {
 	char **env = NULL;
 	strv_push(&env, xstrdup("PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"));
 	strv_push(&env, xstrdup("HOME=/root"));
 	strv_push(&env, xasprintf("HOSTNAME=%s", hostname));
+	if (identity)
+		strv_push(&env, xstrdup("HUTCH_IDENTITY_TOKEN_FILE=" IDENTITY_TOKEN_IN_SANDBOX));
 	for (size_t i = 0; i < s->n_env; i++) {
 		/* A user value replaces a default of the same key. */
 		size_t kl = strlen(s->env[i]->key);
@@ -1034,12 +1114,17 @@ int sandbox_create(sandbox_mgr_t *m, const char *tenant, const Hutch__V1__Sandbo
 	if (!s)
 		return hutch_err_set(err, ENOMEM, "out of memory");
 	int r = resolve_spec(m, tenant, s, err);
+	sandbox_image_t image = {0}; /* images (issue 5) */
+	if (r == 0 && m->images.resolve)
+		r = m->images.resolve(m->images.data, tenant, s, &image, err);
 	char **secret_env = NULL;
 	if (r == 0 && s->n_secrets > 0)
 		r = secrets_resolve(m->d.secrets, tenant, s->secrets, s->n_secrets, &secret_env, err);
 	/* Inline values never get stored or shown again. */
 	secrets_strip_spec(s);
 	if (r < 0) {
+		if (m->images.release)
+			m->images.release(m->images.data, &image);
 		protobuf_c_message_free_unpacked(&s->base, NULL);
 		return r;
 	}
@@ -1050,9 +1135,10 @@ int sandbox_create(sandbox_mgr_t *m, const char *tenant, const Hutch__V1__Sandbo
 	sb->tenant = xstrdup(tenant);
 	sb->name = s->name && *s->name ? xstrdup(s->name) : NULL;
 	sb->spec = s;
+	sb->image = image;
 	sb->state = HUTCH__V1__SANDBOX_STATE__SANDBOX_STATE_CREATING;
 	sb->created_ms = now_ms();
-	sb->env = build_env(s, sb->id, secret_env);
+	sb->env = build_env(s, sb->id, secret_env, m->d.plugins->identity != NULL);
 	sb->run_dir = xasprintf("%s/%s", m->run_root, sb->id);
 	if (secret_env) {
 		/* Kept sealed so a restarted hutchd can give the sandbox's
@@ -1141,6 +1227,9 @@ static void stop_work(uv_work_t *req)
 		j->oom = st.oom_killed;
 	if (rt->ops.runtime.sandbox_destroy(rt->instance, sb->id, &e) < 0)
 		log_error("sandbox %s: %s: destroy: %s", sb->id, rt->name, e.message);
+	plugin_t *idp = sb->m->d.plugins->identity;
+	if (idp && idp->ops.identity.subject_revoke)
+		idp->ops.identity.subject_revoke(idp->instance, sb->id);
 	network_detach_all(sb);
 	remove_tree(sb->run_dir);
 }
@@ -1153,6 +1242,8 @@ static void stop_done(uv_work_t *req, int status)
 	sb->m->jobs--;
 	sb->busy = false;
 	sb->state = sb->stop_final;
+	if (sb->m->images.release) /* images (issue 5): its layers may go */
+		sb->m->images.release(sb->m->images.data, &sb->image);
 	if (j->oom) {
 		sb->oom_killed = true;
 		if (sb->state == HUTCH__V1__SANDBOX_STATE__SANDBOX_STATE_FAILED ||
@@ -1465,6 +1556,71 @@ void sandbox_check_oom(sandbox_t *sb, sandbox_oom_cb cb, void *data)
 
 /* ---- manager ---- */
 
+/* ---- identity: token file renewal ---- */
+
+typedef struct renew_job {
+	uv_work_t req;
+	sandbox_t *sb;
+	int64_t expires;
+	hutch_err_t err;
+	int result;
+} renew_job_t;
+
+static void renew_work(uv_work_t *req)
+{
+	renew_job_t *j = req->data;
+	sandbox_t *sb = j->sb;
+	sandbox_who_t who;
+	sandbox_who(sb, &who);
+	j->result = identity_write_file(sb->m->d.plugins->identity, sb->identity_dir, &who,
+					sb->spec->identity_audience, &j->expires, &j->err);
+}
+
+static void renew_done(uv_work_t *req, int status)
+{
+	renew_job_t *j = req->data;
+	sandbox_t *sb = j->sb;
+	sb->m->jobs--;
+	sb->identity_renewing = false;
+	if (status == 0 && j->result == 0) {
+		sb->identity_expires = j->expires;
+		sb->identity_renew_ms = identity_renew_at_ms(now_ms(), j->expires);
+		metrics_add("identity_token_renewals_total", NULL, 1);
+	} else {
+		/* Try again soon; the old token stays until it expires. */
+		sb->identity_renew_ms = now_ms() + 5000;
+		if (sb->state == HUTCH__V1__SANDBOX_STATE__SANDBOX_STATE_RUNNING)
+			log_warn("sandbox %s: identity token not renewed: %s", sb->id,
+				 status ? uv_strerror(status) : j->err.message);
+	}
+	sandbox_unref(sb);
+	free(j);
+}
+
+static void identity_tick(uv_timer_t *t)
+{
+	sandbox_mgr_t *m = t->data;
+	int64_t now = now_ms();
+	for (sandbox_t *sb = m->list; sb; sb = sb->next) {
+		if (sb->state != HUTCH__V1__SANDBOX_STATE__SANDBOX_STATE_RUNNING || sb->busy ||
+		    !sb->identity_dir || !sb->identity_expires || sb->identity_renewing ||
+		    now < sb->identity_renew_ms)
+			continue;
+		renew_job_t *j = xcalloc(1, sizeof *j);
+		j->req.data = j;
+		j->sb = sb;
+		sandbox_ref(sb);
+		sb->identity_renewing = true;
+		m->jobs++;
+		if (uv_queue_work(m->d.loop, &j->req, renew_work, renew_done) < 0) {
+			m->jobs--;
+			sb->identity_renewing = false;
+			sandbox_unref(sb);
+			free(j);
+		}
+	}
+}
+
 int sandbox_mgr_new(const sandbox_mgr_deps_t *deps, sandbox_mgr_t **out, hutch_err_t *err)
 {
 	sandbox_mgr_t *m = xcalloc(1, sizeof *m);
@@ -1482,6 +1638,12 @@ int sandbox_mgr_new(const sandbox_mgr_deps_t *deps, sandbox_mgr_t **out, hutch_e
 		free(m);
 		return r;
 	}
+	if (deps->plugins->identity) {
+		uv_timer_init(deps->loop, &m->identity_timer);
+		m->identity_timer.data = m;
+		uv_timer_start(&m->identity_timer, identity_tick, 1000, 1000);
+		m->identity_timer_on = true;
+	}
 	*out = m;
 	return 0;
 }
@@ -1489,6 +1651,11 @@ int sandbox_mgr_new(const sandbox_mgr_deps_t *deps, sandbox_mgr_t **out, hutch_e
 void sandbox_mgr_close(sandbox_mgr_t *m)
 {
 	m->closing = true;
+	if (m->identity_timer_on) {
+		uv_timer_stop(&m->identity_timer);
+		uv_close((uv_handle_t *)&m->identity_timer, NULL);
+		m->identity_timer_on = false;
+	}
 	for (sandbox_t *sb = m->list; sb; sb = sb->next) {
 		if (sb->agent)
 			agent_conn_close(sb->agent, "hutchd is shutting down");
@@ -1550,6 +1717,7 @@ static int load_record(void *ud, const store_obj_t *o)
 	sb->stopped_ms = pb->stopped_unix_ms;
 	sb->expires_ms = pb->expires_unix_ms;
 	sb->oom_killed = pb->oom_killed;
+	snprintf(sb->image.digest, sizeof sb->image.digest, "%s", pb->image_digest ? pb->image_digest : "");
 	sb->spec = pb->spec;
 	pb->spec = NULL;
 	if (!sb->spec) {
@@ -1564,7 +1732,14 @@ static int load_record(void *ud, const store_obj_t *o)
 	    secrets_load_for_sandbox(m->d.secrets, sb->id, &secret_env, &serr) < 0)
 		log_error("sandbox %s: its secrets cannot be restored: %s", sb->id, serr.message);
 	sb->has_secrets = secret_env != NULL;
-	sb->env = build_env(sb->spec, sb->id, secret_env);
+	sb->env = build_env(sb->spec, sb->id, secret_env, m->d.plugins->identity != NULL);
+	if (m->d.plugins->identity && is_live(sb->state)) {
+		/* Its token file is renewed at once: hutchd may have been down
+		 * past its renewal time. */
+		sb->identity_dir = xasprintf("%s/%s/identity", m->run_root, sb->id);
+		sb->identity_expires = 1;
+		sb->identity_renew_ms = 0;
+	}
 	secrets_env_free(secret_env);
 	sb->run_dir = xasprintf("%s/%s", m->run_root, sb->id);
 	protobuf_c_message_free_unpacked(&pb->base, NULL);

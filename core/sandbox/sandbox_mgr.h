@@ -19,8 +19,10 @@
 #include "agent_conn.h"
 #include "daemon_config.h"
 #include "host_api.h"
+#include "http_server.h"
 #include "hutch/v1/sandbox.pb-c.h"
 #include "plugin_set.h"
+#include "sandbox_identity.h"
 #include "store.h"
 
 typedef struct sandbox_mgr sandbox_mgr_t;
@@ -34,6 +36,11 @@ typedef struct sandbox_mgr_deps {
 	host_ctx_t *host;      /* the core's host table (spawn, timers) */
 	const char *agent_path; /* host path of the hutch-agent binary */
 	struct secrets *secrets; /* resolves SandboxSpec.secrets */
+	/* Requests to a sandbox's metadata endpoint (http://169.254.169.254/
+	 * inside it), parsed, with the sandbox they came from; answered with
+	 * http_reply(). NULL: sandboxes get no metadata endpoint. */
+	void (*metadata)(void *data, sandbox_t *sb, const http_request_t *req, http_pending_t *p);
+	void *metadata_data;
 } sandbox_mgr_deps_t;
 
 int sandbox_mgr_new(const sandbox_mgr_deps_t *deps, sandbox_mgr_t **out, hutch_err_t *err);
@@ -76,6 +83,8 @@ void sandbox_to_pb(const sandbox_t *sb, Hutch__V1__Sandbox *out);
 void sandbox_pb_release(Hutch__V1__Sandbox *out);
 
 const char *sandbox_id(const sandbox_t *sb);
+/* Who it is, for its identity (pointers into sb). */
+void sandbox_who(const sandbox_t *sb, sandbox_who_t *out);
 Hutch__V1__SandboxState sandbox_state(const sandbox_t *sb);
 /* The live agent session, or NULL (not running) with a reason in err. */
 agent_conn_t *sandbox_agent(sandbox_t *sb, hutch_err_t *err);
@@ -109,5 +118,41 @@ const char *sandbox_main_log(const sandbox_t *sb, size_t *len);
 
 void sandbox_ref(sandbox_t *sb);
 void sandbox_unref(sandbox_t *sb);
+
+/* ---- images (issue 5): where a sandbox's layers come from ----
+ *
+ * Without a source every sandbox gets the built-in busybox root
+ * (image_builtin.c). The image service sets one: it resolves the spec's
+ * image in the caller's tenant, merges the image's config into the spec,
+ * and makes the layers ready (checked against their digests) on the pool
+ * before the runtime stacks them. */
+typedef struct sandbox_image {
+	char digest[80];  /* the image's manifest digest; "" until known */
+	char **layers;    /* layer directories, lowest first (prepare fills) */
+	void *handle;     /* the source's own (what it holds for the sandbox) */
+} sandbox_image_t;
+
+typedef struct sandbox_image_source {
+	/* Loop thread. Resolves spec->image for tenant and fills out; merges
+	 * the image's config into spec (env the spec does not set, workdir if
+	 * none, entrypoint before a command). <0 with err: the create fails. */
+	int (*resolve)(void *data, const char *tenant, Hutch__V1__SandboxSpec *spec,
+		       sandbox_image_t *out, hutch_err_t *err);
+	/* Pool thread: checks (or makes) the layers; fills img->layers. */
+	int (*prepare)(void *data, sandbox_image_t *img, hutch_err_t *err);
+	/* Loop thread: a sandbox found running at recovery uses img->digest. */
+	void (*adopt)(void *data, const char *tenant, sandbox_image_t *img);
+	/* Loop thread: lets go of what resolve/prepare/adopt hold (the digest
+	 * stays). Idempotent. */
+	void (*release)(void *data, sandbox_image_t *img);
+	void *data;
+} sandbox_image_source_t;
+
+/* Loop thread, after recovery; src is copied. Live sandboxes are adopted. */
+void sandbox_mgr_set_image_source(sandbox_mgr_t *m, const sandbox_image_source_t *src);
+/* Work on the pool (or own threads) for others, e.g. image builds, that
+ * shutdown must wait for like creates and stops: +1 when it starts, -1
+ * when its result is back on the loop. */
+void sandbox_mgr_job_hold(sandbox_mgr_t *m, int delta);
 
 #endif

@@ -159,9 +159,19 @@ static int write_process(strbuf_t *sb, const hutch_sandbox_spec_t *spec,
 		return r;
 	sb_append(sb, ",\"capabilities\":{");
 	const char *sets[] = {"bounding", "effective", "permitted"};
+	/* CAP_NET_ADMIN for init only when it must add loopback addresses in
+	 * gVisor's own network stack; it drops it before anything else runs
+	 * (hutch_sandbox_spec_t.loopback_addrs). */
+	const char *caps[ARRAY_SIZE(default_caps) + 1];
+	size_t nc = 0;
+	for (const char *const *c = default_caps; *c; c++)
+		caps[nc++] = *c;
+	if (p->init_net_admin)
+		caps[nc++] = "CAP_NET_ADMIN";
+	caps[nc] = NULL;
 	for (size_t i = 0; i < ARRAY_SIZE(sets); i++) {
 		sb_printf(sb, "%s\"%s\":", i ? "," : "", sets[i]);
-		json_strv(sb, default_caps, "caps", err);
+		json_strv(sb, caps, "caps", err);
 	}
 	sb_printf(sb, "},\"rlimits\":["
 		      "{\"type\":\"RLIMIT_NOFILE\",\"hard\":65536,\"soft\":65536},"

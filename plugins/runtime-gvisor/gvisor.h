@@ -203,6 +203,8 @@ typedef struct gv_bundle_paths {
 	const char *cgroups_path;
 	int64_t memory_bytes, cpu_millis, pids_max;
 	int64_t host_pids_max;
+	bool init_net_admin;    /* init starts with CAP_NET_ADMIN (it adds the
+				 * spec's loopback addresses itself, then drops it) */
 } gv_bundle_paths_t;
 
 /* The path inside the sandbox the idle init is bound to. */
@@ -251,6 +253,8 @@ int gv_netns_create(const char *path, hutch_err_t *err);
 int gv_netns_open(const char *path, int *fd_out, hutch_err_t *err);
 /* Unmounts and removes path; idempotent. */
 int gv_netns_remove(const char *path, hutch_err_t *err);
+/* Adds each IPv4 address (/32) to the loopback of the namespace netns_fd. */
+int gv_netns_add_loopback(int netns_fd, const char *const *addrs, size_t n, hutch_err_t *err);
 
 /* ---- cgroup.c ---- */
 

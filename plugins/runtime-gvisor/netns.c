@@ -24,6 +24,7 @@
 
 #include "cleanup.h"
 #include "gvisor.h"
+#include "nl_addr.h"
 
 typedef struct netns_job {
 	int fd;
@@ -130,5 +131,48 @@ int gv_netns_remove(const char *path, hutch_err_t *err)
 		return hutch_err_sys(err, errno, "unmount network namespace %s", path);
 	if (unlink(path) < 0 && errno != ENOENT)
 		return hutch_err_sys(err, errno, "remove %s", path);
+	return 0;
+}
+
+typedef struct lo_job {
+	int netns_fd;
+	const char *const *addrs;
+	size_t n;
+	int error;
+	const char *what;
+} lo_job_t;
+
+static void *lo_thread(void *arg)
+{
+	lo_job_t *job = arg;
+	if (setns(job->netns_fd, CLONE_NEWNET) < 0) {
+		job->error = errno;
+		job->what = "setns";
+		return NULL;
+	}
+	for (size_t i = 0; i < job->n; i++) {
+		int r = nl_addr_add4(1, job->addrs[i], 32);
+		if (r < 0) {
+			job->error = -r;
+			job->what = job->addrs[i];
+			return NULL;
+		}
+	}
+	return NULL;
+}
+
+int gv_netns_add_loopback(int netns_fd, const char *const *addrs, size_t n, hutch_err_t *err)
+{
+	if (!n)
+		return 0;
+	/* A thread of its own enters the namespace and ends there. */
+	lo_job_t job = {.netns_fd = netns_fd, .addrs = addrs, .n = n};
+	pthread_t t;
+	int r = pthread_create(&t, NULL, lo_thread, &job);
+	if (r != 0)
+		return hutch_err_sys(err, r, "loopback addresses: thread");
+	pthread_join(t, NULL);
+	if (job.error)
+		return hutch_err_sys(err, job.error, "loopback address %s", job.what);
 	return 0;
 }

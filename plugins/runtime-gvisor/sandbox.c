@@ -425,6 +425,18 @@ static int create_steps(gv_runtime_t *rt, const hutch_sandbox_spec_t *spec,
 		net = GV_NET_NONE;
 	if ((r = save_flags(rt, id, net, nvproxy, err)) < 0)
 		return r;
+	/* Addresses the sandbox must have on its loopback: on the namespace's
+	 * lo when the sandbox uses it; inside gVisor's own stack, its init
+	 * adds them. */
+	bool has_lo = spec->size >= offsetof(hutch_sandbox_spec_t, n_loopback_addrs) + sizeof(size_t);
+	size_t n_lo = has_lo ? spec->n_loopback_addrs : 0;
+	bool init_net_admin = false;
+	if (n_lo && net == GV_NET_HOST) {
+		if ((r = gv_netns_add_loopback(netns_fd, spec->loopback_addrs, n_lo, err)) < 0)
+			return r;
+	} else if (n_lo) {
+		init_net_admin = spec->argv != NULL;
+	}
 	/* Where a connection from the host reaches the sandbox's sockets:
 	 * only with host networking are they the namespace's. */
 	if (net == GV_NET_HOST) {
@@ -444,6 +456,7 @@ static int create_steps(gv_runtime_t *rt, const hutch_sandbox_spec_t *spec,
 		.cpu_millis = lim->cpu,
 		.pids_max = lim->pids,
 		.host_pids_max = lim->host_pids,
+		.init_net_admin = init_net_admin,
 	};
 	if ((r = gv_bundle_write(dir, spec, &bp, err)) < 0)
 		return hutch_err_prefix(err, "bundle");

@@ -35,6 +35,7 @@ int cmd_exec(cli_t *cli, int argc, char **argv);
 int cmd_cp(cli_t *cli, int argc, char **argv);
 int cmd_policy(cli_t *cli, int argc, char **argv);
 int cmd_secret(cli_t *cli, int argc, char **argv);
+int cmd_identity(cli_t *cli, int argc, char **argv);
 /* KEY=VALUE lines of an env file into a KeyValue array (values to be wiped
  * by the caller). */
 int cli_read_env_file(FILE *f, const char *what, Hutch__V1__KeyValue ***out, size_t *n);

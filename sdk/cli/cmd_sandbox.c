@@ -78,6 +78,7 @@ int spec_opt(Hutch__V1__SandboxSpec *spec, int opt, const char *arg)
 		spec->network_policies[spec->n_network_policies++] = (char *)arg;
 		return 0;
 	case SPEC_GPU: spec->gpu = (char *)arg; return 0;
+	case SPEC_IDENTITY_AUDIENCE: spec->identity_audience = (char *)arg; return 0;
 	case SPEC_SECRET:
 	case SPEC_INTEGRATION:
 	case SPEC_SECRET_ENV:

@@ -23,6 +23,7 @@ static void usage(FILE *out)
 		"  sandbox create|ls|inspect|stop|rm|update-policy\n"
 		"  policy create|ls|inspect|rm    network policies\n"
 		"  secret set|ls|inspect|rm|integrations\n"
+		"  identity verify|rotate         workload tokens: check one; rotate the signing key\n"
 		"\n"
 		"global options:\n"
 		"  --socket PATH     hutchd's unix socket (default $HUTCH_SOCKET or %s)\n"
@@ -110,6 +111,7 @@ int main(int argc, char **argv)
 		{"status", cmd_status}, {"sandbox", cmd_sandbox}, {"run", cmd_run},
 		{"exec", cmd_exec},     {"cp", cmd_cp},           {"policy", cmd_policy},
 		{"secret", cmd_secret},
+		{"identity", cmd_identity},
 	};
 	for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++)
 		if (strcmp(cmd, cmds[i].name) == 0)

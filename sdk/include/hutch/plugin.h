@@ -60,7 +60,7 @@ extern "C" {
 #endif
 
 #define HUTCH_PLUGIN_ABI_MAJOR 1
-#define HUTCH_PLUGIN_ABI_MINOR 0
+#define HUTCH_PLUGIN_ABI_MINOR 1
 #define HUTCH_PLUGIN_SYMBOL "hutch_plugin_v1"
 
 #if defined(__GNUC__)
@@ -296,6 +296,15 @@ typedef struct hutch_sandbox_spec {
 				    * sandbox's namespace: sockets listening on
 				    * them must be reachable from it */
 	size_t n_ports;
+	/* v1.1 */
+	/* IPv4 addresses that must be local inside the sandbox, on its
+	 * loopback (the metadata endpoint, 169.254.169.254). A runtime adds
+	 * them to the namespace's lo; one whose sandboxes have a network stack
+	 * of their own lets the sandbox's init add them instead: init then
+	 * starts with CAP_NET_ADMIN, and an init given in argv must drop it
+	 * before anything else runs (hutch-agent does). */
+	const char *const *loopback_addrs;
+	size_t n_loopback_addrs;
 } hutch_sandbox_spec_t;
 
 /* Sandbox states as the runtime observes them. */
