@@ -120,6 +120,7 @@ long http_parse_request(const char *data, size_t n, char *scratch, http_request_
 	/* Headers. */
 	char *p = eol ? eol + 2 : scratch + head_len;
 	long content_length = 0;
+	bool have_length = false;
 	while (p < scratch + head_len) {
 		char *le = strstr(p, "\r\n");
 		if (le)
@@ -158,9 +159,10 @@ long http_parse_request(const char *data, size_t n, char *scratch, http_request_
 				if (!isdigit((unsigned char)*c))
 					return -1;
 			long cl = strtol(v, NULL, 10);
-			if (content_length && cl != content_length)
-				return -1;
+			if (have_length && cl != content_length)
+				return -1; /* two lengths that disagree */
 			content_length = cl;
+			have_length = true;
 		}
 		p = le ? le + 2 : scratch + head_len;
 	}

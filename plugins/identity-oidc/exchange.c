@@ -162,6 +162,10 @@ static int parse_rule(oidc_t *o, const char *file, const toml_value_t *t, exchan
 		return rule_err(err, file, t, "a jwt upstream needs an audience: ", r->name);
 	if (!r->jwt && !r->credential_file)
 		return rule_err(err, file, t, "a static upstream needs credential_file: ", r->name);
+	struct stat st;
+	if (r->credential_file && stat(r->credential_file, &st) == 0 && (st.st_mode & S_IRWXO))
+		return rule_err(err, file, t, "credential_file is readable by others (chmod o-rwx): ",
+				r->credential_file);
 	return 0;
 }
 
@@ -246,6 +250,10 @@ static int read_credential(const char *path, strbuf_t *out, hutch_err_t *err)
 	_cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
 	if (fd < 0)
 		return hutch_err_set(err, -EIO, "the upstream's credential is not available");
+	struct stat st;
+	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || (st.st_mode & S_IRWXO))
+		return hutch_err_set(err, -EIO, "the upstream's credential file is not a "
+						"regular file kept from other users");
 	char buf[CREDENTIAL_MAX + 1];
 	ssize_t n = read(fd, buf, sizeof buf);
 	if (n <= 0 || n > CREDENTIAL_MAX)

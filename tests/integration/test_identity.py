@@ -331,6 +331,7 @@ def exchange_form(token, resource):
 def test_token_exchange_policy_and_audit(tmp_path):
     cred = tmp_path / "github.token"
     cred.write_text(GITHUB_CANARY + "\n")
+    os.chmod(cred, 0o600)
     rules = tmp_path / "rules.toml"
     rules.write_text(EXCHANGE_RULES % cred)
     cfg, issuer = identity_config(rules=str(rules))
@@ -443,5 +444,17 @@ def test_refuses_bad_identity_config(tmp_path):
         with pytest.raises(RuntimeError) as e:
             bad.start()
         assert "rules.toml:5:" in str(e.value) and "colour" in str(e.value)
+    finally:
+        bad.cleanup()
+    # A credential file other users can read is refused too.
+    cred = tmp_path / "cred"
+    cred.write_text("s3cr3t-value\n")
+    os.chmod(cred, 0o644)
+    rules.write_text('[[upstream]]\nname = "x"\ntype = "static"\ncredential_file = "%s"\n' % cred)
+    bad = Daemon(cfg, start=False)
+    try:
+        with pytest.raises(RuntimeError) as e:
+            bad.start()
+        assert "readable by others" in str(e.value) and "s3cr3t" not in str(e.value)
     finally:
         bad.cleanup()
