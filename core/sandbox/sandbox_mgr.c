@@ -1049,6 +1049,10 @@ static int resolve_spec(sandbox_mgr_t *m, const char *tenant, Hutch__V1__Sandbox
 		return hutch_err_set(err, ENOTSUP, "gpu `%s`: no accelerator plugin is configured", s->gpu);
 	if (s->n_volumes > 0 && !m->d.plugins->storage)
 		return hutch_err_set(err, ENOTSUP, "volumes need a storage plugin (none is configured)");
+	if (s->n_volumes > 0) /* never accept a mount that would not happen */
+		return hutch_err_set(err, ENOTSUP,
+				     "volume mounts are not implemented in this hutchd yet (storage plugin `%s` is loaded, but sandboxes cannot mount volumes)",
+				     m->d.plugins->storage->name);
 	if (s->n_tunnels > 0)
 		return hutch_err_set(err, ENOTSUP, "tunnels need a tunnel network plugin (none is configured)");
 	for (size_t i = 0; i < s->n_command; i++)
