@@ -461,6 +461,8 @@ out:
 		 * fini() can stop its timers; then everything left is closed. */
 		caps_free(d.caps, d.plugins.n);
 		d.caps = NULL;
+		if (d.host_core) /* children left running: their owners hear it first */
+			host_core_detach_children(d.host_core);
 		plugin_set_close(&d.plugins);
 		if (d.host_core)
 			host_core_close(d.host_core);

@@ -190,10 +190,13 @@ int host_core_new(uv_loop_t *loop, const char *audit_path, host_core_t **out,
 	return 0;
 }
 
+static void children_drop(host_core_t *core);
+
 void host_core_close(host_core_t *core)
 {
 	core->closing = true;
 	on_async(&core->async); /* run what is queued */
+	children_drop(core);
 	uv_close((uv_handle_t *)&core->async, NULL);
 	uv_close((uv_handle_t *)&core->sigchld, NULL);
 }
@@ -295,6 +298,34 @@ static void children_reap(host_core_t *core)
 		else
 			uv_unref((uv_handle_t *)&core->sigchld);
 	}
+}
+
+/* Shutdown: children still running (a sandbox's supervisor, kept for
+ * recovery by the next hutchd) are no longer watched. With callbacks
+ * (before the plugins' fini), each owner hears `detached` once; without
+ * (at close, after fini), only the records go. */
+static void children_let_go(host_core_t *core, bool tell)
+{
+	children_reap(core);
+	while (core->children) {
+		hutch_child_t *c = core->children;
+		core->children = c->next;
+		c->status.exit_code = -1;
+		c->status.detached = true;
+		if (!tell)
+			c->cb = NULL;
+		child_finish(c);
+	}
+}
+
+void host_core_detach_children(host_core_t *core)
+{
+	children_let_go(core, true);
+}
+
+static void children_drop(host_core_t *core)
+{
+	children_let_go(core, false);
 }
 
 static void on_sigchld(uv_signal_t *h, int signum)

@@ -23,6 +23,9 @@ typedef struct host_ctx host_ctx_t;
 int host_core_new(uv_loop_t *loop, const char *audit_path, host_core_t **out,
 		  hutch_err_t *err);
 /* Starts closing the core's handles; the loop must run until they closed. */
+/* Before the plugins' fini: children still running are let go, their
+ * on_exit called once with status.detached. */
+void host_core_detach_children(host_core_t *core);
 void host_core_close(host_core_t *core);
 void host_core_free(host_core_t *core);
 bool host_core_on_loop_thread(const host_core_t *core);

@@ -91,7 +91,8 @@ static int key_cmp(const void *a, const void *b)
 /* Sorted oldest first; each key but the newest retired when the next came. */
 static void keys_order(oidc_t *o)
 {
-	qsort(o->keys, o->n_keys, sizeof *o->keys, key_cmp);
+	if (o->n_keys > 1)
+		qsort(o->keys, o->n_keys, sizeof *o->keys, key_cmp);
 	for (size_t i = 0; i < o->n_keys; i++)
 		o->keys[i].retired_unix = i + 1 < o->n_keys ? o->keys[i + 1].created_unix : 0;
 }

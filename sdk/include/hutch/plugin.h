@@ -188,6 +188,10 @@ typedef struct hutch_child_status {
 	int exit_code;   /* -1 when killed by a signal */
 	int term_signal;
 	bool timed_out;
+	/* v1.1: hutchd is shutting down and stops watching the child, which
+	 * keeps running (e.g. a sandbox's supervisor, for the next hutchd to
+	 * recover); on_exit is called this way once, before fini(). */
+	bool detached;
 } hutch_child_status_t;
 
 typedef void (*hutch_timer_cb)(void *data);
