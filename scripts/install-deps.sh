@@ -25,7 +25,7 @@ build_pkgs="build-essential cmake pkg-config git
 
 test_pkgs="clang libclang-rt-14-dev valgrind
 	python3 python3-grpcio python3-protobuf protobuf-compiler
-	python3-pytest python3-jwt python3-cryptography
+	python3-pytest python3-jwt python3-cryptography python3-pip python3-setuptools
 	dnsmasq docker-registry skopeo umoci debootstrap"
 
 # runsc: Debian 12 ships 20221219, whose sentry rejects statx(AT_NO_AUTOMOUNT)
