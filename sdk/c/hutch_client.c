@@ -43,7 +43,7 @@ int hutch_client_open(const hutch_client_opts_t *opts, hutch_client_t **out, hut
 		return hutch_err_set(err, ENOMEM, "out of memory");
 	bool unix_sock = strncmp(target, "unix:", 5) == 0;
 	hc_channel_opts_t co = {
-		.ca_file = o.ca_file,
+		.ca_file = o.ca_file ? o.ca_file : getenv("HUTCH_CA_FILE"),
 		.tls = !unix_sock && !o.plaintext,
 		.api_key = o.api_key ? o.api_key : getenv("HUTCH_API_KEY"),
 	};

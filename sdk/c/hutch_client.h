@@ -44,7 +44,8 @@ typedef struct hutch_client_opts {
 	const char *address;
 	/* For TCP: sent as a bearer token. NULL: $HUTCH_API_KEY. */
 	const char *api_key;
-	/* PEM CA bundle to verify a TLS daemon; NULL: the system store. */
+	/* PEM CA bundle to verify a TLS daemon; NULL: $HUTCH_CA_FILE, else the
+	 * system store. */
 	const char *ca_file;
 	/* TCP without TLS (loopback only). */
 	bool plaintext;

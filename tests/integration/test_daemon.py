@@ -216,6 +216,14 @@ def test_tcp_tls_api_keys_map_to_tenants(tmp_path):
             r = d.cli("--address", "127.0.0.1:%d" % port, "--ca-file", str(cert), "status",
                       env={"HUTCH_API_KEY": acme_key})
             assert "tenant:     acme" in r.stdout.decode()
+            # The CA from the environment, as the SDKs take it; without it
+            # the self-signed certificate is refused.
+            r = d.cli("--address", "127.0.0.1:%d" % port, "status",
+                      env={"HUTCH_API_KEY": acme_key, "HUTCH_CA_FILE": str(cert)})
+            assert "tenant:     acme" in r.stdout.decode()
+            r = d.cli("--address", "127.0.0.1:%d" % port, "status", check=False,
+                      env={"HUTCH_API_KEY": acme_key})
+            assert r.returncode != 0 and b"certificate" in r.stderr.lower()
             unary(ch, "/hutch.v1.Sandboxes/Stop", s.StopSandboxRequest(id=sb.id), s.Sandbox,
                   metadata=acme)
 
