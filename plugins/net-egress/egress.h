@@ -1,0 +1,339 @@
+/*
+ * egress.h: the net-egress plugin's insides, shared by its files.
+ *
+ * net-egress is the first plugin of the network chain. For each sandbox it
+ * makes a network namespace with one veth pair: "eth0" inside, with one
+ * address from the configured pool (and one from pool6, if set) and a
+ * default route to the gateway; "<prefix><n>" on the host, holding the
+ * gateway address (the same /32 on every sandbox's host end) and a /32
+ * route back to the sandbox. Egress is filtered on the host side, in one
+ * nftables table whose rules are fixed at init; everything per sandbox is
+ * a set element keyed by the host interface's name (see nft.c and
+ * sets.c), so attaching, detaching and changing a policy are nf_tables
+ * element transactions. The resolver (dns_proxy.c) listens on the gateway
+ * address, knows the sandbox by the query's source address, forwards to
+ * the upstream resolvers, and adds the addresses answered for allowed
+ * names to that sandbox's elements before it releases the answer.
+ *
+ * Files, one concept each:
+ *   plugin.c     descriptor, config table, init/fini, the network ops
+ *   addr_pool.c  the address pools and slot allocation
+ *   netns.c      making and removing a sandbox's network namespace
+ *   link.c       the veth pair, addresses and routes (libnl)
+ *   nft.c        the table's structure (libnftables)
+ *   nfnl.c       set elements and counters over raw netlink
+ *   sets.c       what a sandbox's elements are, and changing them
+ *   sandbox.c    the sandbox registry, learned addresses, state files
+ *   policy.c     hostname patterns, CIDRs, compiled rules
+ *   dns_msg.c    DNS message parsing (untrusted input)
+ *   dns_proxy.c  the resolver: its thread, sockets and queries
+ *   audit.c      audit events and metrics
+ *
+ * Threads: the ops run on hutchd's pool threads, several at once for
+ * different sandboxes; the resolver runs on a thread of its own with a
+ * private libuv loop (so its sockets' lifetime is the plugin's, not the
+ * daemon loop's, and nf_tables commits never stall hutchd's loop). The
+ * registry has a lock; each sandbox has a lock over its rules and learned
+ * addresses, held across the nf_tables commit that changes them, so a
+ * policy change and an answer for the same sandbox never interleave.
+ */
+#ifndef EGRESS_H
+#define EGRESS_H
+
+#include <net/if.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+#include <hutch/plugin.h>
+
+#include "dns_msg.h"
+#include "nfnl.h"
+#include "policy.h"
+#include "strbuf.h"
+
+#define EG_PLUGIN_NAME "net-egress"
+#define EG_PLUGIN_VERSION "0.1.0"
+
+/* The bound [plugin.net-egress] table (see plugin.c for meanings). */
+typedef struct eg_config {
+	char *pool;
+	char *pool6;
+	char **upstream_dns;
+	int64_t dns_port;
+	bool nat;
+	char *uplink;
+	char *default_egress;   /* allow | deny */
+	char *disallowed_names; /* forward | nxdomain | refused */
+	char **blocked_cidrs;
+	char *interface_prefix;
+	char *nft_table;
+	int64_t ttl_min_ms;
+	int64_t ttl_max_ms;
+	int64_t max_learned;
+	int64_t upstream_timeout_ms;
+	int64_t counters_interval_ms;
+	bool manage_forwarding;
+	bool audit;
+} eg_config_t;
+
+/* ---- addr_pool.c ---- */
+
+/* Host numbers inside the pools: 1 is the gateway, 2.. are sandboxes
+ * (slot s has host number s + 2, in both pools). */
+typedef struct eg_pool {
+	uint8_t net4[4];
+	unsigned plen4;
+	bool has6;
+	uint8_t net6[16];
+	unsigned plen6;
+	uint32_t n_slots;
+	uint8_t *used; /* bitmap of n_slots */
+	uint32_t cursor;
+	pthread_mutex_t lock;
+} eg_pool_t;
+
+int eg_pool_init(eg_pool_t *p, const char *pool4, const char *pool6, hutch_err_t *err);
+void eg_pool_fini(eg_pool_t *p);
+/* Next free slot after the last one given (so addresses are not reused
+ * at once). -ENOSPC when full. */
+int eg_pool_alloc(eg_pool_t *p, uint32_t *slot, hutch_err_t *err);
+/* Marks slot used (recovery); false if it already was or is out of range. */
+bool eg_pool_reserve(eg_pool_t *p, uint32_t slot);
+void eg_pool_release(eg_pool_t *p, uint32_t slot);
+/* host = 1 for the gateway, slot + 2 for a sandbox. */
+void eg_pool_addr4(const eg_pool_t *p, uint32_t host, uint8_t out[4]);
+void eg_pool_addr6(const eg_pool_t *p, uint32_t host, uint8_t out[16]);
+/* The slot an address belongs to, or -1. */
+int64_t eg_pool_slot_of(const eg_pool_t *p, int family, const uint8_t *addr);
+void eg_pool_cidr4(const eg_pool_t *p, eg_cidr_t *out);
+void eg_pool_cidr6(const eg_pool_t *p, eg_cidr_t *out);
+
+/* ---- the instance and its sandboxes ---- */
+
+typedef struct eg_dns eg_dns_t;
+
+typedef struct eg_upstream {
+	struct sockaddr_storage addr;
+	socklen_t len;
+	char text[80];
+} eg_upstream_t;
+
+/* An address the resolver let a sandbox reach (or, denied, shunned). */
+typedef struct eg_learned {
+	uint8_t family;
+	uint8_t addr[16];
+	bool denied;        /* in the shunned set: answered for a denied name */
+	int64_t expires_ms; /* CLOCK_MONOTONIC */
+	char *name;         /* the name asked; NULL: found in the kernel after
+			     * a restart, origin unknown */
+	char *via;          /* the CNAME chain after name, space-separated, or NULL */
+} eg_learned_t;
+
+typedef struct eg_sandbox {
+	char *id;
+	char *tenant;
+	uint32_t slot;
+	char ifname[IFNAMSIZ];
+	char counter[IFNAMSIZ + 16]; /* its drop counter object */
+	uint8_t addr4[4];
+	bool has6;
+	uint8_t addr6[16];
+	char *netns_path;
+	atomic_int refs;
+	pthread_mutex_t lock;     /* everything below */
+	bool dead;                /* detached: change nothing more */
+	eg_rules_t *rules;
+	eg_learned_t *learned;
+	size_t n_learned, cap_learned;
+	uint64_t dropped_packets; /* from its nft counter, so far */
+	unsigned dns_pending;     /* resolver thread only: queries in flight */
+	unsigned dns_conns;       /* resolver thread only: TCP connections */
+} eg_sandbox_t;
+
+typedef struct eg_instance {
+	const hutch_host_t *host;
+	const eg_config_t *cfg;
+	eg_pool_t pool;
+	char table[64];
+	char prefix[16];
+	uint8_t gw4[4];
+	uint8_t gw6[16];
+	bool default_allow;
+	eg_cidr_t *blocked;  /* normalized: config + always-blocked ranges */
+	size_t n_blocked;
+	eg_upstream_t *upstreams;
+	size_t n_upstreams;
+	int host_netns_fd;
+	char *netns_dir;     /* <run_dir>/netns */
+	char *state_dir;     /* <run_dir>/sandboxes */
+	pthread_mutex_t lock; /* the registry */
+	eg_sandbox_t **by_slot;
+	size_t n_sandboxes;
+	eg_dns_t *dns;
+	atomic_uint_fast64_t dropped_total;
+} eg_instance_t;
+
+static inline void eg_log(const eg_instance_t *in, hutch_log_level_t level, const char *msg)
+{
+	in->host->log(in->host, level, "%s", msg);
+}
+
+int64_t eg_now_ms(void);
+
+/* ---- sandbox.c ---- */
+
+eg_sandbox_t *eg_sandbox_new(const eg_instance_t *in, const char *id, const char *tenant,
+			     uint32_t slot);
+void eg_sandbox_ref(eg_sandbox_t *sb);
+void eg_sandbox_unref(eg_sandbox_t *sb);
+/* The registry. add fails with -EEXIST for a taken id or slot. */
+int eg_registry_add(eg_instance_t *in, eg_sandbox_t *sb, hutch_err_t *err);
+void eg_registry_remove(eg_instance_t *in, eg_sandbox_t *sb);
+/* Referenced (unref when done), or NULL. */
+eg_sandbox_t *eg_registry_find_id(eg_instance_t *in, const char *id);
+eg_sandbox_t *eg_registry_find_addr(eg_instance_t *in, int family, const uint8_t *addr);
+/* Every registered sandbox, referenced; free with eg_registry_list_free. */
+eg_sandbox_t **eg_registry_list(eg_instance_t *in, size_t *n);
+void eg_registry_list_free(eg_sandbox_t **v, size_t n);
+
+/* State files: <run_dir>/sandboxes/<id>, so a restarted daemon's plugin
+ * knows the sandboxes that kept running. */
+int eg_state_write(const eg_instance_t *in, eg_sandbox_t *sb, hutch_err_t *err);
+void eg_state_remove(const eg_instance_t *in, const char *id);
+/* Loads every state file into the registry (init). */
+void eg_state_load_all(eg_instance_t *in);
+
+/* Installs new rules on a running sandbox: the rules' elements and the
+ * learned addresses they no longer allow, in one transaction. Takes
+ * ownership of rules. */
+int eg_sandbox_set_rules(eg_instance_t *in, eg_nfnl_t *nl, eg_sandbox_t *sb, eg_rules_t *rules,
+			 hutch_err_t *err);
+
+/* What an answer did, for the audit line. */
+typedef struct eg_learn_result {
+	eg_verdict_t verdict;
+	const eg_named_t *match;   /* the pattern that decided, or NULL */
+	const char *denied_via;    /* a CNAME target that is denied, or NULL */
+	char addr_verdict[DNS_MAX_ADDRS]; /* 'a' allowed, 'd' dropped by a deny or a
+					   * blocked range, 's' shunned, '-' untouched */
+	char policies[256];
+} eg_learn_result_t;
+
+/* Applies a resolver answer to sb: adds the answered addresses of an
+ * allowed name to its learned set (timeout from the TTL), those of a
+ * denied name to its shunned set, before the caller releases the answer.
+ * Fails (and the caller answers SERVFAIL) when the sandbox is gone or the
+ * sets could not be changed. */
+int eg_sandbox_learn(eg_instance_t *in, eg_nfnl_t *nl, eg_sandbox_t *sb,
+		     const dns_question_t *q, const dns_answer_t *a, eg_learn_result_t *res,
+		     hutch_err_t *err);
+/* The verdict for a question before it is forwarded. */
+eg_verdict_t eg_sandbox_verdict(eg_sandbox_t *sb, const char *name, bool plain);
+
+/* Is addr in one of the always-blocked ranges (pools, link-local,
+ * metadata, configured blocked_cidrs)? */
+bool eg_blocked(const eg_instance_t *in, int family, const uint8_t *addr);
+
+/* ---- sets.c ---- */
+
+#define EG_SET_SRC4 "src4"
+#define EG_SET_SRC6 "src6"
+#define EG_SET_OPEN "open"
+#define EG_SET_ALLOW4 "allow4"
+#define EG_SET_ALLOW6 "allow6"
+#define EG_SET_DENY4 "deny4"
+#define EG_SET_DENY6 "deny6"
+#define EG_SET_LEARNED4 "learned4"
+#define EG_SET_LEARNED6 "learned6"
+#define EG_SET_SHUNNED4 "shunned4"
+#define EG_SET_SHUNNED6 "shunned6"
+#define EG_MAP_COUNTERS "drop_counters"
+
+/* Queues the elements that tie sb's interface to it (its source
+ * addresses, its drop counter) in nl's open batch. */
+void eg_sets_sandbox(eg_instance_t *in, eg_nfnl_t *nl, const eg_sandbox_t *sb, bool add);
+/* Queues the elements of rules for sb (add or remove). */
+void eg_sets_rules(eg_instance_t *in, eg_nfnl_t *nl, const eg_sandbox_t *sb,
+		   const eg_rules_t *rules, bool add);
+/* Queues one learned (or shunned) address. op: ADD, REFRESH or REMOVE. */
+void eg_sets_learned(eg_instance_t *in, eg_nfnl_t *nl, const eg_sandbox_t *sb, int family,
+		     const uint8_t *addr, bool denied, eg_elem_op_t op, uint64_t timeout_ms);
+/* Removes every element keyed by ifname, in every per-sandbox set, and
+ * its counter: for detach and for leftovers after a crash. Commits. */
+int eg_sets_purge(eg_instance_t *in, eg_nfnl_t *nl, const char *ifname, hutch_err_t *err);
+/* Lists the interface names that have elements in the table (gc). */
+typedef void (*eg_ifname_cb)(void *data, const char *ifname);
+int eg_sets_ifnames(eg_instance_t *in, eg_nfnl_t *nl, eg_ifname_cb cb, void *data,
+		    hutch_err_t *err);
+/* Reads the learned and shunned sets' elements of sb back into its table
+ * (recovery after a restart). */
+int eg_sets_recover_learned(eg_instance_t *in, eg_nfnl_t *nl, eg_sandbox_t *sb,
+			    hutch_err_t *err);
+/* Reads and zeroes the drop counters; adds them up per sandbox and in the
+ * metrics. */
+int eg_sets_collect_counters(eg_instance_t *in, eg_nfnl_t *nl, hutch_err_t *err);
+
+/* ---- nft.c ---- */
+
+/* Writes the table's structure. fresh: delete and recreate it (no
+ * sandbox survives from before); else keep the sets' elements and replace
+ * only chains and the blocked ranges, in one transaction. */
+int eg_nft_install(eg_instance_t *in, bool fresh, hutch_err_t *err);
+int eg_nft_remove(eg_instance_t *in, hutch_err_t *err);
+
+/* ---- netns.c ---- */
+
+/* Makes a network namespace pinned at path (a bind mount, like `ip netns
+ * add`), runs inside(arg) on a thread in it, and hands the namespace's fd
+ * back in *fd_out (or closes it when fd_out is NULL). On failure nothing
+ * is left. */
+int eg_netns_create(const char *path, int (*inside)(void *arg, hutch_err_t *err), void *arg,
+		    int *fd_out, hutch_err_t *err);
+/* Unpins it; the kernel frees it when nothing else holds it. Idempotent. */
+int eg_netns_remove(const char *path, hutch_err_t *err);
+
+/* ---- link.c ---- */
+
+typedef struct eg_link_plan {
+	const char *host_ifname;
+	const char *alias;   /* the sandbox id, on the host end (for gc) */
+	int host_netns_fd;
+	uint8_t addr4[4], gw4[4];
+	bool has6;
+	uint8_t addr6[16], gw6[16];
+} eg_link_plan_t;
+
+/* Inside the new namespace: loopback up, the veth pair (eth0 here, the
+ * host end moved to the host's namespace), eth0's addresses and default
+ * routes via the gateway. */
+int eg_link_inside(const eg_link_plan_t *p, hutch_err_t *err);
+/* In the host's namespace: the host end's alias, the gateway address, up,
+ * and the route to the sandbox. */
+int eg_link_host(const eg_link_plan_t *p, hutch_err_t *err);
+/* Deletes a link (both ends of a veth); a missing one is fine. */
+int eg_link_delete(const char *ifname, hutch_err_t *err);
+/* Calls cb for each link whose name starts with prefix. */
+typedef void (*eg_link_cb)(void *data, const char *name, const char *alias);
+int eg_link_list(const char *prefix, eg_link_cb cb, void *data, hutch_err_t *err);
+
+/* ---- dns_proxy.c ---- */
+
+/* Binds the resolver's sockets (UDP and TCP on the gateway addresses) and
+ * starts its thread. */
+int eg_dns_start(eg_instance_t *in, eg_dns_t **out, hutch_err_t *err);
+/* Stops the thread and closes everything (fini). NULL is fine. */
+void eg_dns_stop(eg_dns_t *dns);
+
+/* ---- audit.c ---- */
+
+void eg_audit_dns(eg_instance_t *in, const eg_sandbox_t *sb, const dns_question_t *q,
+		  eg_verdict_t verdict, const eg_learn_result_t *res, const dns_answer_t *a,
+		  const char *outcome);
+void eg_audit_sandbox(eg_instance_t *in, const eg_sandbox_t *sb, const char *event);
+void eg_metric_query(eg_instance_t *in, const char *verdict);
+void eg_metric(eg_instance_t *in, const char *name, double delta);
+
+#endif

@@ -1,0 +1,217 @@
+/*
+ * nft.c: the structure of net-egress's nftables table, written through
+ * libnftables at init. One table (inet <nft_table>) serves every sandbox;
+ * its chains and rules never change after init, and a sandbox is only set
+ * elements keyed by its host interface's name (sets.c). The packet path:
+ *
+ *   prerouting  (priority raw) from a sandbox interface: a source address
+ *               that is not the sandbox's own (src4/src6) is dropped, so
+ *               the resolver can trust a query's source address.
+ *   input       from a sandbox interface: only DNS to the gateway
+ *               address (and IPv6 neighbour discovery); the host's other
+ *               services are out of reach.
+ *   forward     from a sandbox interface, sandbox_egress decides, in this
+ *               order: replies of allowed connections pass; DNS/DoT to
+ *               anyone but the resolver, the blocked ranges (the pools,
+ *               i.e. other sandboxes; link-local and metadata; multicast;
+ *               blocked_cidrs), the sandbox's denied prefixes and the
+ *               addresses answered for its denied names are dropped; then
+ *               allow-all sandboxes (open), allowed prefixes and the
+ *               addresses answered for allowed names pass; everything
+ *               else is dropped. Toward a sandbox interface only replies
+ *               pass: nothing opens a connection into a sandbox.
+ *   postrouting masquerade of the pools toward the uplink, if nat is on.
+ *
+ * Every drop goes through sandbox_drop, which counts it in the sandbox's
+ * counter (drop_counters maps interface to counter) and drops silently:
+ * no RST, no ICMP, so a sandbox sees a timeout and learns nothing of the
+ * policy.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <nftables/libnftables.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "cleanup.h"
+#include "egress.h"
+
+/* "add element inet T set { a, b }" for the prefixes of family, if any. */
+static void element_cmd(strbuf_t *b, const char *table, const char *set, const eg_cidr_t *v,
+			size_t n, int family)
+{
+	bool any = false;
+	for (size_t i = 0; i < n; i++) {
+		if (v[i].family != family)
+			continue;
+		char c[64];
+		eg_cidr_format(&v[i], c, sizeof c);
+		if (!any)
+			sb_printf(b, "add element inet %s %s { ", table, set);
+		sb_printf(b, "%s%s", any ? ", " : "", c);
+		any = true;
+	}
+	if (any)
+		sb_append(b, " }\n");
+}
+
+static void ruleset(const eg_instance_t *in, bool fresh, strbuf_t *b)
+{
+	const eg_config_t *c = in->cfg;
+	const char *t = in->table;
+	char ifs[32], gw4[INET_ADDRSTRLEN], gw6[INET6_ADDRSTRLEN], pool4[64], pool6[64];
+	snprintf(ifs, sizeof ifs, "\"%s*\"", in->prefix);
+	inet_ntop(AF_INET, in->gw4, gw4, sizeof gw4);
+	inet_ntop(AF_INET6, in->gw6, gw6, sizeof gw6);
+	eg_cidr_t pc;
+	eg_pool_cidr4(&in->pool, &pc);
+	eg_cidr_format(&pc, pool4, sizeof pool4);
+	if (in->pool.has6) {
+		eg_pool_cidr6(&in->pool, &pc);
+		eg_cidr_format(&pc, pool6, sizeof pool6);
+	}
+
+	sb_printf(b, "add table inet %s\n", t);
+	if (fresh)
+		sb_printf(b, "delete table inet %s\nadd table inet %s\n", t, t);
+	static const char *const chains[] = {"prerouting", "input", "forward", "postrouting",
+					     "sandbox_input", "sandbox_egress", "sandbox_drop"};
+	sb_printf(b,
+		  "add set inet %s blocked4 { type ipv4_addr; flags interval; auto-merge; }\n"
+		  "add set inet %s blocked6 { type ipv6_addr; flags interval; auto-merge; }\n",
+		  t, t);
+	static const struct {
+		const char *name, *type, *flags;
+	} sets[] = {
+		{EG_SET_SRC4, "ifname . ipv4_addr", NULL},
+		{EG_SET_SRC6, "ifname . ipv6_addr", NULL},
+		{EG_SET_OPEN, "ifname", NULL},
+		{EG_SET_ALLOW4, "ifname . ipv4_addr", "interval"},
+		{EG_SET_ALLOW6, "ifname . ipv6_addr", "interval"},
+		{EG_SET_DENY4, "ifname . ipv4_addr", "interval"},
+		{EG_SET_DENY6, "ifname . ipv6_addr", "interval"},
+		{EG_SET_LEARNED4, "ifname . ipv4_addr", "timeout"},
+		{EG_SET_LEARNED6, "ifname . ipv6_addr", "timeout"},
+		{EG_SET_SHUNNED4, "ifname . ipv4_addr", "timeout"},
+		{EG_SET_SHUNNED6, "ifname . ipv6_addr", "timeout"},
+	};
+	for (size_t i = 0; i < ARRAY_SIZE(sets); i++)
+		sb_printf(b, "add set inet %s %s { type %s;%s%s%s }\n", t, sets[i].name, sets[i].type,
+			  sets[i].flags ? " flags " : "", sets[i].flags ? sets[i].flags : "",
+			  sets[i].flags ? ";" : "");
+	sb_printf(b, "add map inet %s %s { type ifname : counter; }\n", t, EG_MAP_COUNTERS);
+	sb_printf(b,
+		  "add chain inet %s prerouting { type filter hook prerouting priority raw; policy accept; }\n"
+		  "add chain inet %s input { type filter hook input priority filter; policy accept; }\n"
+		  "add chain inet %s forward { type filter hook forward priority filter; policy accept; }\n"
+		  "add chain inet %s postrouting { type nat hook postrouting priority srcnat; policy accept; }\n"
+		  "add chain inet %s sandbox_input\n"
+		  "add chain inet %s sandbox_egress\n"
+		  "add chain inet %s sandbox_drop\n",
+		  t, t, t, t, t, t, t);
+	for (size_t i = 0; i < ARRAY_SIZE(chains); i++)
+		sb_printf(b, "flush chain inet %s %s\n", t, chains[i]);
+	sb_printf(b, "flush set inet %s blocked4\nflush set inet %s blocked6\n", t, t);
+	element_cmd(b, t, "blocked4", in->blocked, in->n_blocked, AF_INET);
+	element_cmd(b, t, "blocked6", in->blocked, in->n_blocked, AF_INET6);
+
+	/* prerouting: a sandbox speaks only from its own addresses. */
+	sb_printf(b,
+		  "add rule inet %s prerouting iifname %s meta nfproto ipv4 iifname . ip saddr != @%s goto sandbox_drop\n"
+		  "add rule inet %s prerouting iifname %s meta nfproto ipv6 ip6 saddr != fe80::/10 iifname . ip6 saddr != @%s goto sandbox_drop\n",
+		  t, ifs, EG_SET_SRC4, t, ifs, EG_SET_SRC6);
+	/* input: the resolver on the gateway, nothing else of the host. */
+	sb_printf(b, "add rule inet %s input iifname %s goto sandbox_input\n", t, ifs);
+	sb_printf(b, "add rule inet %s sandbox_input ct state established,related accept\n", t);
+	sb_printf(b,
+		  "add rule inet %s sandbox_input ip daddr %s meta l4proto { tcp, udp } th dport %d accept\n",
+		  t, gw4, (int)c->dns_port);
+	if (in->pool.has6)
+		sb_printf(b,
+			  "add rule inet %s sandbox_input ip6 daddr %s meta l4proto { tcp, udp } th dport %d accept\n",
+			  t, gw6, (int)c->dns_port);
+	sb_printf(b,
+		  "add rule inet %s sandbox_input icmpv6 type { nd-neighbor-solicit, nd-neighbor-advert } accept\n"
+		  "add rule inet %s sandbox_input goto sandbox_drop\n",
+		  t, t);
+	/* forward */
+	sb_printf(b,
+		  "add rule inet %s forward iifname %s goto sandbox_egress\n"
+		  "add rule inet %s forward oifname %s ct state established,related accept\n"
+		  "add rule inet %s forward oifname %s goto sandbox_drop\n",
+		  t, ifs, t, ifs, t, ifs);
+	sb_printf(b,
+		  "add rule inet %s sandbox_egress ct state established,related accept\n"
+		  "add rule inet %s sandbox_egress ct state invalid goto sandbox_drop\n"
+		  "add rule inet %s sandbox_egress meta l4proto { tcp, udp } th dport { 53, 853 } goto sandbox_drop\n"
+		  "add rule inet %s sandbox_egress ip daddr @blocked4 goto sandbox_drop\n"
+		  "add rule inet %s sandbox_egress ip6 daddr @blocked6 goto sandbox_drop\n"
+		  "add rule inet %s sandbox_egress iifname . ip daddr @%s goto sandbox_drop\n"
+		  "add rule inet %s sandbox_egress iifname . ip6 daddr @%s goto sandbox_drop\n"
+		  "add rule inet %s sandbox_egress iifname . ip daddr @%s goto sandbox_drop\n"
+		  "add rule inet %s sandbox_egress iifname . ip6 daddr @%s goto sandbox_drop\n"
+		  "add rule inet %s sandbox_egress iifname @%s accept\n"
+		  "add rule inet %s sandbox_egress iifname . ip daddr @%s accept\n"
+		  "add rule inet %s sandbox_egress iifname . ip6 daddr @%s accept\n"
+		  "add rule inet %s sandbox_egress iifname . ip daddr @%s accept\n"
+		  "add rule inet %s sandbox_egress iifname . ip6 daddr @%s accept\n"
+		  "add rule inet %s sandbox_egress goto sandbox_drop\n",
+		  t, t, t, t, t, t, EG_SET_DENY4, t, EG_SET_DENY6, t, EG_SET_SHUNNED4, t,
+		  EG_SET_SHUNNED6, t, EG_SET_OPEN, t, EG_SET_ALLOW4, t, EG_SET_ALLOW6, t,
+		  EG_SET_LEARNED4, t, EG_SET_LEARNED6, t);
+	/* The per-sandbox counter; a packet whose interface has none (not a
+	 * sandbox's, or inbound) skips it and is dropped all the same. */
+	sb_printf(b,
+		  "add rule inet %s sandbox_drop counter name iifname map @%s\n"
+		  "add rule inet %s sandbox_drop drop\n",
+		  t, EG_MAP_COUNTERS, t);
+	if (c->nat) {
+		bool autolink = !c->uplink || !*c->uplink || strcmp(c->uplink, "auto") == 0;
+		_cleanup_free_ char *out = autolink ? xasprintf("oifname != %s", ifs)
+						    : xasprintf("oifname \"%s\"", c->uplink);
+		sb_printf(b, "add rule inet %s postrouting ip saddr %s %s masquerade\n", t, pool4, out);
+		if (in->pool.has6)
+			sb_printf(b, "add rule inet %s postrouting ip6 saddr %s %s masquerade\n", t, pool6,
+				  out);
+	}
+}
+
+static int nft_run(const char *cmds, hutch_err_t *err)
+{
+	struct nft_ctx *ctx = nft_ctx_new(NFT_CTX_DEFAULT);
+	if (!ctx)
+		return hutch_err_set(err, ENOMEM, "libnftables: no context");
+	nft_ctx_buffer_output(ctx);
+	nft_ctx_buffer_error(ctx);
+	int r = nft_run_cmd_from_buffer(ctx, cmds);
+	int ret = 0;
+	if (r != 0) {
+		const char *e = nft_ctx_get_error_buffer(ctx);
+		/* The first line says what; the rest quotes the command. */
+		size_t n = e ? strcspn(e, "\n") : 0;
+		ret = hutch_err_set(err, EINVAL, "nftables: %.*s", (int)(n > 600 ? 600 : n),
+				    e && n ? e : "command failed");
+	}
+	nft_ctx_free(ctx);
+	return ret;
+}
+
+int eg_nft_install(eg_instance_t *in, bool fresh, hutch_err_t *err)
+{
+	_cleanup_sb_ strbuf_t b = STRBUF_INIT;
+	ruleset(in, fresh, &b);
+	int r = nft_run(b.buf, err);
+	if (r < 0)
+		return hutch_err_prefix(err, "table inet %s", in->table);
+	return 0;
+}
+
+int eg_nft_remove(eg_instance_t *in, hutch_err_t *err)
+{
+	_cleanup_free_ char *cmd = xasprintf("add table inet %s\ndelete table inet %s\n", in->table,
+					      in->table);
+	int r = nft_run(cmd, err);
+	if (r < 0)
+		return hutch_err_prefix(err, "remove table inet %s", in->table);
+	return 0;
+}

@@ -1,0 +1,718 @@
+/*
+ * plugin.c: the net-egress descriptor, its configuration, the instance's
+ * birth and death, and the network ops (attach, detach, policy_update,
+ * policy_validate, gc, capabilities).
+ */
+#include <arpa/inet.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "cleanup.h"
+#include "egress.h"
+
+static const char *const egress_choices[] = {"allow", "deny", NULL};
+static const char *const disallowed_choices[] = {"forward", "nxdomain", "refused", NULL};
+
+#define F(type, key, def, member, desc)                                         \
+	{type, key, def, offsetof(eg_config_t, member), desc, 0, NULL}
+#define E(key, def, member, choices, desc)                                      \
+	{HUTCH_CONFIG_ENUM, key, def, offsetof(eg_config_t, member), desc, 0, choices}
+
+static const hutch_config_field_t config_fields[] = {
+	F(HUTCH_CONFIG_STRING, "pool", "\"10.200.0.0/16\"", pool,
+	  "IPv4 prefix the sandboxes' addresses come from; its first address is every sandbox's gateway and resolver"),
+	F(HUTCH_CONFIG_STRING, "pool6", NULL, pool6,
+	  "IPv6 prefix (at most /112) for the sandboxes' IPv6 addresses; unset: IPv4 only"),
+	F(HUTCH_CONFIG_STRING_LIST, "upstream_dns", "[]", upstream_dns,
+	  "resolvers the sandboxes' queries are forwarded to (\"addr\", \"addr:port\", \"[v6]:port\"); empty: the nameservers of /etc/resolv.conf"),
+	F(HUTCH_CONFIG_INT, "dns_port", "53", dns_port,
+	  "port of the resolver on the gateway address"),
+	F(HUTCH_CONFIG_BOOL, "nat", "true", nat,
+	  "masquerade the sandboxes' traffic to the uplink"),
+	F(HUTCH_CONFIG_STRING, "uplink", "\"auto\"", uplink,
+	  "interface to masquerade on; auto: any interface that is not a sandbox's"),
+	E("default_egress", "\"allow\"", default_egress, egress_choices,
+	  "egress of a sandbox with no policy bound: allow (unrestricted, still no other sandboxes, host services or link-local/metadata) or deny"),
+	E("disallowed_names", "\"forward\"", disallowed_names, disallowed_choices,
+	  "a query for a name the sandbox may not reach: forward (resolve it; connections to it time out), nxdomain or refused (never forwarded: no DNS tunnel out)"),
+	F(HUTCH_CONFIG_STRING_LIST, "blocked_cidrs",
+	  "[\"169.254.0.0/16\", \"fe80::/10\", \"fd00:ec2::254/128\"]", blocked_cidrs,
+	  "ranges no sandbox may reach whatever its policy (link-local and cloud metadata by default); the pools, loopback and multicast are always blocked"),
+	F(HUTCH_CONFIG_STRING, "interface_prefix", "\"hx\"", interface_prefix,
+	  "host-side veth names are <prefix><n>; 1-8 of [a-z0-9]"),
+	F(HUTCH_CONFIG_STRING, "nft_table", "\"hutch_egress\"", nft_table,
+	  "the nftables table (family inet) holding every sandbox's rules"),
+	F(HUTCH_CONFIG_DURATION, "ttl_min", "\"30s\"", ttl_min_ms,
+	  "an answered address stays allowed at least this long, whatever its TTL"),
+	F(HUTCH_CONFIG_DURATION, "ttl_max", "\"1h\"", ttl_max_ms,
+	  "TTLs in answers are capped to this, and so is how long an address stays allowed"),
+	F(HUTCH_CONFIG_INT, "max_learned", "4096", max_learned,
+	  "addresses learned from answers kept per sandbox; the ones closest to expiry go first"),
+	F(HUTCH_CONFIG_DURATION, "upstream_timeout", "\"2s\"", upstream_timeout_ms,
+	  "wait for an upstream's answer before asking the next one (up to 4 tries)"),
+	F(HUTCH_CONFIG_DURATION, "counters_interval", "\"10s\"", counters_interval_ms,
+	  "how often dropped-packet counters are read into the metrics (0: only at detach)"),
+	F(HUTCH_CONFIG_BOOL, "manage_forwarding", "true", manage_forwarding,
+	  "turn on net.ipv4.ip_forward (and IPv6 forwarding with pool6) at start"),
+	F(HUTCH_CONFIG_BOOL, "audit", "true", audit,
+	  "write an audit event for every resolver decision and sandbox attach/detach/policy change"),
+	{0},
+};
+
+/* ---- init helpers ---- */
+
+static bool name_ok(const char *s, size_t max, bool underscore)
+{
+	size_t n = s ? strlen(s) : 0;
+	if (n == 0 || n > max)
+		return false;
+	for (const char *p = s; *p; p++)
+		if (!((*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') || (underscore && *p == '_')))
+			return false;
+	return true;
+}
+
+static int upstream_parse(const char *text, eg_upstream_t *u, hutch_err_t *err)
+{
+	memset(u, 0, sizeof *u);
+	char host[INET6_ADDRSTRLEN + 1];
+	unsigned port = 53;
+	const char *p = text;
+	size_t hl;
+	if (*p == '[') {
+		const char *end = strchr(p, ']');
+		if (!end)
+			return hutch_err_set(err, EINVAL, "upstream_dns `%s`: missing `]`", text);
+		hl = (size_t)(end - p - 1);
+		p++;
+		const char *rest = end + 1;
+		if (*rest == ':')
+			port = (unsigned)strtoul(rest + 1, NULL, 10);
+		else if (*rest)
+			return hutch_err_set(err, EINVAL, "upstream_dns `%s`: junk after `]`", text);
+	} else {
+		const char *colon = strchr(p, ':');
+		if (colon && strchr(colon + 1, ':'))
+			colon = NULL; /* a bare IPv6 address */
+		hl = colon ? (size_t)(colon - p) : strlen(p);
+		if (colon)
+			port = (unsigned)strtoul(colon + 1, NULL, 10);
+	}
+	if (hl == 0 || hl >= sizeof host || port == 0 || port > 65535)
+		return hutch_err_set(err, EINVAL, "upstream_dns `%s`: not an address[:port]", text);
+	memcpy(host, p, hl);
+	host[hl] = '\0';
+	struct sockaddr_in *s4 = (struct sockaddr_in *)&u->addr;
+	struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&u->addr;
+	if (inet_pton(AF_INET, host, &s4->sin_addr) == 1) {
+		s4->sin_family = AF_INET;
+		s4->sin_port = htons((uint16_t)port);
+		u->len = sizeof *s4;
+		snprintf(u->text, sizeof u->text, "%s:%u", host, port);
+	} else if (inet_pton(AF_INET6, host, &s6->sin6_addr) == 1) {
+		s6->sin6_family = AF_INET6;
+		s6->sin6_port = htons((uint16_t)port);
+		u->len = sizeof *s6;
+		snprintf(u->text, sizeof u->text, "[%s]:%u", host, port);
+	} else {
+		return hutch_err_set(err, EINVAL, "upstream_dns `%s`: `%s` is not an IP address", text,
+				     host);
+	}
+	return 0;
+}
+
+static int upstreams_load(eg_instance_t *in, hutch_err_t *err)
+{
+	char **list = in->cfg->upstream_dns;
+	char **from_resolv = NULL;
+	if (!list || !*list) {
+		_cleanup_fclose_ FILE *f = fopen("/etc/resolv.conf", "re");
+		char line[512];
+		while (f && fgets(line, sizeof line, f)) {
+			char addr[256];
+			if (sscanf(line, " nameserver %255s", addr) == 1)
+				strv_push(&from_resolv, xstrdup(addr));
+		}
+		list = from_resolv;
+		if (!list)
+			return hutch_err_set(err, EINVAL,
+					     "no upstream_dns configured and no nameserver in /etc/resolv.conf");
+	}
+	int r = 0;
+	for (size_t i = 0; list[i]; i++) {
+		eg_upstream_t u;
+		if ((r = upstream_parse(list[i], &u, err)) < 0)
+			break;
+		const uint8_t *ip = u.addr.ss_family == AF_INET
+					    ? (const uint8_t *)&((struct sockaddr_in *)&u.addr)->sin_addr
+					    : (const uint8_t *)&((struct sockaddr_in6 *)&u.addr)->sin6_addr;
+		if (eg_pool_slot_of(&in->pool, u.addr.ss_family, ip) >= 0 ||
+		    (u.addr.ss_family == AF_INET && memcmp(ip, in->gw4, 4) == 0)) {
+			r = hutch_err_set(err, EINVAL, "upstream_dns %s is inside the sandboxes' pool",
+					  u.text);
+			break;
+		}
+		in->upstreams = xrealloc(in->upstreams, (in->n_upstreams + 1) * sizeof u);
+		in->upstreams[in->n_upstreams++] = u;
+	}
+	strv_free(from_resolv);
+	return r;
+}
+
+static int blocked_build(eg_instance_t *in, hutch_err_t *err)
+{
+	static const char *const always[] = {
+		"0.0.0.0/8",   "127.0.0.0/8", "224.0.0.0/4", "240.0.0.0/4", "::/127",
+		"::ffff:0:0/96", "ff00::/8",  "fe80::/10",
+	};
+	size_t n = 0, cap = ARRAY_SIZE(always) + strv_len(in->cfg->blocked_cidrs) + 2;
+	in->blocked = xcalloc(cap, sizeof *in->blocked);
+	for (size_t i = 0; i < ARRAY_SIZE(always); i++)
+		if (eg_cidr_parse(always[i], &in->blocked[n++], err) < 0)
+			return -EINVAL;
+	for (char **c = in->cfg->blocked_cidrs; c && *c; c++)
+		if (eg_cidr_parse(*c, &in->blocked[n++], err) < 0)
+			return hutch_err_prefix(err, "blocked_cidrs");
+	eg_pool_cidr4(&in->pool, &in->blocked[n++]);
+	if (in->pool.has6)
+		eg_pool_cidr6(&in->pool, &in->blocked[n++]);
+	in->n_blocked = eg_cidrs_normalize(in->blocked, n);
+	return 0;
+}
+
+static void sysctl_on(eg_instance_t *in, const char *path)
+{
+	char cur[8] = "";
+	_cleanup_close_ int fd = open(path, O_RDWR | O_CLOEXEC);
+	if (fd < 0 || read(fd, cur, sizeof cur - 1) < 0) {
+		in->host->log(in->host, HUTCH_LOG_WARN, "cannot read %s: sandboxes may not reach out",
+			      path);
+		return;
+	}
+	if (cur[0] == '1')
+		return;
+	if (pwrite(fd, "1\n", 2, 0) != 2)
+		in->host->log(in->host, HUTCH_LOG_WARN, "cannot turn on %s: %s", path, strerror(errno));
+	else
+		in->host->log(in->host, HUTCH_LOG_INFO, "turned on %s", path);
+}
+
+static int mkdir_one(const char *dir, hutch_err_t *err)
+{
+	if (mkdir(dir, 0700) < 0 && errno != EEXIST)
+		return hutch_err_sys(err, errno, "mkdir %s", dir);
+	return 0;
+}
+
+static void instance_free(eg_instance_t *in)
+{
+	if (!in)
+		return;
+	eg_dns_stop(in->dns);
+	size_t n;
+	eg_sandbox_t **v = in->by_slot ? eg_registry_list(in, &n) : NULL;
+	if (v) {
+		for (size_t i = 0; i < n; i++)
+			eg_registry_remove(in, v[i]);
+		eg_registry_list_free(v, n);
+	}
+	free(in->by_slot);
+	if (in->host_netns_fd >= 0)
+		close(in->host_netns_fd);
+	eg_pool_fini(&in->pool);
+	free(in->blocked);
+	free(in->upstreams);
+	free(in->netns_dir);
+	free(in->state_dir);
+	pthread_mutex_destroy(&in->lock);
+	free(in);
+}
+
+static int gc_orphans(eg_instance_t *in, hutch_err_t *err);
+
+static int egress_init(const hutch_host_t *host, const void *config, void **instance,
+		       hutch_err_t *err)
+{
+	const eg_config_t *c = config;
+	if (!host->run_dir)
+		return hutch_err_set(err, EINVAL, "the host gave no run_dir");
+	eg_instance_t *in = xcalloc(1, sizeof *in);
+	in->host = host;
+	in->cfg = c;
+	in->host_netns_fd = -1;
+	pthread_mutex_init(&in->lock, NULL);
+	int r;
+	if (!name_ok(c->interface_prefix, 8, false)) {
+		r = hutch_err_set(err, EINVAL, "interface_prefix `%s`: 1-8 of [a-z0-9]",
+				  c->interface_prefix ? c->interface_prefix : "");
+		goto fail;
+	}
+	if (!name_ok(c->nft_table, 32, true)) {
+		r = hutch_err_set(err, EINVAL, "nft_table `%s`: 1-32 of [a-z0-9_]",
+				  c->nft_table ? c->nft_table : "");
+		goto fail;
+	}
+	if (c->dns_port <= 0 || c->dns_port > 65535) {
+		r = hutch_err_set(err, EINVAL, "dns_port %lld is not a port", (long long)c->dns_port);
+		goto fail;
+	}
+	if (c->upstream_timeout_ms <= 0 || c->ttl_min_ms < 0 || c->ttl_max_ms < c->ttl_min_ms) {
+		r = hutch_err_set(err, EINVAL,
+				  "upstream_timeout must be positive and ttl_min <= ttl_max");
+		goto fail;
+	}
+	snprintf(in->prefix, sizeof in->prefix, "%s", c->interface_prefix);
+	snprintf(in->table, sizeof in->table, "%s", c->nft_table);
+	in->default_allow = strcmp(c->default_egress, "allow") == 0;
+	if ((r = eg_pool_init(&in->pool, c->pool, c->pool6, err)) < 0)
+		goto fail;
+	eg_pool_addr4(&in->pool, 1, in->gw4);
+	if (in->pool.has6)
+		eg_pool_addr6(&in->pool, 1, in->gw6);
+	in->by_slot = xcalloc(in->pool.n_slots, sizeof *in->by_slot);
+	if ((r = blocked_build(in, err)) < 0 || (r = upstreams_load(in, err)) < 0)
+		goto fail;
+	in->netns_dir = xasprintf("%s/netns", host->run_dir);
+	in->state_dir = xasprintf("%s/sandboxes", host->run_dir);
+	if ((r = mkdir_one(in->netns_dir, err)) < 0 || (r = mkdir_one(in->state_dir, err)) < 0)
+		goto fail;
+	in->host_netns_fd = open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
+	if (in->host_netns_fd < 0) {
+		r = hutch_err_sys(err, errno, "open /proc/thread-self/ns/net");
+		goto fail;
+	}
+	if (c->manage_forwarding) {
+		sysctl_on(in, "/proc/sys/net/ipv4/ip_forward");
+		if (in->pool.has6)
+			sysctl_on(in, "/proc/sys/net/ipv6/conf/all/forwarding");
+	}
+	/* Sandboxes that kept running while hutchd restarted keep their
+	 * elements: the table is rebuilt from scratch only without them. */
+	eg_state_load_all(in);
+	if ((r = eg_nft_install(in, in->n_sandboxes == 0, err)) < 0)
+		goto fail;
+	hutch_err_t e = {0};
+	if (gc_orphans(in, &e) < 0)
+		host->log(host, HUTCH_LOG_WARN, "leftovers: %s", e.message);
+	if ((r = eg_dns_start(in, &in->dns, err)) < 0)
+		goto fail;
+	char gw[INET_ADDRSTRLEN];
+	inet_ntop(AF_INET, in->gw4, gw, sizeof gw);
+	host->log(host, HUTCH_LOG_INFO,
+		  "pool %s, resolver %s:%d -> %s%s, table inet %s, default egress %s, %zu sandboxes from before",
+		  c->pool, gw, (int)c->dns_port, in->upstreams[0].text, in->n_upstreams > 1 ? ", ..." : "",
+		  in->table, c->default_egress, in->n_sandboxes);
+	*instance = in;
+	return 0;
+fail:
+	instance_free(in);
+	return r;
+}
+
+static void egress_fini(void *instance)
+{
+	eg_instance_t *in = instance;
+	eg_dns_stop(in->dns);
+	in->dns = NULL;
+	/* With sandboxes still attached (a daemon restart), the table stays:
+	 * they remain confined meanwhile. */
+	if (in->n_sandboxes == 0) {
+		hutch_err_t e = {0};
+		if (eg_nft_remove(in, &e) < 0)
+			in->host->log(in->host, HUTCH_LOG_WARN, "%s", e.message);
+	}
+	instance_free(in);
+}
+
+/* ---- attach / detach ---- */
+
+static bool id_ok(const char *id)
+{
+	if (!id || !*id || strlen(id) > 128 || id[0] == '.')
+		return false;
+	for (const char *p = id; *p; p++)
+		if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
+		      (*p >= '0' && *p <= '9') || *p == '-' || *p == '_' || *p == '.'))
+			return false;
+	return true;
+}
+
+static int link_inside_cb(void *arg, hutch_err_t *err)
+{
+	return eg_link_inside(arg, err);
+}
+
+static void plan_for(const eg_instance_t *in, const eg_sandbox_t *sb, eg_link_plan_t *p)
+{
+	memset(p, 0, sizeof *p);
+	p->host_ifname = sb->ifname;
+	p->alias = sb->id;
+	p->host_netns_fd = in->host_netns_fd;
+	memcpy(p->addr4, sb->addr4, 4);
+	memcpy(p->gw4, in->gw4, 4);
+	p->has6 = sb->has6;
+	memcpy(p->addr6, sb->addr6, 16);
+	memcpy(p->gw6, in->gw6, 16);
+}
+
+/* Takes everything of sb out of the kernel and off disk. */
+static void sandbox_teardown(eg_instance_t *in, eg_sandbox_t *sb, bool exact)
+{
+	hutch_err_t e = {0};
+	eg_nfnl_t nl;
+	if (eg_nfnl_open(&nl, &e) == 0) {
+		eg_sets_collect_counters(in, &nl, &e);
+		int r = -1;
+		if (exact) {
+			/* What we put there, known exactly: one batch, no reads. */
+			pthread_mutex_lock(&sb->lock);
+			eg_nfnl_begin(&nl);
+			if (sb->rules)
+				eg_sets_rules(in, &nl, sb, sb->rules, false);
+			for (size_t i = 0; i < sb->n_learned; i++)
+				eg_sets_learned(in, &nl, sb, sb->learned[i].family, sb->learned[i].addr,
+						sb->learned[i].denied, EG_ELEM_REMOVE, 0);
+			eg_sets_sandbox(in, &nl, sb, false);
+			r = eg_nfnl_commit(&nl, &e);
+			pthread_mutex_unlock(&sb->lock);
+		}
+		/* And whatever else carries its name (or all of it, after a crash). */
+		if (r < 0 && eg_sets_purge(in, &nl, sb->ifname, &e) < 0)
+			in->host->log(in->host, HUTCH_LOG_WARN, "sandbox %s: %s", sb->id, e.message);
+		eg_nfnl_close(&nl);
+	} else {
+		in->host->log(in->host, HUTCH_LOG_WARN, "sandbox %s: %s", sb->id, e.message);
+	}
+	if (eg_link_delete(sb->ifname, &e) < 0)
+		in->host->log(in->host, HUTCH_LOG_WARN, "sandbox %s: %s", sb->id, e.message);
+	if (eg_netns_remove(sb->netns_path, &e) < 0)
+		in->host->log(in->host, HUTCH_LOG_WARN, "sandbox %s: %s", sb->id, e.message);
+	eg_state_remove(in, sb->id);
+	eg_pool_release(&in->pool, sb->slot);
+}
+
+static void format_addr(char *out, size_t cap, int family, const uint8_t *addr, unsigned plen)
+{
+	char a[INET6_ADDRSTRLEN];
+	inet_ntop(family, addr, a, sizeof a);
+	snprintf(out, cap, "%s/%u", a, plen);
+}
+
+static int egress_attach(void *instance, const hutch_net_attach_t *req_in,
+			 hutch_net_attachment_t *out, hutch_err_t *err)
+{
+	eg_instance_t *in = instance;
+	hutch_net_attach_t req = {0};
+	memcpy(&req, req_in, req_in->size < sizeof req ? req_in->size : sizeof req);
+	if (req.netns_path)
+		return hutch_err_set(err, EINVAL,
+				     "net-egress makes the sandbox's network namespace: it must be the first network plugin");
+	if (!id_ok(req.sandbox_id))
+		return hutch_err_set(err, EINVAL, "sandbox id `%s` cannot name a namespace",
+				     req.sandbox_id ? req.sandbox_id : "");
+	eg_sandbox_t *existing = eg_registry_find_id(in, req.sandbox_id);
+	if (existing) {
+		eg_sandbox_unref(existing);
+		return hutch_err_set(err, EEXIST, "sandbox %s is already attached", req.sandbox_id);
+	}
+	eg_rules_t *rules;
+	int r = eg_rules_compile(req.policies, req.policies ? req.n_policies : 0, req.policies_set,
+				 in->default_allow, &rules, err);
+	if (r < 0)
+		return r;
+	uint32_t slot;
+	if ((r = eg_pool_alloc(&in->pool, &slot, err)) < 0) {
+		eg_rules_free(rules);
+		return r;
+	}
+	eg_sandbox_t *sb = eg_sandbox_new(in, req.sandbox_id, req.tenant, slot);
+	sb->rules = rules;
+	eg_link_plan_t plan;
+	plan_for(in, sb, &plan);
+	eg_nfnl_t nl = {.fd = -1};
+	/* The state file first: if hutchd dies half-way, gc finds it. */
+	if ((r = eg_state_write(in, sb, err)) < 0)
+		goto undo;
+	r = eg_netns_create(sb->netns_path, link_inside_cb, &plan, NULL, err);
+	if (r == -EEXIST) {
+		/* A leftover interface of the same name (a crash before gc). */
+		hutch_err_t e = {0};
+		eg_link_delete(sb->ifname, &e);
+		eg_netns_remove(sb->netns_path, &e);
+		r = eg_netns_create(sb->netns_path, link_inside_cb, &plan, NULL, err);
+	}
+	if (r < 0)
+		goto undo;
+	if ((r = eg_link_host(&plan, err)) < 0)
+		goto undo;
+	if ((r = eg_nfnl_open(&nl, err)) < 0)
+		goto undo;
+	eg_nfnl_begin(&nl);
+	eg_sets_sandbox(in, &nl, sb, true);
+	eg_sets_rules(in, &nl, sb, sb->rules, true);
+	if ((r = eg_nfnl_commit(&nl, err)) < 0) {
+		hutch_err_prefix(err, "nftables elements");
+		goto undo;
+	}
+	eg_nfnl_close(&nl);
+	if ((r = eg_registry_add(in, sb, err)) < 0)
+		goto undo;
+
+	snprintf(out->netns_path, sizeof out->netns_path, "%s", sb->netns_path);
+	int k = 0;
+	while (k < HUTCH_NET_MAX_ADDRS && out->addresses[k][0])
+		k++;
+	if (k < HUTCH_NET_MAX_ADDRS)
+		format_addr(out->addresses[k++], sizeof out->addresses[0], AF_INET, sb->addr4, 32);
+	if (sb->has6 && k < HUTCH_NET_MAX_ADDRS)
+		format_addr(out->addresses[k++], sizeof out->addresses[0], AF_INET6, sb->addr6, 128);
+	inet_ntop(AF_INET, in->gw4, out->dns_server, sizeof out->dns_server);
+	eg_audit_sandbox(in, sb, "attach");
+	eg_sandbox_unref(sb);
+	return 0;
+undo:
+	eg_nfnl_close(&nl);
+	hutch_err_prefix(err, "sandbox %s", sb->id);
+	sandbox_teardown(in, sb, false);
+	eg_sandbox_unref(sb);
+	return -err->code;
+}
+
+static int egress_detach(void *instance, const char *sandbox_id, hutch_err_t *err)
+{
+	eg_instance_t *in = instance;
+	if (!id_ok(sandbox_id))
+		return 0; /* never attached */
+	eg_sandbox_t *sb = eg_registry_find_id(in, sandbox_id);
+	if (!sb) {
+		/* Not ours (or gone already): at most a pinned namespace. */
+		_cleanup_free_ char *path = xasprintf("%s/%s", in->netns_dir, sandbox_id);
+		eg_state_remove(in, sandbox_id);
+		return eg_netns_remove(path, err);
+	}
+	eg_registry_remove(in, sb); /* the resolver stops answering it */
+	pthread_mutex_lock(&sb->lock);
+	sb->dead = true;
+	pthread_mutex_unlock(&sb->lock);
+	sandbox_teardown(in, sb, true);
+	eg_audit_sandbox(in, sb, "detach");
+	eg_sandbox_unref(sb);
+	return 0;
+}
+
+/* ---- policies ---- */
+
+static int egress_policy_update(void *instance, const char *sandbox_id,
+				const hutch_net_policy_t *const *policies, size_t n, bool set,
+				hutch_err_t *err)
+{
+	eg_instance_t *in = instance;
+	eg_rules_t *rules;
+	int r = eg_rules_compile(policies, policies ? n : 0, set, in->default_allow, &rules, err);
+	if (r < 0)
+		return r;
+	eg_sandbox_t *sb = eg_registry_find_id(in, sandbox_id);
+	if (!sb) {
+		eg_rules_free(rules);
+		return hutch_err_set(err, ENOENT, "sandbox %s is not attached to net-egress",
+				     sandbox_id);
+	}
+	eg_nfnl_t nl;
+	if ((r = eg_nfnl_open(&nl, err)) == 0) {
+		r = eg_sandbox_set_rules(in, &nl, sb, rules, err);
+		eg_nfnl_close(&nl);
+	} else {
+		eg_rules_free(rules);
+	}
+	if (r == 0) {
+		hutch_err_t e = {0};
+		if (eg_state_write(in, sb, &e) < 0)
+			in->host->log(in->host, HUTCH_LOG_WARN, "sandbox %s: %s", sb->id, e.message);
+		pthread_mutex_lock(&sb->lock);
+		eg_audit_sandbox(in, sb, "policy_update");
+		pthread_mutex_unlock(&sb->lock);
+	}
+	eg_sandbox_unref(sb);
+	return r < 0 ? hutch_err_prefix(err, "sandbox %s", sandbox_id) : 0;
+}
+
+static int egress_policy_validate(void *instance, const hutch_net_policy_t *policy,
+				  hutch_err_t *err)
+{
+	(void)instance;
+	hutch_net_policy_t p = {0};
+	memcpy(&p, policy, policy->size < sizeof p ? policy->size : sizeof p);
+	return eg_policy_validate(&p, err);
+}
+
+/* ---- gc ---- */
+
+typedef struct orphan_walk {
+	eg_instance_t *in;
+	char **names;
+} orphan_walk_t;
+
+/* An interface name of ours whose slot has no sandbox. */
+static bool ifname_orphan(eg_instance_t *in, const char *name)
+{
+	size_t pl = strlen(in->prefix);
+	if (strncmp(name, in->prefix, pl) != 0 || !name[pl])
+		return false;
+	char *end;
+	unsigned long host = strtoul(name + pl, &end, 10);
+	if (*end || host < 2 || host - 2 >= in->pool.n_slots)
+		return false;
+	pthread_mutex_lock(&in->lock);
+	bool orphan = in->by_slot[host - 2] == NULL;
+	pthread_mutex_unlock(&in->lock);
+	return orphan;
+}
+
+static void link_seen(void *data, const char *name, const char *alias)
+{
+	(void)alias;
+	orphan_walk_t *w = data;
+	if (ifname_orphan(w->in, name))
+		strv_push(&w->names, xstrdup(name));
+}
+
+static void elem_ifname_seen(void *data, const char *ifname)
+{
+	orphan_walk_t *w = data;
+	if (ifname_orphan(w->in, ifname))
+		strv_push(&w->names, xstrdup(ifname));
+}
+
+/* Removes what no registered sandbox owns: interfaces, set elements and
+ * pinned namespaces of ours. */
+static int gc_orphans(eg_instance_t *in, hutch_err_t *err)
+{
+	int r = 0;
+	orphan_walk_t w = {in, NULL};
+	hutch_err_t e = {0};
+	if (eg_link_list(in->prefix, link_seen, &w, &e) < 0)
+		r = hutch_err_set(err, e.code, "%s", e.message);
+	for (size_t i = 0; w.names && w.names[i]; i++) {
+		in->host->log(in->host, HUTCH_LOG_INFO, "removing leftover interface %s", w.names[i]);
+		if (eg_link_delete(w.names[i], &e) < 0)
+			r = hutch_err_set(err, e.code, "%s", e.message);
+	}
+	strv_free(w.names);
+	w.names = NULL;
+	eg_nfnl_t nl;
+	if (eg_nfnl_open(&nl, &e) == 0) {
+		if (eg_sets_ifnames(in, &nl, elem_ifname_seen, &w, &e) < 0)
+			r = hutch_err_set(err, e.code, "%s", e.message);
+		for (size_t i = 0; w.names && w.names[i]; i++) {
+			in->host->log(in->host, HUTCH_LOG_INFO, "removing leftover nftables elements of %s",
+				      w.names[i]);
+			if (eg_sets_purge(in, &nl, w.names[i], &e) < 0)
+				r = hutch_err_set(err, e.code, "%s", e.message);
+		}
+		eg_nfnl_close(&nl);
+	}
+	strv_free(w.names);
+	_cleanup_closedir_ DIR *d = opendir(in->netns_dir);
+	struct dirent *de;
+	while (d && (de = readdir(d))) {
+		if (de->d_name[0] == '.')
+			continue;
+		eg_sandbox_t *sb = eg_registry_find_id(in, de->d_name);
+		if (sb) {
+			eg_sandbox_unref(sb);
+			continue;
+		}
+		_cleanup_free_ char *path = xasprintf("%s/%s", in->netns_dir, de->d_name);
+		in->host->log(in->host, HUTCH_LOG_INFO, "removing leftover namespace %s", path);
+		if (eg_netns_remove(path, &e) < 0)
+			r = hutch_err_set(err, e.code, "%s", e.message);
+	}
+	return r;
+}
+
+static int egress_gc(void *instance, const char *const *live_ids, size_t n, hutch_err_t *err)
+{
+	eg_instance_t *in = instance;
+	size_t count;
+	eg_sandbox_t **v = eg_registry_list(in, &count);
+	for (size_t i = 0; i < count; i++) {
+		bool live = false;
+		for (size_t j = 0; j < n && !live; j++)
+			live = live_ids[j] && strcmp(live_ids[j], v[i]->id) == 0;
+		if (live)
+			continue;
+		in->host->log(in->host, HUTCH_LOG_INFO, "removing sandbox %s: not live", v[i]->id);
+		hutch_err_t e = {0};
+		egress_detach(in, v[i]->id, &e);
+	}
+	eg_registry_list_free(v, count);
+	return gc_orphans(in, err);
+}
+
+/* ---- capabilities ---- */
+
+static void egress_capabilities(void *instance, hutch_kv_cb emit, void *data)
+{
+	eg_instance_t *in = instance;
+	char buf[256];
+	emit(data, "pool", in->cfg->pool);
+	if (in->pool.has6)
+		emit(data, "pool6", in->cfg->pool6);
+	inet_ntop(AF_INET, in->gw4, buf, sizeof buf);
+	size_t n = strlen(buf);
+	snprintf(buf + n, sizeof buf - n, ":%d", (int)in->cfg->dns_port);
+	emit(data, "resolver", buf);
+	strbuf_t up = STRBUF_INIT;
+	for (size_t i = 0; i < in->n_upstreams; i++)
+		sb_printf(&up, "%s%s", i ? "," : "", in->upstreams[i].text);
+	emit(data, "upstream_dns", up.buf ? up.buf : "");
+	sb_free(&up);
+	snprintf(buf, sizeof buf, "inet %s", in->table);
+	emit(data, "nft_table", buf);
+	emit(data, "enforcement", "host nftables, drop (no reject)");
+	emit(data, "default_egress", in->cfg->default_egress);
+	emit(data, "disallowed_names", in->cfg->disallowed_names);
+	emit(data, "nat", in->cfg->nat ? in->cfg->uplink : "off");
+	pthread_mutex_lock(&in->lock);
+	snprintf(buf, sizeof buf, "%zu", in->n_sandboxes);
+	pthread_mutex_unlock(&in->lock);
+	emit(data, "sandboxes", buf);
+	snprintf(buf, sizeof buf, "%llu",
+		 (unsigned long long)atomic_load(&in->dropped_total));
+	emit(data, "dropped_packets", buf);
+}
+
+static const hutch_network_ops_t egress_ops = {
+	.size = sizeof(hutch_network_ops_t),
+	.attach = egress_attach,
+	.detach = egress_detach,
+	.policy_update = egress_policy_update,
+	.policy_validate = egress_policy_validate,
+	.gc = egress_gc,
+	.capabilities = egress_capabilities,
+};
+
+static const hutch_plugin_t egress_plugin = {
+	.size = sizeof(hutch_plugin_t),
+	.abi_major = HUTCH_PLUGIN_ABI_MAJOR,
+	.abi_minor = HUTCH_PLUGIN_ABI_MINOR,
+	.kind = HUTCH_PLUGIN_NETWORK,
+	.name = EG_PLUGIN_NAME,
+	.version = EG_PLUGIN_VERSION,
+	.description = "per-sandbox network namespace and veth, egress policy by hostname and CIDR "
+		       "enforced in host nftables, with its own resolver",
+	.config = config_fields,
+	.config_size = sizeof(eg_config_t),
+	.init = egress_init,
+	.fini = egress_fini,
+	.ops = &egress_ops,
+};
+
+HUTCH_PLUGIN_DEFINE(egress_plugin)

@@ -1,0 +1,185 @@
+/*
+ * net_harness.h: the world the net-egress tests run in.
+ *
+ * Each test process first moves into a network namespace of its own (the
+ * "host" H), so its nftables table, interfaces, forwarding sysctl and
+ * routes are private: tests run in parallel, and no packet of theirs can
+ * leave the namespaces they made, even when the plugin under test fails.
+ * H is linked by a veth (up0 / wan0) to a second namespace, the
+ * "internet" I, which holds the peers:
+ *
+ *   I  wan0 198.18.0.1/24, 2001:db8::1/64
+ *      every address in 198.18.1.0/24, 198.18.2.0/24, 169.254.169.254/32
+ *      and 2001:db8:1::/64 is local (AnyIP), served by
+ *      - a TCP server on port 80 (and 853) that greets with
+ *        "hello <local address> from <peer address>",
+ *      - a UDP echo server on port 7,
+ *      - dnsmasq on 198.18.0.1:53 serving the test zone (hosts file and
+ *        CNAMEs below).
+ *   H  up0 198.18.0.2/24, 2001:db8::2/64, default routes to I.
+ *
+ * The plugin is loaded through the core's own loader and host table, with
+ * a libuv loop on a thread of its own (as hutchd's), and driven from the
+ * main thread (as from hutchd's pool). Sandbox-side actions run on threads
+ * that enter the sandbox's namespace with setns().
+ */
+#ifndef NET_HARNESS_H
+#define NET_HARNESS_H
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include <hutch/plugin.h>
+
+extern const char *g_case;
+void harness_cleanup(void);
+
+#define CHECK(cond, ...)                                                        \
+	do {                                                                   \
+		if (!(cond)) {                                                 \
+			fprintf(stderr, "FAIL %s:%d [%s] %s: ", __FILE__, __LINE__, \
+				g_case, #cond);                                \
+			fprintf(stderr, __VA_ARGS__);                          \
+			fprintf(stderr, "\n");                                 \
+			harness_cleanup();                                     \
+			exit(1);                                               \
+		}                                                              \
+	} while (0)
+
+#define CHECK_OK(expr, e)                                                       \
+	do {                                                                   \
+		int _r = (expr);                                               \
+		CHECK(_r == 0, "returned %d: %s", _r, (e)->message);           \
+	} while (0)
+
+#define SKIP(...)                                                               \
+	do {                                                                   \
+		fprintf(stderr, "SKIP [%s]: ", g_case);                        \
+		fprintf(stderr, __VA_ARGS__);                                  \
+		fprintf(stderr, "\n");                                         \
+		harness_cleanup();                                             \
+		exit(77);                                                      \
+	} while (0)
+
+/* Addresses of the test zone (in I). */
+#define IP_ALLOWED "198.18.1.10"     /* allowed.test */
+#define IP_A_ALLOWED "198.18.1.11"   /* a.allowed.test */
+#define IP_B_ALLOWED "198.18.1.12"   /* b.allowed.test */
+#define IP_DENIED "198.18.1.20"      /* denied.test */
+#define IP_EVIL "198.18.1.30"        /* a.allowed.test.evil */
+#define IP_CIDR_TARGET "198.18.1.40" /* cidr-target.test (CNAME of cname2.allowed.test) */
+#define IP_OK_TARGET "198.18.1.50"   /* ok-target.test (CNAME of cname3.allowed.test) */
+#define IP_CHANGING_1 "198.18.1.60"  /* changing.test, first answer */
+#define IP_CHANGING_2 "198.18.1.61"  /* changing.test, after the change */
+#define IP_NEVER "198.18.1.70"       /* in no answer */
+#define IP_OTHER "198.18.1.80"       /* other.test */
+#define IP_METADATA "169.254.169.254"
+#define IP_DNS_UPSTREAM "198.18.0.1" /* dnsmasq, and I's end of the link */
+#define IP_HOST_UPLINK "198.18.0.2"  /* H's end of the link */
+#define IP6_ALLOWED "2001:db8:1::10"
+#define IP6_DENIED "2001:db8:1::20"
+#define IP6_NEVER "2001:db8:1::70"
+#define N_MANY 40                    /* many.allowed.test: 198.18.2.1..40 */
+
+/* ---- the world ---- */
+
+/* Makes H (moving this process into it), I, the servers and dnsmasq.
+ * dnsmasq_ttl: the TTL of its answers. Call before anything else. */
+void world_setup(int dnsmasq_ttl);
+/* Points changing.test at IP_CHANGING_2 and reloads dnsmasq. */
+void world_change_answer(void);
+const char *world_base(void);
+
+/* ---- the plugin ---- */
+
+typedef struct egress {
+	void *plugin;       /* plugin_t */
+	void *ctx;          /* host_ctx_t */
+	const hutch_network_ops_t *ops;
+	void *inst;
+} egress_t;
+
+/* Loads net-egress with the harness's base config plus extra TOML lines. */
+void egress_load(egress_t *eg, const char *extra_config);
+/* fini() and unload, with nothing detached: what a daemon restart does. */
+void egress_unload(egress_t *eg);
+/* The audit log's path. */
+const char *audit_path(void);
+
+/* A policy built from NULL-terminated lists (any may be NULL). */
+typedef struct policy_spec {
+	const char *name;
+	bool allow_all;
+	const char *const *allow_hosts;
+	const char *const *allow_cidrs;
+	const char *const *deny_hosts;
+	const char *const *deny_cidrs;
+} policy_spec_t;
+
+typedef struct sandbox {
+	char id[64];
+	char netns[256];
+	char addr[64];      /* IPv4, no prefix */
+	char addr6[64];     /* "" without pool6 */
+	char dns[64];
+	int nsfd;
+} sandbox_t;
+
+/* Attaches a sandbox with the given policies (n = 0 and set = false: the
+ * default). Fails the test on error. */
+void sandbox_attach(egress_t *eg, sandbox_t *sb, const char *tenant,
+		    const policy_spec_t *policies, size_t n, bool set);
+int sandbox_attach_try(egress_t *eg, sandbox_t *sb, const char *tenant,
+		       const policy_spec_t *policies, size_t n, bool set, hutch_err_t *err);
+void sandbox_detach(egress_t *eg, sandbox_t *sb);
+/* Replaces the policies; returns the call's duration in microseconds. */
+int64_t sandbox_update(egress_t *eg, sandbox_t *sb, const policy_spec_t *policies, size_t n,
+		       bool set);
+
+/* ---- what a sandbox can do ---- */
+
+typedef enum probe_kind { PROBE_TCP, PROBE_UDP } probe_kind_t;
+
+typedef struct probe {
+	/* in */
+	probe_kind_t kind;
+	const char *addr;  /* any notation inet_aton/inet_pton take */
+	uint16_t port;
+	int timeout_ms;
+	bool capture;      /* watch eth0 for RSTs and ICMP errors meanwhile */
+	/* out */
+	int error;         /* 0: connected (TCP) / echoed (UDP); else an errno */
+	char reply[256];
+	int rst_seen, icmp_seen;
+	int64_t elapsed_ms;
+} probe_t;
+
+/* Runs p from inside the sandbox's namespace. */
+void sandbox_probe(const sandbox_t *sb, probe_t *p);
+/* Shorthands: 0 when a TCP connection to addr:80 opens within timeout_ms. */
+int sandbox_tcp(const sandbox_t *sb, const char *addr, int timeout_ms);
+/* Asserts that a TCP connection succeeds / times out silently. */
+void expect_connects(const sandbox_t *sb, const char *addr, const char *why);
+void expect_dropped(const sandbox_t *sb, const char *addr, const char *why);
+
+/* Resolves name through the sandbox's resolver (UDP, then TCP on a
+ * truncated answer, as glibc does; tcp: TCP only). Returns the number of
+ * addresses (text into out), or -1 on a timeout; *rcode gets the rcode. */
+int sandbox_resolve(const sandbox_t *sb, const char *name, uint16_t qtype, bool tcp,
+		    char out[][64], int max, int *rcode);
+/* Resolves and asserts the first address is want. */
+void expect_resolves(const sandbox_t *sb, const char *name, const char *want);
+
+/* Runs fn(arg) on a thread inside the namespace nsfd and returns its result. */
+void *in_netns(int nsfd, void *(*fn)(void *), void *arg);
+
+/* nft's view of the table (nft -j list table inet <table>), or "". */
+char *nft_table_json(void);
+/* Counts lines of `ip -o link` (in H) that mention name. */
+int host_links_named(const char *name);
+
+int64_t now_us(void);
+
+#endif
