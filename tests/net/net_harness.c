@@ -112,7 +112,7 @@ void harness_cleanup(void)
 
 /* ---- commands and namespaces ---- */
 
-static void sh(const char *script)
+void host_sh(const char *script)
 {
 	const char *argv[] = {"sh", "-ec", script, NULL};
 	char out[4096];
@@ -448,7 +448,7 @@ void world_setup(int dnsmasq_ttl)
 		"ip route add 10.200.0.0/16 via " IP_HOST_UPLINK "; "
 		"ip -6 route add fd00:6567::/64 via 2001:db8::2'\n",
 		g_inet, (int)getpid(), g_inet);
-	sh(script);
+	host_sh(script);
 	hosts_write(IP_CHANGING_1);
 	g_servers = fork();
 	CHECK(g_servers >= 0, "fork");
@@ -528,33 +528,49 @@ static char *config_text(const char *extra)
 	return sb_steal(&b);
 }
 
-void egress_load(egress_t *eg, const char *extra_config)
+int egress_try_load(egress_t *eg, const char *extra_config, hutch_err_t *err)
 {
 	loop_start();
 	memset(eg, 0, sizeof *eg);
-	hutch_err_t e = {0};
 	plugin_t *p;
-	CHECK_OK(plugin_open(HUTCH_NET_PLUGIN_PATH, &p, &e), &e);
+	int r = plugin_open(HUTCH_NET_PLUGIN_PATH, &p, err);
+	if (r < 0)
+		return r;
 	_cleanup_free_ char *text = config_text(extra_config);
 	toml_value_t *table = NULL;
 	toml_error_t te = {0};
 	CHECK(toml_parse(text, strlen(text), &table, &te) == 0, "config %d:%d: %s\n%s", te.line,
 	      te.col, te.message, text);
-	int r = plugin_configure(p, table, NULL, &e);
+	r = plugin_configure(p, table, NULL, err);
 	toml_free(table);
-	CHECK(r == 0, "configure: %s\n%s", e.message, text);
+	if (r < 0) {
+		plugin_close(p);
+		return r;
+	}
 	_cleanup_free_ char *state = xasprintf("%s/state", g_base);
 	_cleanup_free_ char *run = xasprintf("%s/run", g_base);
 	mkdir(state, 0700);
 	mkdir(run, 0700);
 	host_ctx_t *ctx;
-	CHECK_OK(host_ctx_new(g_core, "network", "net-egress", state, run, &ctx, &e), &e);
-	r = plugin_start(p, ctx, &e);
-	CHECK(r == 0, "init: %s", e.message);
+	CHECK_OK(host_ctx_new(g_core, "network", "net-egress", state, run, &ctx, err), err);
+	r = plugin_start(p, ctx, err);
+	if (r < 0) {
+		plugin_close(p);
+		host_ctx_free(ctx);
+		return r;
+	}
 	eg->plugin = p;
 	eg->ctx = ctx;
 	eg->ops = &p->ops.network;
 	eg->inst = p->instance;
+	return 0;
+}
+
+void egress_load(egress_t *eg, const char *extra_config)
+{
+	hutch_err_t e = {0};
+	int r = egress_try_load(eg, extra_config, &e);
+	CHECK(r == 0, "load net-egress: %s\n%s", e.message, extra_config ? extra_config : "");
 }
 
 void egress_unload(egress_t *eg)
@@ -704,6 +720,58 @@ static void capture_count(int cap, probe_t *p)
 	}
 }
 
+/* One echo request and its reply, over a raw socket (root in the
+ * sandbox's namespace; ping sockets are off in a fresh namespace). */
+static void icmp_probe(probe_t *p, const struct sockaddr_storage *to, socklen_t tl)
+{
+	bool v6 = to->ss_family == AF_INET6;
+	int s = socket(to->ss_family, SOCK_RAW | SOCK_CLOEXEC, v6 ? IPPROTO_ICMPV6 : IPPROTO_ICMP);
+	if (s < 0) {
+		p->error = errno;
+		return;
+	}
+	uint16_t id = (uint16_t)(now_us() & 0xffff);
+	uint8_t pkt[16] = {v6 ? 128 : 8, 0, 0, 0, (uint8_t)(id >> 8), (uint8_t)id, 0, 1,
+			   'h', 'u', 't', 'c', 'h', 0, 0, 0};
+	if (!v6) { /* the kernel sums ICMPv6; ICMPv4 is ours */
+		uint32_t sum = 0;
+		for (size_t i = 0; i < sizeof pkt; i += 2)
+			sum += (uint32_t)(pkt[i] << 8 | pkt[i + 1]);
+		while (sum >> 16)
+			sum = (sum & 0xffff) + (sum >> 16);
+		pkt[2] = (uint8_t)(~sum >> 8);
+		pkt[3] = (uint8_t)~sum;
+	}
+	int64_t t0 = now_us();
+	if (sendto(s, pkt, sizeof pkt, 0, (const struct sockaddr *)to, tl) < 0) {
+		p->error = errno;
+		close(s);
+		return;
+	}
+	p->error = ETIMEDOUT;
+	for (;;) {
+		int left = p->timeout_ms - (int)((now_us() - t0) / 1000);
+		struct pollfd pf = {.fd = s, .events = POLLIN};
+		if (left <= 0 || poll(&pf, 1, left) != 1)
+			break;
+		uint8_t buf[1500];
+		ssize_t n = recv(s, buf, sizeof buf, 0);
+		if (n <= 0)
+			break;
+		size_t off = v6 ? 0 : (size_t)(buf[0] & 0xf) * 4; /* v4 raw sockets see the IP header */
+		if ((size_t)n < off + 8)
+			continue;
+		uint8_t type = buf[off];
+		uint16_t rid = (uint16_t)(buf[off + 4] << 8 | buf[off + 5]);
+		if (type == (v6 ? 129 : 0) && rid == id) {
+			p->error = 0;
+			break;
+		}
+	}
+	p->elapsed_ms = (now_us() - t0) / 1000;
+	close(s);
+}
+
 static void *probe_thread(void *arg)
 {
 	probe_t *p = arg;
@@ -723,10 +791,27 @@ static void *probe_thread(void *arg)
 			return NULL;
 		}
 	}
+	if (p->kind == PROBE_ICMP) {
+		icmp_probe(p, &to, tl);
+		goto captured;
+	}
 	((struct sockaddr_in *)&to)->sin_port = htons(p->port);
 	int s = socket(to.ss_family,
 		       (p->kind == PROBE_TCP ? SOCK_STREAM : SOCK_DGRAM) | SOCK_NONBLOCK | SOCK_CLOEXEC,
 		       0);
+	if (p->src_port) {
+		int one = 1;
+		setsockopt(s, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+		struct sockaddr_storage local = {.ss_family = to.ss_family};
+		((struct sockaddr_in *)&local)->sin_port = htons(p->src_port);
+		if (bind(s, (struct sockaddr *)&local,
+			 to.ss_family == AF_INET ? sizeof(struct sockaddr_in)
+						 : sizeof(struct sockaddr_in6)) < 0) {
+			p->error = errno;
+			close(s);
+			goto captured;
+		}
+	}
 	int64_t t0 = now_us();
 	int r = connect(s, (struct sockaddr *)&to, tl);
 	if (p->kind == PROBE_TCP) {
@@ -775,6 +860,7 @@ static void *probe_thread(void *arg)
 		p->elapsed_ms = (now_us() - t0) / 1000;
 	}
 	close(s);
+captured:
 	if (cap >= 0) {
 		usleep(50000); /* anything the peer or a router might still send */
 		capture_count(cap, p);
@@ -970,4 +1056,224 @@ int host_links_named(const char *name)
 			count++;
 	free(out);
 	return count;
+}
+
+void host_ifname_of(const char *sandbox_id, char out[32])
+{
+	const char *argv[] = {"ip", "-o", "link", "show", NULL};
+	char *text = xcalloc(1 << 20, 1);
+	hutch_err_t e = {0};
+	CHECK_OK(proc_run_argv(argv, 10000, text, 1 << 20, &e), &e);
+	out[0] = '\0';
+	_cleanup_free_ char *alias = xasprintf("alias %s", sandbox_id);
+	for (char *save = NULL, *l = strtok_r(text, "\n", &save); l; l = strtok_r(NULL, "\n", &save)) {
+		char *a = strstr(l, alias);
+		if (!a || (a[strlen(alias)] != '\0' && a[strlen(alias)] != ' ' &&
+			   a[strlen(alias)] != '\\'))
+			continue;
+		/* "12: hx2@if3: <...": the name sits between ": " and "@" or ":". */
+		char *name = strstr(l, ": ");
+		if (name) {
+			name += 2;
+			size_t n = strcspn(name, "@:");
+			snprintf(out, 32, "%.*s", (int)(n < 31 ? n : 31), name);
+		}
+		break;
+	}
+	free(text);
+}
+
+void expect_no_trace(const char *sandbox_id, const char *ifname)
+{
+	CHECK(ifname[0], "no interface name given");
+	CHECK(host_links_named(ifname) == 0, "interface %s of %s is still there", ifname, sandbox_id);
+	char *json = nft_table_json();
+	/* Set elements are keyed by the interface name; its counter is c_<name>. */
+	_cleanup_free_ char *quoted = xasprintf("\"%s\"", ifname);
+	_cleanup_free_ char *counter = xasprintf("\"c_%s\"", ifname);
+	bool left = strstr(json, quoted) || strstr(json, counter);
+	CHECK(!left, "the table still names %s:\n%.2000s", ifname, json);
+	free(json);
+	_cleanup_free_ char *ns = xasprintf("%s/run/plugins/net-egress/netns/%s", g_base, sandbox_id);
+	_cleanup_free_ char *st = xasprintf("%s/run/plugins/net-egress/sandboxes/%s", g_base, sandbox_id);
+	CHECK(access(ns, F_OK) != 0, "namespace file %s is still there", ns);
+	CHECK(access(st, F_OK) != 0, "state file %s is still there", st);
+	/* Nothing mounted there either. */
+	FILE *f = fopen("/proc/self/mountinfo", "re");
+	char line[2048];
+	while (f && fgets(line, sizeof line, f))
+		CHECK(!strstr(line, ns), "%s is still mounted", ns);
+	if (f)
+		fclose(f);
+}
+
+char *audit_grep(int wait_ms, const char *const *needles)
+{
+	int64_t deadline = now_us() + (int64_t)wait_ms * 1000;
+	for (;;) {
+		strbuf_t out = STRBUF_INIT;
+		FILE *f = fopen(g_audit, "re");
+		char *line = NULL;
+		size_t cap = 0;
+		while (f && getline(&line, &cap, f) > 0) {
+			bool all = true;
+			for (size_t i = 0; needles[i] && all; i++)
+				all = strstr(line, needles[i]) != NULL;
+			if (all)
+				sb_append(&out, line);
+		}
+		free(line);
+		if (f)
+			fclose(f);
+		if (out.len)
+			return sb_steal(&out);
+		sb_free(&out);
+		if (now_us() >= deadline)
+			return NULL;
+		usleep(20000);
+	}
+}
+
+/* ---- UDP and ICMP expectations ---- */
+
+void expect_udp_echo(const sandbox_t *sb, const char *addr, const char *why)
+{
+	probe_t p = {.kind = PROBE_UDP, .addr = addr, .port = 7, .timeout_ms = 2000};
+	sandbox_probe(sb, &p);
+	CHECK(p.error == 0 && strcmp(p.reply, "ping") == 0, "%s: UDP echo from %s via %s: %s", why,
+	      addr, sb->id, p.error ? strerror(p.error) : p.reply);
+}
+
+void expect_udp_dropped(const sandbox_t *sb, const char *addr, const char *why)
+{
+	probe_t p = {.kind = PROBE_UDP, .addr = addr, .port = 7, .timeout_ms = 1000, .capture = true};
+	sandbox_probe(sb, &p);
+	CHECK(p.error == ETIMEDOUT, "%s: UDP to %s from %s should go unanswered, got %s", why, addr,
+	      sb->id, p.error ? strerror(p.error) : "an echo");
+	CHECK(p.rst_seen == 0 && p.icmp_seen == 0,
+	      "%s: a drop must be silent, but the sandbox saw %d RST and %d ICMP", why, p.rst_seen,
+	      p.icmp_seen);
+}
+
+void expect_ping(const sandbox_t *sb, const char *addr, const char *why)
+{
+	probe_t p = {.kind = PROBE_ICMP, .addr = addr, .timeout_ms = 2000};
+	sandbox_probe(sb, &p);
+	CHECK(p.error == 0, "%s: ping %s from %s: %s", why, addr, sb->id, strerror(p.error));
+}
+
+void expect_ping_dropped(const sandbox_t *sb, const char *addr, const char *why)
+{
+	probe_t p = {.kind = PROBE_ICMP, .addr = addr, .timeout_ms = 1000, .capture = true};
+	sandbox_probe(sb, &p);
+	CHECK(p.error == ETIMEDOUT, "%s: ping %s from %s should go unanswered, got %s", why, addr,
+	      sb->id, p.error ? strerror(p.error) : "a reply");
+	CHECK(p.icmp_seen == 0, "%s: a drop must be silent, but the sandbox saw %d ICMP errors", why,
+	      p.icmp_seen);
+}
+
+/* ---- servers in a namespace ---- */
+
+struct tcp_server {
+	int fd;
+	int stop_pipe[2];
+	pthread_t thread;
+};
+
+typedef struct server_bind {
+	const char *addr;
+	uint16_t port;
+	int fd;
+	int error;
+} server_bind_t;
+
+static void *server_bind_thread(void *arg)
+{
+	server_bind_t *b = arg;
+	struct sockaddr_storage ss;
+	socklen_t len;
+	b->fd = -1;
+	if (!parse_addr(b->addr, &ss, &len)) {
+		b->error = EINVAL;
+		return NULL;
+	}
+	((struct sockaddr_in *)&ss)->sin_port = htons(b->port);
+	int s = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	int one = 1;
+	setsockopt(s, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+	setsockopt(s, SOL_IP, IP_FREEBIND, &one, sizeof one);
+	if (bind(s, (struct sockaddr *)&ss, len) < 0 || listen(s, 64) < 0) {
+		b->error = errno;
+		close(s);
+		return NULL;
+	}
+	b->fd = s;
+	return NULL;
+}
+
+static void *server_main(void *arg)
+{
+	tcp_server_t *srv = arg;
+	for (;;) {
+		struct pollfd p[2] = {{.fd = srv->fd, .events = POLLIN},
+				      {.fd = srv->stop_pipe[0], .events = POLLIN}};
+		if (poll(p, 2, -1) < 0)
+			continue;
+		if (p[1].revents)
+			return NULL;
+		int c = accept(srv->fd, NULL, NULL);
+		if (c >= 0) {
+			greet(c);
+			close(c);
+		}
+	}
+}
+
+tcp_server_t *tcp_server_start(int nsfd, const char *addr, uint16_t port)
+{
+	server_bind_t b = {addr, port, -1, 0};
+	/* The socket belongs to the namespace it was made in; the thread
+	 * serving it may live anywhere. */
+	if (nsfd >= 0)
+		in_netns(nsfd, server_bind_thread, &b);
+	else
+		server_bind_thread(&b);
+	CHECK(b.fd >= 0, "listen on %s:%u: %s", addr, port, strerror(b.error));
+	tcp_server_t *srv = xcalloc(1, sizeof *srv);
+	srv->fd = b.fd;
+	CHECK(pipe2(srv->stop_pipe, O_CLOEXEC) == 0, "pipe");
+	CHECK(pthread_create(&srv->thread, NULL, server_main, srv) == 0, "thread");
+	return srv;
+}
+
+void tcp_server_stop(tcp_server_t *srv)
+{
+	if (!srv)
+		return;
+	if (write(srv->stop_pipe[1], "x", 1) < 0) {
+		/* the thread sees the pipe close below */
+	}
+	pthread_join(srv->thread, NULL);
+	close(srv->stop_pipe[0]);
+	close(srv->stop_pipe[1]);
+	close(srv->fd);
+	free(srv);
+}
+
+typedef struct lo_addr_job {
+	const char *addr;
+} lo_addr_job_t;
+
+static void *lo_addr_thread(void *arg)
+{
+	lo_addr_job_t *j = arg;
+	_cleanup_free_ char *cmd = xasprintf("ip addr add %s/32 dev lo", j->addr);
+	host_sh(cmd); /* the child inherits this thread's namespace */
+	return NULL;
+}
+
+void netns_add_lo_addr(int nsfd, const char *addr)
+{
+	lo_addr_job_t j = {addr};
+	in_netns(nsfd, lo_addr_thread, &j);
 }

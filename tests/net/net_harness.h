@@ -103,6 +103,8 @@ typedef struct egress {
 
 /* Loads net-egress with the harness's base config plus extra TOML lines. */
 void egress_load(egress_t *eg, const char *extra_config);
+/* The same, returning the loader's or init's error instead of failing. */
+int egress_try_load(egress_t *eg, const char *extra_config, hutch_err_t *err);
 /* fini() and unload, with nothing detached: what a daemon restart does. */
 void egress_unload(egress_t *eg);
 /* The audit log's path. */
@@ -140,7 +142,7 @@ int64_t sandbox_update(egress_t *eg, sandbox_t *sb, const policy_spec_t *policie
 
 /* ---- what a sandbox can do ---- */
 
-typedef enum probe_kind { PROBE_TCP, PROBE_UDP } probe_kind_t;
+typedef enum probe_kind { PROBE_TCP, PROBE_UDP, PROBE_ICMP } probe_kind_t;
 
 typedef struct probe {
 	/* in */
@@ -149,6 +151,7 @@ typedef struct probe {
 	uint16_t port;
 	int timeout_ms;
 	bool capture;      /* watch eth0 for RSTs and ICMP errors meanwhile */
+	uint16_t src_port; /* 0: any */
 	/* out */
 	int error;         /* 0: connected (TCP) / echoed (UDP); else an errno */
 	char reply[256];
@@ -163,6 +166,21 @@ int sandbox_tcp(const sandbox_t *sb, const char *addr, int timeout_ms);
 /* Asserts that a TCP connection succeeds / times out silently. */
 void expect_connects(const sandbox_t *sb, const char *addr, const char *why);
 void expect_dropped(const sandbox_t *sb, const char *addr, const char *why);
+
+/* The same for UDP (an echo on port 7) and ICMP (an echo request). */
+void expect_udp_echo(const sandbox_t *sb, const char *addr, const char *why);
+void expect_udp_dropped(const sandbox_t *sb, const char *addr, const char *why);
+void expect_ping(const sandbox_t *sb, const char *addr, const char *why);
+void expect_ping_dropped(const sandbox_t *sb, const char *addr, const char *why);
+
+/* A TCP server greeting like the ones in I, on addr:port inside the
+ * namespace nsfd (-1: H, this process's own). */
+typedef struct tcp_server tcp_server_t;
+tcp_server_t *tcp_server_start(int nsfd, const char *addr, uint16_t port);
+void tcp_server_stop(tcp_server_t *s);
+
+/* Adds addr (a /32) to lo inside the namespace nsfd. */
+void netns_add_lo_addr(int nsfd, const char *addr);
 
 /* Resolves name through the sandbox's resolver (UDP, then TCP on a
  * truncated answer, as glibc does; tcp: TCP only). Returns the number of
@@ -179,6 +197,17 @@ void *in_netns(int nsfd, void *(*fn)(void *), void *arg);
 char *nft_table_json(void);
 /* Counts lines of `ip -o link` (in H) that mention name. */
 int host_links_named(const char *name);
+/* The host end of sb's veth (found by its alias, the sandbox id), or "". */
+void host_ifname_of(const char *sandbox_id, char out[32]);
+/* Asserts that nothing of a sandbox is left: no interface, no element or
+ * counter naming ifname in the table, no pinned namespace, no state file. */
+void expect_no_trace(const char *sandbox_id, const char *ifname);
+/* The audit log's lines that contain every one of the NULL-terminated
+ * needles, joined by '\n' (free it), or NULL when there is none. Waits
+ * up to wait_ms for one to appear. */
+char *audit_grep(int wait_ms, const char *const *needles);
+/* Runs a shell script in H; fails the test if it fails. */
+void host_sh(const char *script);
 
 int64_t now_us(void);
 

@@ -1,32 +1,536 @@
 /*
- * test_egress.c: net-egress against the real kernel (see net_harness.h).
- * `test_egress CASE` runs one case.
+ * test_egress.c: net-egress against the real kernel, a real dnsmasq and
+ * real servers, all in namespaces the test process makes (see
+ * net_harness.h). `test_egress CASE` runs one case; CTest runs each as its
+ * own test, in parallel.
  */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
 #include <string.h>
+#include <unistd.h>
 
+#include "cleanup.h"
 #include "net_harness.h"
 
-static void case_smoke(void)
+#define LIST(...) ((const char *const[]){__VA_ARGS__, NULL})
+
+static egress_t g_eg;
+
+static void start(const char *extra_config)
 {
 	world_setup(60);
-	egress_t eg;
-	egress_load(&eg, NULL);
-	static const char *const hosts[] = {"allowed.test", NULL};
-	policy_spec_t p = {.name = "p", .allow_hosts = hosts};
+	egress_load(&g_eg, extra_config);
+}
+
+static void expect_error(int r, const hutch_err_t *e, int code, const char *needle)
+{
+	CHECK(r == -code, "expected -%d (%s), got %d: %s", code, strerror(code), r, e->message);
+	CHECK(strstr(e->message, needle), "error `%s` should mention `%s`", e->message, needle);
+}
+
+/* ---- names ---- */
+
+static void case_allowed_name(void)
+{
+	start(NULL);
+	policy_spec_t p = {.name = "web", .allow_hosts = LIST("allowed.test")};
 	sandbox_t sb;
-	sandbox_attach(&eg, &sb, NULL, &p, 1, true);
-	expect_dropped(&sb, IP_ALLOWED, "before the lookup");
+	sandbox_attach(&g_eg, &sb, NULL, &p, 1, true);
+	expect_dropped(&sb, IP_ALLOWED, "before any lookup");
 	expect_resolves(&sb, "allowed.test", IP_ALLOWED);
 	expect_connects(&sb, IP_ALLOWED, "after the lookup");
-	sandbox_detach(&eg, &sb);
-	egress_unload(&eg);
+	expect_udp_echo(&sb, IP_ALLOWED, "UDP to an answered address");
+	expect_ping(&sb, IP_ALLOWED, "ICMP to an answered address");
+	/* The same over TCP DNS. */
+	char out[4][64];
+	int rcode;
+	CHECK(sandbox_resolve(&sb, "allowed.test", 1, true, out, 4, &rcode) >= 1 &&
+		      strcmp(out[0], IP_ALLOWED) == 0,
+	      "TCP lookup of allowed.test");
+	/* A name the sandbox may not reach is still answered (disallowed_names
+	 * = forward) but its address stays closed. */
+	expect_resolves(&sb, "other.test", IP_OTHER);
+	expect_dropped(&sb, IP_OTHER, "an unlisted name");
+	expect_udp_dropped(&sb, IP_OTHER, "UDP to an unlisted name");
+	expect_ping_dropped(&sb, IP_OTHER, "ICMP to an unlisted name");
+	sandbox_detach(&g_eg, &sb);
+}
+
+static void case_wildcard(void)
+{
+	start(NULL);
+	/* Upper case and a trailing dot in the pattern do not matter. */
+	policy_spec_t p = {.name = "wild", .allow_hosts = LIST("*.ALLOWED.test.")};
+	sandbox_t sb;
+	sandbox_attach(&g_eg, &sb, NULL, &p, 1, true);
+	expect_resolves(&sb, "a.allowed.test", IP_A_ALLOWED);
+	expect_connects(&sb, IP_A_ALLOWED, "a.allowed.test matches *.allowed.test");
+	/* Nor in the question. */
+	expect_resolves(&sb, "B.Allowed.TEST", IP_B_ALLOWED);
+	expect_connects(&sb, IP_B_ALLOWED, "B.Allowed.TEST matches *.allowed.test");
+	expect_resolves(&sb, "allowed.test", IP_ALLOWED);
+	expect_dropped(&sb, IP_ALLOWED, "allowed.test is not a subdomain of itself");
+	expect_resolves(&sb, "a.allowed.test.evil", IP_EVIL);
+	expect_dropped(&sb, IP_EVIL, "a.allowed.test.evil is not under allowed.test");
+	/* Every address of an answer is open, and only once it was answered. */
+	char out[N_MANY][64];
+	int rcode;
+	int n = sandbox_resolve(&sb, "many.allowed.test", 1, false, out, N_MANY, &rcode);
+	CHECK(n == N_MANY, "many.allowed.test: %d addresses (rcode %d)", n, rcode);
+	for (int i = 0; i < n; i++)
+		CHECK(sandbox_tcp(&sb, out[i], 1000) == 0, "connect to %s at once after its answer",
+		      out[i]);
+	sandbox_detach(&g_eg, &sb);
+}
+
+static void case_denied_silent(void)
+{
+	start(NULL);
+	/* denied.test is both allowed (by name) and denied: the deny wins. */
+	policy_spec_t p[2] = {
+		{.name = "allow", .allow_hosts = LIST("*.allowed.test", "denied.test")},
+		{.name = "deny", .deny_hosts = LIST("denied.test")},
+	};
+	sandbox_t sb;
+	sandbox_attach(&g_eg, &sb, NULL, p, 2, true);
+	expect_resolves(&sb, "denied.test", IP_DENIED);
+	probe_t pr = {.kind = PROBE_TCP, .addr = IP_DENIED, .port = 80, .timeout_ms = 3000,
+		      .capture = true};
+	sandbox_probe(&sb, &pr);
+	CHECK(pr.error == ETIMEDOUT && pr.elapsed_ms >= 2900,
+	      "a denied name's connection must time out (got %s after %lld ms)",
+	      pr.error ? strerror(pr.error) : "a connection", (long long)pr.elapsed_ms);
+	CHECK(pr.rst_seen == 0 && pr.icmp_seen == 0, "saw %d RST and %d ICMP", pr.rst_seen,
+	      pr.icmp_seen);
+	expect_udp_dropped(&sb, IP_DENIED, "UDP to a denied name");
+	expect_ping_dropped(&sb, IP_DENIED, "ICMP to a denied name");
+	/* Other ports and protocols of an allowed name are open. */
+	expect_resolves(&sb, "a.allowed.test", IP_A_ALLOWED);
+	expect_udp_echo(&sb, IP_A_ALLOWED, "UDP to an allowed name");
+	sandbox_detach(&g_eg, &sb);
+}
+
+static void case_literal_ip(void)
+{
+	start("pool6 = \"fd00:6567::/112\"");
+	/* Open, except the denied host and a denied prefix; the prefix that
+	 * holds both is allowed too: denies win. */
+	policy_spec_t p = {
+		.name = "open-but",
+		.allow_all = true,
+		.allow_cidrs = LIST("198.18.1.0/24"),
+		.deny_hosts = LIST("denied.test"),
+		.deny_cidrs = LIST("198.18.1.20/32", "2001:db8:1::20/128"),
+	};
+	sandbox_t sb;
+	sandbox_attach(&g_eg, &sb, NULL, &p, 1, true);
+	expect_connects(&sb, IP_ALLOWED, "an address in no deny");
+	/* 198.18.1.20 in every notation a client may accept. */
+	static const char *const forms[] = {
+		IP_DENIED,          "::ffff:198.18.1.20", "::ffff:c612:114", "3323068692",
+		"0306.022.01.024",  "0xc6120114",         "0xc6.0x12.0x1.0x14", "198.18.276",
+	};
+	for (size_t i = 0; i < sizeof forms / sizeof forms[0]; i++)
+		expect_dropped(&sb, forms[i], forms[i]);
+	expect_connects(&sb, IP6_ALLOWED, "an IPv6 address in no deny");
+	expect_dropped(&sb, IP6_DENIED, "a denied IPv6 address");
+	sandbox_detach(&g_eg, &sb);
+
+	/* A hostname policy: an address never answered is dropped, whatever
+	 * the client thinks its name is. */
+	policy_spec_t h = {.name = "names", .allow_hosts = LIST("allowed.test")};
+	sandbox_attach(&g_eg, &sb, NULL, &h, 1, true);
+	expect_dropped(&sb, IP_NEVER, "an address no answer gave");
+	expect_dropped(&sb, IP6_NEVER, "an IPv6 address no answer gave");
+	expect_resolves(&sb, "allowed.test", IP_ALLOWED);
+	expect_dropped(&sb, IP_NEVER, "still, after another name's answer");
+	expect_dropped(&sb, IP_A_ALLOWED, "a neighbour of an answered address");
+	sandbox_detach(&g_eg, &sb);
+}
+
+static void case_cname(void)
+{
+	start(NULL);
+	policy_spec_t p = {
+		.name = "cn",
+		.allow_hosts = LIST("*.allowed.test"),
+		.deny_hosts = LIST("denied.test"),
+		.deny_cidrs = LIST(IP_CIDR_TARGET "/32"),
+	};
+	sandbox_t sb;
+	sandbox_attach(&g_eg, &sb, NULL, &p, 1, true);
+	/* cname.allowed.test -> denied.test (a denied name). */
+	expect_resolves(&sb, "cname.allowed.test", IP_DENIED);
+	expect_dropped(&sb, IP_DENIED, "a CNAME of an allowed name to a denied name");
+	/* cname2.allowed.test -> cidr-target.test, in a denied prefix. */
+	expect_resolves(&sb, "cname2.allowed.test", IP_CIDR_TARGET);
+	expect_dropped(&sb, IP_CIDR_TARGET, "a CNAME of an allowed name to a denied address");
+	/* cname3.allowed.test -> ok-target.test: the allowed name decides. */
+	expect_resolves(&sb, "cname3.allowed.test", IP_OK_TARGET);
+	expect_connects(&sb, IP_OK_TARGET, "a CNAME of an allowed name to an unlisted one");
+	/* Asking the target's own name opens nothing. */
+	expect_resolves(&sb, "cidr-target.test", IP_CIDR_TARGET);
+	expect_dropped(&sb, IP_CIDR_TARGET, "the denied address by its own name");
+	const char *needles[] = {"\"egress.dns\"", "cname.allowed.test", "\"denied_cname\":\"denied.test\"",
+				 NULL};
+	char *line = audit_grep(2000, needles);
+	CHECK(line, "no audit line names the denied CNAME");
+	free(line);
+	sandbox_detach(&g_eg, &sb);
+}
+
+static void case_changing_answer(void)
+{
+	world_setup(1); /* dnsmasq's answers live 1 s */
+	egress_load(&g_eg, "ttl_min = \"1s\"");
+	policy_spec_t p = {.name = "ch", .allow_hosts = LIST("changing.test")};
+	sandbox_t sb;
+	sandbox_attach(&g_eg, &sb, NULL, &p, 1, true);
+	expect_resolves(&sb, "changing.test", IP_CHANGING_1);
+	expect_connects(&sb, IP_CHANGING_1, "the first answer");
+	expect_dropped(&sb, IP_CHANGING_2, "the address of the next answer, not given yet");
+	world_change_answer();
+	expect_resolves(&sb, "changing.test", IP_CHANGING_2);
+	expect_connects(&sb, IP_CHANGING_2, "the second answer");
+	expect_dropped(&sb, IP_NEVER, "an address neither answer gave");
+	/* The first answer's address expires with its TTL (ttl_min 1 s). */
+	usleep(2500 * 1000);
+	expect_dropped(&sb, IP_CHANGING_1, "the first answer, expired");
+	sandbox_detach(&g_eg, &sb);
+}
+
+/* ---- isolation ---- */
+
+static void case_isolation(void)
+{
+	start(NULL);
+	/* Unrestricted egress (no policy, the default is allow), two
+	 * sandboxes of the same tenant. */
+	sandbox_t a, b;
+	sandbox_attach(&g_eg, &a, "tenant-a", NULL, 0, false);
+	sandbox_attach(&g_eg, &b, "tenant-a", NULL, 0, false);
+	expect_connects(&a, IP_OTHER, "the default allows egress");
+	/* b serves on its own address; a cannot reach it, b can. */
+	tcp_server_t *in_b = tcp_server_start(b.nsfd, b.addr, 80);
+	expect_connects(&b, b.addr, "b's own server, from b");
+	expect_dropped(&a, b.addr, "sandbox to sandbox");
+	expect_ping_dropped(&a, b.addr, "ICMP sandbox to sandbox");
+	tcp_server_stop(in_b);
+	/* The host's services: on the uplink address, on the gateway and on
+	 * loopback (which is the sandbox's own loopback, not the host's). */
+	tcp_server_t *host = tcp_server_start(-1, "0.0.0.0", 80);
+	expect_dropped(&a, IP_HOST_UPLINK, "the host's address");
+	expect_dropped(&a, a.dns, "the gateway (the host) on another port than DNS");
+	expect_ping_dropped(&a, a.dns, "ICMP to the host");
+	CHECK(sandbox_tcp(&a, "127.0.0.1", 1000) == ECONNREFUSED,
+	      "127.0.0.1 in a sandbox is its own loopback");
+	tcp_server_stop(host);
+	/* Link-local and metadata, with or without a policy that names them. */
+	expect_dropped(&a, IP_METADATA, "the metadata address");
+	expect_dropped(&a, "169.254.1.1", "link-local");
+	policy_spec_t p = {.name = "ll", .allow_all = true, .allow_cidrs = LIST("169.254.0.0/16")};
+	sandbox_update(&g_eg, &a, &p, 1, true);
+	expect_dropped(&a, IP_METADATA, "the metadata address, even when a policy allows it");
+	/* A metadata endpoint local to the sandbox (what the runtime puts on
+	 * its loopback) is reached, and never leaves the namespace. */
+	netns_add_lo_addr(a.nsfd, IP_METADATA);
+	tcp_server_t *meta = tcp_server_start(a.nsfd, IP_METADATA, 80);
+	expect_connects(&a, IP_METADATA, "the sandbox's own metadata endpoint");
+	tcp_server_stop(meta);
+	/* DNS goes to hutchd's resolver only: not to another server, not over
+	 * TLS, not even to the upstream itself. */
+	probe_t dns = {.kind = PROBE_UDP, .addr = IP_DNS_UPSTREAM, .port = 53, .timeout_ms = 1000};
+	sandbox_probe(&a, &dns);
+	CHECK(dns.error == ETIMEDOUT, "UDP DNS to the upstream directly: %s",
+	      dns.error ? strerror(dns.error) : "answered");
+	probe_t dot = {.kind = PROBE_TCP, .addr = IP_OTHER, .port = 853, .timeout_ms = 1000};
+	sandbox_probe(&a, &dot);
+	CHECK(dot.error == ETIMEDOUT, "DNS over TLS: %s", dot.error ? strerror(dot.error) : "connected");
+	sandbox_detach(&g_eg, &a);
+	sandbox_detach(&g_eg, &b);
+}
+
+static void case_udp(void)
+{
+	start(NULL);
+	policy_spec_t p = {.name = "u", .allow_hosts = LIST("a.allowed.test"),
+			   .allow_cidrs = LIST("198.18.1.80/32"), .deny_hosts = LIST("denied.test")};
+	sandbox_t sb;
+	sandbox_attach(&g_eg, &sb, NULL, &p, 1, true);
+	expect_udp_dropped(&sb, IP_A_ALLOWED, "UDP before the lookup");
+	expect_resolves(&sb, "a.allowed.test", IP_A_ALLOWED);
+	expect_udp_echo(&sb, IP_A_ALLOWED, "UDP to an allowed name");
+	expect_udp_echo(&sb, IP_OTHER, "UDP to an allowed prefix");
+	expect_resolves(&sb, "denied.test", IP_DENIED);
+	expect_udp_dropped(&sb, IP_DENIED, "UDP to a denied name");
+	expect_udp_dropped(&sb, IP_NEVER, "UDP to an address never answered");
+	sandbox_detach(&g_eg, &sb);
+}
+
+/* ---- policy changes ---- */
+
+static void case_policy_update(void)
+{
+	start(NULL);
+	policy_spec_t names = {.name = "names", .allow_hosts = LIST("allowed.test")};
+	policy_spec_t open = {.name = "open", .allow_all = true};
+	sandbox_t sb;
+	sandbox_attach(&g_eg, &sb, NULL, &names, 1, true);
+	expect_resolves(&sb, "allowed.test", IP_ALLOWED);
+	expect_connects(&sb, IP_ALLOWED, "allowed by name");
+	expect_dropped(&sb, IP_OTHER, "not allowed yet");
+	/* Open it (for setup)... */
+	sandbox_update(&g_eg, &sb, &open, 1, true);
+	expect_connects(&sb, IP_OTHER, "after opening");
+	expect_connects(&sb, IP_NEVER, "after opening, any address");
+	/* ... and lock it down to nothing. */
+	sandbox_update(&g_eg, &sb, NULL, 0, true);
+	expect_dropped(&sb, IP_OTHER, "bound to no policy");
+	expect_dropped(&sb, IP_ALLOWED, "bound to no policy, an address learned before");
+	/* Back to the name: what was learned for it before is not kept (its
+	 * name was not allowed in between); a new lookup opens it again. */
+	sandbox_update(&g_eg, &sb, &names, 1, true);
+	expect_resolves(&sb, "allowed.test", IP_ALLOWED);
+	expect_connects(&sb, IP_ALLOWED, "allowed by name again");
+	/* A change that drops one name keeps what another still allows. */
+	policy_spec_t two = {.name = "two", .allow_hosts = LIST("allowed.test", "a.allowed.test")};
+	sandbox_update(&g_eg, &sb, &two, 1, true);
+	expect_resolves(&sb, "a.allowed.test", IP_A_ALLOWED);
+	expect_connects(&sb, IP_A_ALLOWED, "the second name");
+	policy_spec_t one = {.name = "one", .allow_hosts = LIST("a.allowed.test")};
+	sandbox_update(&g_eg, &sb, &one, 1, true);
+	expect_connects(&sb, IP_A_ALLOWED, "the name still allowed keeps its address");
+	expect_dropped(&sb, IP_ALLOWED, "the name no longer allowed loses its address");
+	/* The default (no policy bound): unrestricted with the default config. */
+	sandbox_update(&g_eg, &sb, NULL, 0, false);
+	expect_connects(&sb, IP_OTHER, "back to the default");
+	sandbox_detach(&g_eg, &sb);
+	/* Unknown sandboxes and bad policies are refused, clearly. */
+	hutch_err_t e = {0};
+	int r = g_eg.ops->policy_update(g_eg.inst, "no-such-sandbox", NULL, 0, true, &e);
+	expect_error(r, &e, ENOENT, "no-such-sandbox");
+}
+
+static void case_default_deny(void)
+{
+	start("default_egress = \"deny\"\ndisallowed_names = \"nxdomain\"");
+	sandbox_t sb;
+	sandbox_attach(&g_eg, &sb, NULL, NULL, 0, false);
+	expect_dropped(&sb, IP_OTHER, "the configured default denies");
+	char out[4][64];
+	int rcode = -1;
+	int n = sandbox_resolve(&sb, "other.test", 1, false, out, 4, &rcode);
+	CHECK(n == 0 && rcode == 3, "a name it may not reach is NXDOMAIN (n %d, rcode %d)", n, rcode);
+	policy_spec_t p = {.name = "p", .allow_hosts = LIST("other.test")};
+	sandbox_update(&g_eg, &sb, &p, 1, true);
+	expect_resolves(&sb, "other.test", IP_OTHER);
+	expect_connects(&sb, IP_OTHER, "a policy bound over the default");
+	sandbox_detach(&g_eg, &sb);
+}
+
+/* ---- lifecycle ---- */
+
+static void case_cleanup(void)
+{
+	start(NULL);
+	policy_spec_t p = {.name = "p", .allow_hosts = LIST("allowed.test"),
+			   .allow_cidrs = LIST("198.18.2.0/24"), .deny_cidrs = LIST("198.18.2.7/32")};
+	sandbox_t sb;
+	sandbox_attach(&g_eg, &sb, NULL, &p, 1, true);
+	char ifname[32];
+	host_ifname_of(sb.id, ifname);
+	CHECK(ifname[0], "no host interface carries the alias %s", sb.id);
+	expect_resolves(&sb, "allowed.test", IP_ALLOWED);
+	expect_dropped(&sb, IP_OTHER, "for a drop counter");
+	char id[64];
+	snprintf(id, sizeof id, "%s", sb.id);
+	sandbox_detach(&g_eg, &sb);
+	expect_no_trace(id, ifname);
+	const char *needles[] = {"\"egress.sandbox\"", id, "\"action\":\"detach\"", NULL};
+	char *line = audit_grep(1000, needles);
+	CHECK(line && !strstr(line, "\"dropped_packets\":0,"), "detach audit with its drops: %s",
+	      line ? line : "(none)");
+	free(line);
+	/* Detach is idempotent. */
+	hutch_err_t e = {0};
+	CHECK_OK(g_eg.ops->detach(g_eg.inst, id, &e), &e);
+	/* With no sandbox left, fini removes the table. */
+	egress_unload(&g_eg);
+	char *json = nft_table_json();
+	CHECK(json[0] == '\0', "the table outlived the plugin: %.300s", json);
+	free(json);
+}
+
+static void case_failed_attach(void)
+{
+	start("pool = \"10.200.0.0/29\"");
+	/* A /29 holds 5 sandboxes; the 6th is refused, and leaves nothing. */
+	sandbox_t sb[6];
+	for (int i = 0; i < 5; i++)
+		sandbox_attach(&g_eg, &sb[i], NULL, NULL, 0, false);
+	hutch_err_t e = {0};
+	int r = sandbox_attach_try(&g_eg, &sb[5], NULL, NULL, 0, false, &e);
+	expect_error(r, &e, ENOSPC, "pool is full");
+	sandbox_detach(&g_eg, &sb[4]);
+	/* A failure half-way (the table is gone, so the elements cannot be
+	 * added) undoes the namespace and the veth. */
+	host_sh("nft delete table inet hutch_egress");
+	e = (hutch_err_t){0};
+	r = sandbox_attach_try(&g_eg, &sb[5], NULL, NULL, 0, false, &e);
+	CHECK(r < 0 && strstr(e.message, "nftables"), "attach without a table: %d %s", r, e.message);
+	CHECK(host_links_named("hx6") == 0, "the failed attach left its veth");
+	char dir[512];
+	snprintf(dir, sizeof dir, "%s/run/plugins/net-egress/netns/%s", world_base(), sb[5].id);
+	CHECK(access(dir, F_OK) != 0, "the failed attach left its namespace");
+	/* The slot was given back: after a restart (which rebuilds the
+	 * table) the pool has room again. */
+	for (int i = 0; i < 4; i++)
+		sandbox_detach(&g_eg, &sb[i]);
+	egress_unload(&g_eg);
+	egress_load(&g_eg, "pool = \"10.200.0.0/29\"");
+	for (int i = 0; i < 5; i++)
+		sandbox_attach(&g_eg, &sb[i], NULL, NULL, 0, false);
+	for (int i = 0; i < 5; i++)
+		sandbox_detach(&g_eg, &sb[i]);
+	/* A second net-egress in the chain, or a netns from an earlier plugin. */
+	hutch_net_attach_t req = {.size = sizeof req, .sandbox_id = "x-1", .netns_path = "/proc/1/ns/net"};
+	hutch_net_attachment_t out = {.size = sizeof out};
+	e = (hutch_err_t){0};
+	r = g_eg.ops->attach(g_eg.inst, &req, &out, &e);
+	expect_error(r, &e, EINVAL, "first network plugin");
+	req.netns_path = NULL;
+	req.sandbox_id = "../etc";
+	e = (hutch_err_t){0};
+	r = g_eg.ops->attach(g_eg.inst, &req, &out, &e);
+	expect_error(r, &e, EINVAL, "cannot name a namespace");
+}
+
+static void case_restart(void)
+{
+	start(NULL);
+	policy_spec_t p = {.name = "p", .allow_hosts = LIST("allowed.test")};
+	sandbox_t kept, gone;
+	sandbox_attach(&g_eg, &kept, NULL, &p, 1, true);
+	sandbox_attach(&g_eg, &gone, NULL, &p, 1, true);
+	char kept_if[32], gone_if[32];
+	host_ifname_of(kept.id, kept_if);
+	host_ifname_of(gone.id, gone_if);
+	expect_resolves(&kept, "allowed.test", IP_ALLOWED);
+	/* hutchd goes down (fini without detach): the sandboxes stay confined. */
+	egress_unload(&g_eg);
+	expect_connects(&kept, IP_ALLOWED, "a learned address while hutchd is down");
+	expect_dropped(&kept, IP_OTHER, "the policy while hutchd is down");
+	/* It comes back: both are found; the core's gc says only one is live. */
+	egress_load(&g_eg, NULL);
+	const char *live[] = {kept.id};
+	hutch_err_t e = {0};
+	CHECK_OK(g_eg.ops->gc(g_eg.inst, live, 1, &e), &e);
+	expect_no_trace(gone.id, gone_if);
+	close(gone.nsfd);
+	expect_connects(&kept, IP_ALLOWED, "the learned address after the restart");
+	expect_dropped(&kept, IP_OTHER, "the policy after the restart");
+	expect_resolves(&kept, "allowed.test", IP_ALLOWED);
+	/* Its policy can still be changed, and it still detaches cleanly. */
+	sandbox_update(&g_eg, &kept, NULL, 0, true);
+	expect_dropped(&kept, IP_ALLOWED, "locked down after the restart");
+	/* Leftovers nobody knows (a crash before a state file): an interface
+	 * and a pinned namespace of ours. */
+	host_sh("ip link add hx200 type veth peer name hx200p");
+	char stray[512];
+	snprintf(stray, sizeof stray, "%s/run/plugins/net-egress/netns/stray", world_base());
+	int fd = open(stray, O_CREAT | O_WRONLY, 0444);
+	close(fd);
+	e = (hutch_err_t){0};
+	CHECK_OK(g_eg.ops->gc(g_eg.inst, live, 1, &e), &e);
+	CHECK(host_links_named("hx200") == 0, "gc left a stray interface");
+	CHECK(access(stray, F_OK) != 0, "gc left a stray namespace file");
+	char id[64];
+	snprintf(id, sizeof id, "%s", kept.id);
+	sandbox_detach(&g_eg, &kept);
+	expect_no_trace(id, kept_if);
+}
+
+/* ---- configuration ---- */
+
+typedef struct bad_config {
+	const char *text;
+	const char *needle;
+} bad_config_t;
+
+static void case_bad_config(void)
+{
+	world_setup(60);
+	static const bad_config_t bad[] = {
+		{"pool = \"10.200.0.0\"", "too small"},
+		{"pool = \"10.200.0.1/24\"", "host bits"},
+		{"pool = \"fd00::/64\"", "must be an IPv4 prefix"},
+		{"pool6 = \"fd00::/120\"", "at most /112"},
+		{"upstream_dns = [\"resolver.example\"]", "is not an IP address"},
+		{"upstream_dns = [\"10.200.0.9\"]", "inside the sandboxes' pool"},
+		{"interface_prefix = \"Bad-Name\"", "1-8 of [a-z0-9]"},
+		{"nft_table = \"no spaces\"", "1-32 of [a-z0-9_]"},
+		{"dns_port = 70000", "is not a port"},
+		{"ttl_min = \"2h\"", "ttl_min <= ttl_max"},
+		{"blocked_cidrs = [\"169.254.0.0/33\"]", "blocked_cidrs"},
+	};
+	/* Each is refused at init, with a message that says why. */
+	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+		hutch_err_t e = {0};
+		int r = egress_try_load(&g_eg, bad[i].text, &e);
+		CHECK(r < 0 && strstr(e.message, bad[i].needle), "config `%s`: got %d `%s`, want `%s`",
+		      bad[i].text, r, e.message, bad[i].needle);
+	}
+	/* Unknown keys and wrong types are the core's binding's to refuse. */
+	hutch_err_t e = {0};
+	CHECK(egress_try_load(&g_eg, "no_such_key = 1", &e) < 0 && strstr(e.message, "no_such_key"),
+	      "unknown key: %s", e.message);
+	/* Bad policies: refused by policy_validate with the field and value. */
+	egress_load(&g_eg, NULL);
+	const struct {
+		hutch_net_policy_t p;
+		const char *needle;
+	} bad_p[] = {
+		{{.size = sizeof(hutch_net_policy_t), .name = "a", .allowed_hostnames = LIST("*")},
+		 "would match every name"},
+		{{.size = sizeof(hutch_net_policy_t), .name = "b", .allowed_hostnames = LIST("a.*.com")},
+		 "`*` may only stand as the whole first label"},
+		{{.size = sizeof(hutch_net_policy_t), .name = "c", .denied_hostnames = LIST("10.0.0.1")},
+		 "is an address, not a hostname"},
+		{{.size = sizeof(hutch_net_policy_t), .name = "d", .allowed_cidrs = LIST("10.0.0.1/8")},
+		 "did you mean 10.0.0.0/8"},
+		{{.size = sizeof(hutch_net_policy_t), .name = "e", .denied_cidrs = LIST("2001:db8::/129")},
+		 "prefix length 129"},
+		{{.size = sizeof(hutch_net_policy_t), .name = "f", .allowed_hostnames = LIST("a..b")},
+		 "empty label"},
+	};
+	for (size_t i = 0; i < sizeof bad_p / sizeof bad_p[0]; i++) {
+		e = (hutch_err_t){0};
+		int r = g_eg.ops->policy_validate(g_eg.inst, &bad_p[i].p, &e);
+		CHECK(r == -EINVAL && strstr(e.message, bad_p[i].needle), "policy %s: `%s`, want `%s`",
+		      bad_p[i].p.name, e.message, bad_p[i].needle);
+		CHECK(strstr(e.message, bad_p[i].p.name), "the message names the policy: %s", e.message);
+	}
 }
 
 static const struct {
 	const char *name;
 	void (*fn)(void);
 } cases[] = {
-	{"smoke", case_smoke},
+	{"allowed_name", case_allowed_name},
+	{"wildcard", case_wildcard},
+	{"denied_silent", case_denied_silent},
+	{"literal_ip", case_literal_ip},
+	{"cname", case_cname},
+	{"changing_answer", case_changing_answer},
+	{"isolation", case_isolation},
+	{"udp", case_udp},
+	{"policy_update", case_policy_update},
+	{"default_deny", case_default_deny},
+	{"cleanup", case_cleanup},
+	{"failed_attach", case_failed_attach},
+	{"restart", case_restart},
+	{"bad_config", case_bad_config},
 };
 
 int main(int argc, char **argv)
@@ -39,6 +543,8 @@ int main(int argc, char **argv)
 		if (strcmp(cases[i].name, argv[1]) == 0) {
 			g_case = cases[i].name;
 			cases[i].fn();
+			if (g_eg.plugin)
+				egress_unload(&g_eg);
 			harness_cleanup();
 			fprintf(stderr, "PASS %s\n", g_case);
 			return 0;
