@@ -77,6 +77,9 @@ typedef struct eg_config {
 	int64_t counters_interval_ms;
 	bool manage_forwarding;
 	bool audit;
+	bool audit_drops;
+	int64_t audit_drops_rate;
+	int64_t nflog_group;
 } eg_config_t;
 
 /* ---- addr_pool.c ---- */
@@ -121,11 +124,19 @@ typedef struct eg_upstream {
 	char text[80];
 } eg_upstream_t;
 
-/* An address the resolver let a sandbox reach (or, denied, shunned). */
+/* Where a learned address sits in the kernel. */
+#define EG_WHERE_NONE 0       /* nowhere: answered for a name that was open or
+			       * unlisted; remembered for a later policy and
+			       * for naming drops in the audit */
+#define EG_WHERE_LEARNED 'l'  /* in learned4/6: answered for an allowed name */
+#define EG_WHERE_SHUNNED 's'  /* in shunned4/6: answered for a denied name */
+
+/* An address the resolver answered to a sandbox. At most one entry per
+ * (address, where) for LEARNED and SHUNNED, as each is one element. */
 typedef struct eg_learned {
 	uint8_t family;
 	uint8_t addr[16];
-	bool denied;        /* in the shunned set: answered for a denied name */
+	char where;         /* EG_WHERE_* */
 	int64_t expires_ms; /* CLOCK_MONOTONIC */
 	char *name;         /* the name asked; NULL: found in the kernel after
 			     * a restart, origin unknown */
@@ -149,8 +160,26 @@ typedef struct eg_sandbox {
 	eg_learned_t *learned;
 	size_t n_learned, cap_learned;
 	uint64_t dropped_packets; /* from its nft counter, so far */
-	unsigned dns_pending;     /* resolver thread only: queries in flight */
-	unsigned dns_conns;       /* resolver thread only: TCP connections */
+	/* Denied names kept resolved (dns_watch.c): rules_gen counts rule
+	 * changes, watch_gen is the one whose names were last looked up;
+	 * watch_cond is signalled when it moves. */
+	uint64_t rules_gen, watch_gen;
+	pthread_cond_t watch_cond;
+	/* resolver thread only */
+	unsigned dns_pending;     /* queries in flight */
+	unsigned dns_conns;       /* TCP connections */
+	uint64_t watch_round;     /* rules_gen of the round in flight or done */
+	unsigned watch_inflight;
+	bool watch_failed;
+	uint32_t watch_min_ttl;
+	int64_t watch_next_ms;    /* next refresh */
+	struct eg_recent_drop {
+		uint8_t family, proto;
+		uint8_t addr[16];
+		uint16_t port;
+		int64_t at_ms;
+	} recent[16];             /* drops audited lately (no repeats) */
+	unsigned recent_next;
 } eg_sandbox_t;
 
 typedef struct eg_instance {
@@ -206,9 +235,11 @@ void eg_state_remove(const eg_instance_t *in, const char *id);
 /* Loads every state file into the registry (init). */
 void eg_state_load_all(eg_instance_t *in);
 
+/* ---- learned.c ---- */
+
 /* Installs new rules on a running sandbox: the rules' elements and the
- * learned addresses they no longer allow, in one transaction. Takes
- * ownership of rules. */
+ * learned addresses moved to where the new rules put them, in one
+ * transaction. Takes ownership of rules. */
 int eg_sandbox_set_rules(eg_instance_t *in, eg_nfnl_t *nl, eg_sandbox_t *sb, eg_rules_t *rules,
 			 hutch_err_t *err);
 
@@ -217,8 +248,9 @@ typedef struct eg_learn_result {
 	eg_verdict_t verdict;
 	const eg_named_t *match;   /* the pattern that decided, or NULL */
 	const char *denied_via;    /* a CNAME target that is denied, or NULL */
-	char addr_verdict[DNS_MAX_ADDRS]; /* 'a' allowed, 'd' dropped by a deny or a
-					   * blocked range, 's' shunned, '-' untouched */
+	char addr_verdict[DNS_MAX_ADDRS]; /* 'a' allowed, 'd' dropped (a deny, a
+					   * blocked range, or a name not allowed),
+					   * 's' shunned (a denied name) */
 	char policies[256];
 } eg_learn_result_t;
 
@@ -232,6 +264,11 @@ int eg_sandbox_learn(eg_instance_t *in, eg_nfnl_t *nl, eg_sandbox_t *sb,
 		     hutch_err_t *err);
 /* The verdict for a question before it is forwarded. */
 eg_verdict_t eg_sandbox_verdict(eg_sandbox_t *sb, const char *name, bool plain);
+/* The name addr was last answered for to sb (free it), or NULL. */
+char *eg_learned_name(eg_sandbox_t *sb, int family, const uint8_t *addr);
+/* A new zeroed entry at the end of sb's table (sb locked). */
+eg_learned_t *eg_learned_append(eg_sandbox_t *sb);
+void eg_learned_free(eg_sandbox_t *sb);
 
 /* Is addr in one of the always-blocked ranges (pools, link-local,
  * metadata, configured blocked_cidrs)? */

@@ -377,8 +377,11 @@ static void sandbox_teardown(eg_instance_t *in, eg_sandbox_t *sb, bool exact)
 			if (sb->rules)
 				eg_sets_rules(in, &nl, sb, sb->rules, false);
 			for (size_t i = 0; i < sb->n_learned; i++)
-				eg_sets_learned(in, &nl, sb, sb->learned[i].family, sb->learned[i].addr,
-						sb->learned[i].denied, EG_ELEM_REMOVE, 0);
+				if (sb->learned[i].where != EG_WHERE_NONE)
+					eg_sets_learned(in, &nl, sb, sb->learned[i].family,
+							sb->learned[i].addr,
+							sb->learned[i].where == EG_WHERE_SHUNNED,
+							EG_ELEM_REMOVE, 0);
 			eg_sets_sandbox(in, &nl, sb, false);
 			r = eg_nfnl_commit(&nl, &e);
 			pthread_mutex_unlock(&sb->lock);

@@ -287,15 +287,10 @@ int eg_sets_recover_learned(eg_instance_t *in, eg_nfnl_t *nl, eg_sandbox_t *sb,
 		for (size_t i = 0; i < l.n; i++) {
 			if (l.v[i].key_len != IFNAMSIZ + alen)
 				continue;
-			if (sb->n_learned == sb->cap_learned) {
-				sb->cap_learned = sb->cap_learned ? sb->cap_learned * 2 : 16;
-				sb->learned = xrealloc(sb->learned, sb->cap_learned * sizeof *sb->learned);
-			}
-			eg_learned_t *e = &sb->learned[sb->n_learned++];
-			memset(e, 0, sizeof *e);
+			eg_learned_t *e = eg_learned_append(sb);
 			e->family = (uint8_t)sets[s].family;
 			memcpy(e->addr, l.v[i].key + IFNAMSIZ, alen);
-			e->denied = sets[s].denied;
+			e->where = sets[s].denied ? EG_WHERE_SHUNNED : EG_WHERE_LEARNED;
 			e->expires_ms = now + (int64_t)l.v[i].expires_ms;
 		}
 		pthread_mutex_unlock(&sb->lock);

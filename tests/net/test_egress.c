@@ -282,17 +282,23 @@ static void case_policy_update(void)
 	expect_dropped(&sb, IP_OTHER, "not allowed yet");
 	/* Open it (for setup)... */
 	sandbox_update(&g_eg, &sb, &open, 1, true);
+	expect_resolves(&sb, "other.test", IP_OTHER);
 	expect_connects(&sb, IP_OTHER, "after opening");
 	expect_connects(&sb, IP_NEVER, "after opening, any address");
 	/* ... and lock it down to nothing. */
 	sandbox_update(&g_eg, &sb, NULL, 0, true);
 	expect_dropped(&sb, IP_OTHER, "bound to no policy");
 	expect_dropped(&sb, IP_ALLOWED, "bound to no policy, an address learned before");
-	/* Back to the name: what was learned for it before is not kept (its
-	 * name was not allowed in between); a new lookup opens it again. */
+	/* A name allowed now gets what was answered for it before, while it
+	 * was open, without a new lookup; nothing else opens. */
+	policy_spec_t other = {.name = "other", .allow_hosts = LIST("other.test")};
+	sandbox_update(&g_eg, &sb, &other, 1, true);
+	expect_connects(&sb, IP_OTHER, "answered while open, allowed now");
+	expect_dropped(&sb, IP_NEVER, "an address no answer gave, after the setup");
+	expect_dropped(&sb, IP_ALLOWED, "answered for a name not allowed now");
 	sandbox_update(&g_eg, &sb, &names, 1, true);
-	expect_resolves(&sb, "allowed.test", IP_ALLOWED);
 	expect_connects(&sb, IP_ALLOWED, "allowed by name again");
+	expect_dropped(&sb, IP_OTHER, "its name is not allowed any more");
 	/* A change that drops one name keeps what another still allows. */
 	policy_spec_t two = {.name = "two", .allow_hosts = LIST("allowed.test", "a.allowed.test")};
 	sandbox_update(&g_eg, &sb, &two, 1, true);
