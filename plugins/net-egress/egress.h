@@ -321,6 +321,13 @@ int eg_sets_collect_counters(eg_instance_t *in, eg_nfnl_t *nl, hutch_err_t *err)
 int eg_nft_install(eg_instance_t *in, bool fresh, hutch_err_t *err);
 int eg_nft_remove(eg_instance_t *in, hutch_err_t *err);
 
+/* ---- conntrack.c ---- */
+
+/* Deletes every connection tracking entry whose original source is addr;
+ * *n_out (may be NULL) gets how many there were. */
+int eg_ct_forget(eg_nfnl_t *nl, int family, const uint8_t *addr, unsigned *n_out,
+		 hutch_err_t *err);
+
 /* ---- netns.c ---- */
 
 /* Makes a network namespace pinned at path (a bind mount, like `ip netns

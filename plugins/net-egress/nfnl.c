@@ -65,8 +65,8 @@ static void pad4(strbuf_t *b)
 		sb_append_n(b, zero, 4 - b->len % 4);
 }
 
-static size_t msg_start(strbuf_t *b, uint16_t type, uint16_t flags, uint32_t seq,
-			uint8_t family, uint16_t res_id)
+size_t eg_nl_msg_start(strbuf_t *b, uint16_t type, uint16_t flags, uint32_t seq, uint8_t family,
+		       uint16_t res_id)
 {
 	size_t off = b->len;
 	struct nlmsghdr h = {
@@ -85,13 +85,13 @@ static size_t msg_start(strbuf_t *b, uint16_t type, uint16_t flags, uint32_t seq
 	return off;
 }
 
-static void msg_end(strbuf_t *b, size_t off)
+void eg_nl_msg_end(strbuf_t *b, size_t off)
 {
 	struct nlmsghdr *h = (struct nlmsghdr *)(void *)(b->buf + off);
 	h->nlmsg_len = (uint32_t)(b->len - off);
 }
 
-static void attr_put(strbuf_t *b, uint16_t type, const void *data, size_t len)
+void eg_nl_attr_put(strbuf_t *b, uint16_t type, const void *data, size_t len)
 {
 	struct nlattr a = {.nla_len = (uint16_t)(NLA_HDRLEN + len), .nla_type = type};
 	sb_append_n(b, &a, sizeof a);
@@ -102,22 +102,22 @@ static void attr_put(strbuf_t *b, uint16_t type, const void *data, size_t len)
 
 static void attr_str(strbuf_t *b, uint16_t type, const char *s)
 {
-	attr_put(b, type, s, strlen(s) + 1);
+	eg_nl_attr_put(b, type, s, strlen(s) + 1);
 }
 
 static void attr_be32(strbuf_t *b, uint16_t type, uint32_t v)
 {
 	uint32_t be = htobe32(v);
-	attr_put(b, type, &be, sizeof be);
+	eg_nl_attr_put(b, type, &be, sizeof be);
 }
 
 static void attr_be64(strbuf_t *b, uint16_t type, uint64_t v)
 {
 	uint64_t be = htobe64(v);
-	attr_put(b, type, &be, sizeof be);
+	eg_nl_attr_put(b, type, &be, sizeof be);
 }
 
-static size_t nest_start(strbuf_t *b, uint16_t type)
+size_t eg_nl_nest_start(strbuf_t *b, uint16_t type)
 {
 	size_t off = b->len;
 	struct nlattr a = {.nla_len = 0, .nla_type = (uint16_t)(type | NLA_F_NESTED)};
@@ -125,7 +125,7 @@ static size_t nest_start(strbuf_t *b, uint16_t type)
 	return off;
 }
 
-static void nest_end(strbuf_t *b, size_t off)
+void eg_nl_nest_end(strbuf_t *b, size_t off)
 {
 	struct nlattr *a = (struct nlattr *)(void *)(b->buf + off);
 	a->nla_len = (uint16_t)(b->len - off);
@@ -136,9 +136,10 @@ void eg_nfnl_begin(eg_nfnl_t *n)
 	sb_reset(&n->batch);
 	n->n_msgs = 0;
 	n->last_msg = 0;
-	size_t off = msg_start(&n->batch, NFNL_MSG_BATCH_BEGIN, NLM_F_REQUEST, n->seq++, AF_UNSPEC,
+	n->first_seq = n->seq;
+	size_t off = eg_nl_msg_start(&n->batch, NFNL_MSG_BATCH_BEGIN, NLM_F_REQUEST, n->seq++, AF_UNSPEC,
 			       NFNL_SUBSYS_NFTABLES);
-	msg_end(&n->batch, off);
+	eg_nl_msg_end(&n->batch, off);
 }
 
 bool eg_nfnl_pending(const eg_nfnl_t *n)
@@ -151,27 +152,27 @@ static void elem_msg(eg_nfnl_t *n, bool add, const char *table, const char *set,
 {
 	strbuf_t *b = &n->batch;
 	uint16_t flags = NLM_F_REQUEST | (add ? NLM_F_CREATE : 0);
-	size_t off = msg_start(b, NFT_TYPE(add ? NFT_MSG_NEWSETELEM : NFT_MSG_DELSETELEM), flags,
+	size_t off = eg_nl_msg_start(b, NFT_TYPE(add ? NFT_MSG_NEWSETELEM : NFT_MSG_DELSETELEM), flags,
 			       n->seq++, NFPROTO_INET, 0);
 	attr_str(b, NFTA_SET_ELEM_LIST_TABLE, table);
 	attr_str(b, NFTA_SET_ELEM_LIST_SET, set);
-	size_t list = nest_start(b, NFTA_SET_ELEM_LIST_ELEMENTS);
-	size_t elem = nest_start(b, NFTA_LIST_ELEM);
-	size_t key = nest_start(b, NFTA_SET_ELEM_KEY);
-	attr_put(b, NFTA_DATA_VALUE, e->key, e->key_len);
-	nest_end(b, key);
+	size_t list = eg_nl_nest_start(b, NFTA_SET_ELEM_LIST_ELEMENTS);
+	size_t elem = eg_nl_nest_start(b, NFTA_LIST_ELEM);
+	size_t key = eg_nl_nest_start(b, NFTA_SET_ELEM_KEY);
+	eg_nl_attr_put(b, NFTA_DATA_VALUE, e->key, e->key_len);
+	eg_nl_nest_end(b, key);
 	if (e->key_end) {
-		size_t kend = nest_start(b, NFTA_SET_ELEM_KEY_END);
-		attr_put(b, NFTA_DATA_VALUE, e->key_end, e->key_end_len);
-		nest_end(b, kend);
+		size_t kend = eg_nl_nest_start(b, NFTA_SET_ELEM_KEY_END);
+		eg_nl_attr_put(b, NFTA_DATA_VALUE, e->key_end, e->key_end_len);
+		eg_nl_nest_end(b, kend);
 	}
 	if (add && e->timeout_ms)
 		attr_be64(b, NFTA_SET_ELEM_TIMEOUT, e->timeout_ms);
 	if (add && e->objref)
 		attr_str(b, NFTA_SET_ELEM_OBJREF, e->objref);
-	nest_end(b, elem);
-	nest_end(b, list);
-	msg_end(b, off);
+	eg_nl_nest_end(b, elem);
+	eg_nl_nest_end(b, list);
+	eg_nl_msg_end(b, off);
 	n->last_msg = off;
 	n->n_msgs++;
 }
@@ -202,18 +203,18 @@ static void counter_msg(eg_nfnl_t *n, bool add, const char *table, const char *n
 {
 	strbuf_t *b = &n->batch;
 	uint16_t flags = NLM_F_REQUEST | (add ? NLM_F_CREATE : 0);
-	size_t off = msg_start(b, NFT_TYPE(add ? NFT_MSG_NEWOBJ : NFT_MSG_DELOBJ), flags, n->seq++,
+	size_t off = eg_nl_msg_start(b, NFT_TYPE(add ? NFT_MSG_NEWOBJ : NFT_MSG_DELOBJ), flags, n->seq++,
 			       NFPROTO_INET, 0);
 	attr_str(b, NFTA_OBJ_TABLE, table);
 	attr_str(b, NFTA_OBJ_NAME, name);
 	attr_be32(b, NFTA_OBJ_TYPE, NFT_OBJECT_COUNTER);
 	if (add) {
-		size_t data = nest_start(b, NFTA_OBJ_DATA);
+		size_t data = eg_nl_nest_start(b, NFTA_OBJ_DATA);
 		attr_be64(b, NFTA_COUNTER_BYTES, 0);
 		attr_be64(b, NFTA_COUNTER_PACKETS, 0);
-		nest_end(b, data);
+		eg_nl_nest_end(b, data);
 	}
-	msg_end(b, off);
+	eg_nl_msg_end(b, off);
 	n->last_msg = off;
 	n->n_msgs++;
 }
@@ -276,10 +277,10 @@ int eg_nfnl_commit(eg_nfnl_t *n, hutch_err_t *err)
 	 * the kernel answers the whole batch before sendto returns. */
 	struct nlmsghdr *last = (struct nlmsghdr *)(void *)(n->batch.buf + n->last_msg);
 	last->nlmsg_flags |= NLM_F_ACK;
-	uint32_t last_seq = last->nlmsg_seq;
-	size_t off = msg_start(&n->batch, NFNL_MSG_BATCH_END, NLM_F_REQUEST, n->seq++, AF_UNSPEC,
+	uint32_t last_seq = last->nlmsg_seq, first_seq = n->first_seq;
+	size_t off = eg_nl_msg_start(&n->batch, NFNL_MSG_BATCH_END, NLM_F_REQUEST, n->seq++, AF_UNSPEC,
 			       NFNL_SUBSYS_NFTABLES);
-	msg_end(&n->batch, off);
+	eg_nl_msg_end(&n->batch, off);
 	int r = send_all(n->fd, n->batch.buf, n->batch.len, err);
 	unsigned n_msgs = n->n_msgs;
 	sb_reset(&n->batch);
@@ -310,7 +311,9 @@ int eg_nfnl_commit(eg_nfnl_t *n, hutch_err_t *err)
 		}
 		for (struct nlmsghdr *h = (struct nlmsghdr *)(void *)buf; NLMSG_OK(h, (size_t)got);
 		     h = NLMSG_NEXT(h, got)) {
-			if (h->nlmsg_type != NLMSG_ERROR)
+			/* Only this batch's answers: what an earlier, failed batch
+			 * left unread is not this one's error. */
+			if (h->nlmsg_type != NLMSG_ERROR || h->nlmsg_seq - first_seq > last_seq - first_seq)
 				continue;
 			const struct nlmsgerr *e = NLMSG_DATA(h);
 			if (e->error) {
@@ -333,7 +336,7 @@ int eg_nfnl_commit(eg_nfnl_t *n, hutch_err_t *err)
 
 /* ---- dumps ---- */
 
-static const struct nlattr *attr_find(const void *start, size_t len, uint16_t type)
+const struct nlattr *eg_nl_attr_find(const void *start, size_t len, uint16_t type)
 {
 	size_t off = 0;
 	while (off + NLA_HDRLEN <= len) {
@@ -367,12 +370,7 @@ static bool attr_be64_get(const struct nlattr *a, uint64_t *v)
 	return true;
 }
 
-typedef void (*dump_msg_cb)(void *data, const struct nlmsghdr *h, const void *attrs,
-			    size_t attrs_len);
-
-/* Sends the dump request in req and feeds each answer message to cb.
- * -EAGAIN when the dump was interrupted by a concurrent change. */
-static int dump_run(eg_nfnl_t *n, strbuf_t *req, dump_msg_cb cb, void *data, hutch_err_t *err)
+int eg_nfnl_dump(eg_nfnl_t *n, strbuf_t *req, eg_nfnl_msg_cb cb, void *data, hutch_err_t *err)
 {
 	uint32_t seq = ((struct nlmsghdr *)(void *)req->buf)->nlmsg_seq;
 	int r = send_all(n->fd, req->buf, req->len, err);
@@ -425,7 +423,7 @@ static void elem_dump_msg(void *data, const struct nlmsghdr *h, const void *attr
 	elem_dump_t *d = data;
 	if (h->nlmsg_type != NFT_TYPE(NFT_MSG_NEWSETELEM))
 		return;
-	const struct nlattr *list = attr_find(attrs, len, NFTA_SET_ELEM_LIST_ELEMENTS);
+	const struct nlattr *list = eg_nl_attr_find(attrs, len, NFTA_SET_ELEM_LIST_ELEMENTS);
 	if (!list)
 		return;
 	size_t off = 0, llen = attr_len(list);
@@ -434,14 +432,14 @@ static void elem_dump_msg(void *data, const struct nlmsghdr *h, const void *attr
 		const struct nlattr *el = (const struct nlattr *)(const void *)(base + off);
 		if (el->nla_len < NLA_HDRLEN || off + el->nla_len > llen)
 			break;
-		const struct nlattr *key = attr_find(attr_data(el), attr_len(el), NFTA_SET_ELEM_KEY);
-		const struct nlattr *kend = attr_find(attr_data(el), attr_len(el),
+		const struct nlattr *key = eg_nl_attr_find(attr_data(el), attr_len(el), NFTA_SET_ELEM_KEY);
+		const struct nlattr *kend = eg_nl_attr_find(attr_data(el), attr_len(el),
 						      NFTA_SET_ELEM_KEY_END);
-		const struct nlattr *exp = attr_find(attr_data(el), attr_len(el),
+		const struct nlattr *exp = eg_nl_attr_find(attr_data(el), attr_len(el),
 						     NFTA_SET_ELEM_EXPIRATION);
-		const struct nlattr *kv = key ? attr_find(attr_data(key), attr_len(key), NFTA_DATA_VALUE)
+		const struct nlattr *kv = key ? eg_nl_attr_find(attr_data(key), attr_len(key), NFTA_DATA_VALUE)
 					      : NULL;
-		const struct nlattr *kev = kend ? attr_find(attr_data(kend), attr_len(kend),
+		const struct nlattr *kev = kend ? eg_nl_attr_find(attr_data(kend), attr_len(kend),
 							    NFTA_DATA_VALUE)
 						: NULL;
 		uint64_t expires = 0;
@@ -459,12 +457,12 @@ int eg_nfnl_set_dump(eg_nfnl_t *n, const char *table, const char *set, eg_nfnl_e
 	elem_dump_t d = {cb, data};
 	for (int attempt = 0;; attempt++) {
 		_cleanup_sb_ strbuf_t req = STRBUF_INIT;
-		size_t off = msg_start(&req, NFT_TYPE(NFT_MSG_GETSETELEM), NLM_F_REQUEST | NLM_F_DUMP,
+		size_t off = eg_nl_msg_start(&req, NFT_TYPE(NFT_MSG_GETSETELEM), NLM_F_REQUEST | NLM_F_DUMP,
 				       n->seq++, NFPROTO_INET, 0);
 		attr_str(&req, NFTA_SET_ELEM_LIST_TABLE, table);
 		attr_str(&req, NFTA_SET_ELEM_LIST_SET, set);
-		msg_end(&req, off);
-		int r = dump_run(n, &req, elem_dump_msg, &d, err);
+		eg_nl_msg_end(&req, off);
+		int r = eg_nfnl_dump(n, &req, elem_dump_msg, &d, err);
 		if (r != -EAGAIN || attempt == 4)
 			return r == -EAGAIN ? hutch_err_set(err, EAGAIN, "set %s changed during every dump",
 							    set)
@@ -482,13 +480,13 @@ static void counter_dump_msg(void *data, const struct nlmsghdr *h, const void *a
 	counter_dump_t *d = data;
 	if (h->nlmsg_type != NFT_TYPE(NFT_MSG_NEWOBJ))
 		return;
-	const struct nlattr *name = attr_find(attrs, len, NFTA_OBJ_NAME);
-	const struct nlattr *obj = attr_find(attrs, len, NFTA_OBJ_DATA);
+	const struct nlattr *name = eg_nl_attr_find(attrs, len, NFTA_OBJ_NAME);
+	const struct nlattr *obj = eg_nl_attr_find(attrs, len, NFTA_OBJ_DATA);
 	if (!name || !obj || !memchr(attr_data(name), '\0', attr_len(name)))
 		return;
 	uint64_t packets = 0, bytes = 0;
-	attr_be64_get(attr_find(attr_data(obj), attr_len(obj), NFTA_COUNTER_PACKETS), &packets);
-	attr_be64_get(attr_find(attr_data(obj), attr_len(obj), NFTA_COUNTER_BYTES), &bytes);
+	attr_be64_get(eg_nl_attr_find(attr_data(obj), attr_len(obj), NFTA_COUNTER_PACKETS), &packets);
+	attr_be64_get(eg_nl_attr_find(attr_data(obj), attr_len(obj), NFTA_COUNTER_BYTES), &bytes);
 	d->cb(d->data, attr_data(name), packets, bytes);
 }
 
@@ -497,11 +495,11 @@ int eg_nfnl_counters_reset(eg_nfnl_t *n, const char *table, eg_nfnl_counter_cb c
 {
 	counter_dump_t d = {cb, data};
 	_cleanup_sb_ strbuf_t req = STRBUF_INIT;
-	size_t off = msg_start(&req, NFT_TYPE(NFT_MSG_GETOBJ_RESET), NLM_F_REQUEST | NLM_F_DUMP,
+	size_t off = eg_nl_msg_start(&req, NFT_TYPE(NFT_MSG_GETOBJ_RESET), NLM_F_REQUEST | NLM_F_DUMP,
 			       n->seq++, NFPROTO_INET, 0);
 	attr_str(&req, NFTA_OBJ_TABLE, table);
 	attr_be32(&req, NFTA_OBJ_TYPE, NFT_OBJECT_COUNTER);
-	msg_end(&req, off);
-	int r = dump_run(n, &req, counter_dump_msg, &d, err);
+	eg_nl_msg_end(&req, off);
+	int r = eg_nfnl_dump(n, &req, counter_dump_msg, &d, err);
 	return r == -EAGAIN ? 0 : r;
 }

@@ -36,6 +36,7 @@ typedef struct eg_nfnl {
 	strbuf_t batch;
 	unsigned n_msgs;     /* messages in the open batch, BEGIN excluded */
 	size_t last_msg;     /* offset of the last message (gets NLM_F_ACK) */
+	uint32_t first_seq;  /* the open batch's BEGIN */
 } eg_nfnl_t;
 
 typedef enum eg_elem_op {
@@ -74,6 +75,27 @@ typedef void (*eg_nfnl_elem_cb)(void *data, const uint8_t *key, size_t key_len,
 				const uint8_t *key_end, size_t key_end_len, uint64_t expires_ms);
 int eg_nfnl_set_dump(eg_nfnl_t *n, const char *table, const char *set, eg_nfnl_elem_cb cb,
 		     void *data, hutch_err_t *err);
+
+/* Sends the dump request in req (one message, NLM_F_DUMP) and feeds each
+ * answer message to cb with its attributes (after the nfgenmsg).
+ * -EAGAIN when the dump was interrupted by a concurrent change. */
+struct nlmsghdr;
+struct nlattr;
+typedef void (*eg_nfnl_msg_cb)(void *data, const struct nlmsghdr *h, const void *attrs,
+			       size_t attrs_len);
+int eg_nfnl_dump(eg_nfnl_t *n, strbuf_t *req, eg_nfnl_msg_cb cb, void *data, hutch_err_t *err);
+
+/* Message building, for the other netfilter subsystems (conntrack.c,
+ * nflog.c): a header with its nfgenmsg, attributes padded to 4 bytes,
+ * nests flagged NLA_F_NESTED. */
+size_t eg_nl_msg_start(strbuf_t *b, uint16_t type, uint16_t flags, uint32_t seq, uint8_t family,
+		       uint16_t res_id);
+void eg_nl_msg_end(strbuf_t *b, size_t off);
+void eg_nl_attr_put(strbuf_t *b, uint16_t type, const void *data, size_t len);
+size_t eg_nl_nest_start(strbuf_t *b, uint16_t type);
+void eg_nl_nest_end(strbuf_t *b, size_t off);
+/* The first attribute of type in [start, start + len), bounds-checked. */
+const struct nlattr *eg_nl_attr_find(const void *start, size_t len, uint16_t type);
 
 /* Reads and zeroes every counter object of table. */
 typedef void (*eg_nfnl_counter_cb)(void *data, const char *name, uint64_t packets,

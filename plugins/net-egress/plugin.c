@@ -362,6 +362,25 @@ static void plan_for(const eg_instance_t *in, const eg_sandbox_t *sb, eg_link_pl
 	memcpy(p->gw6, in->gw6, 16);
 }
 
+/* Forgets the connections tracked for addresses of slot (see
+ * conntrack.c). */
+static int addrs_forget(eg_instance_t *in, uint32_t slot, hutch_err_t *err)
+{
+	uint8_t a4[4], a6[16];
+	eg_pool_addr4(&in->pool, slot + 2, a4);
+	eg_nfnl_t nl;
+	int r = eg_nfnl_open(&nl, err);
+	if (r < 0)
+		return r;
+	r = eg_ct_forget(&nl, AF_INET, a4, NULL, err);
+	if (r == 0 && in->pool.has6) {
+		eg_pool_addr6(&in->pool, slot + 2, a6);
+		r = eg_ct_forget(&nl, AF_INET6, a6, NULL, err);
+	}
+	eg_nfnl_close(&nl);
+	return r;
+}
+
 /* Takes everything of sb out of the kernel and off disk. */
 static void sandbox_teardown(eg_instance_t *in, eg_sandbox_t *sb, bool exact)
 {
@@ -394,6 +413,9 @@ static void sandbox_teardown(eg_instance_t *in, eg_sandbox_t *sb, bool exact)
 		in->host->log(in->host, HUTCH_LOG_WARN, "sandbox %s: %s", sb->id, e.message);
 	}
 	if (eg_link_delete(sb->ifname, &e) < 0)
+		in->host->log(in->host, HUTCH_LOG_WARN, "sandbox %s: %s", sb->id, e.message);
+	/* No packet of it is on its way any more: its connections can go. */
+	if (addrs_forget(in, sb->slot, &e) < 0)
 		in->host->log(in->host, HUTCH_LOG_WARN, "sandbox %s: %s", sb->id, e.message);
 	if (eg_netns_remove(sb->netns_path, &e) < 0)
 		in->host->log(in->host, HUTCH_LOG_WARN, "sandbox %s: %s", sb->id, e.message);
@@ -465,6 +487,10 @@ static int egress_attach(void *instance, const hutch_net_attach_t *req_in,
 		goto undo;
 	}
 	eg_nfnl_close(&nl);
+	/* Whatever an earlier holder of the address left in the connection
+	 * table must not pass for this sandbox's: refuse rather than risk it. */
+	if ((r = addrs_forget(in, sb->slot, err)) < 0)
+		goto undo;
 	if ((r = eg_registry_add(in, sb, err)) < 0)
 		goto undo;
 
@@ -605,6 +631,9 @@ static int gc_orphans(eg_instance_t *in, hutch_err_t *err)
 	for (size_t i = 0; w.names && w.names[i]; i++) {
 		in->host->log(in->host, HUTCH_LOG_INFO, "removing leftover interface %s", w.names[i]);
 		if (eg_link_delete(w.names[i], &e) < 0)
+			r = hutch_err_set(err, e.code, "%s", e.message);
+		unsigned long host = strtoul(w.names[i] + strlen(in->prefix), NULL, 10);
+		if (addrs_forget(in, (uint32_t)(host - 2), &e) < 0)
 			r = hutch_err_set(err, e.code, "%s", e.message);
 	}
 	strv_free(w.names);

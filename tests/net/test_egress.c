@@ -457,6 +457,38 @@ static void case_restart(void)
 	expect_no_trace(id, kept_if);
 }
 
+/* A sandbox given the address of one that went must not inherit its
+ * connections: the next UDP datagram of the same flow would otherwise
+ * pass as "established", past the policy. */
+static void case_stale_conntrack(void)
+{
+	start("pool = \"10.200.0.0/29\"");
+	sandbox_t old, fill[4], heir;
+	sandbox_attach(&g_eg, &old, NULL, NULL, 0, false); /* unrestricted */
+	probe_t p = {.kind = PROBE_UDP, .addr = IP_OTHER, .port = 7, .timeout_ms = 2000,
+		     .src_port = 5555};
+	sandbox_probe(&old, &p);
+	CHECK(p.error == 0, "the first sandbox's flow: %s", strerror(p.error));
+	char addr[64];
+	snprintf(addr, sizeof addr, "%s", old.addr);
+	sandbox_detach(&g_eg, &old);
+	/* Slots go round: the next four take the other addresses, the fifth
+	 * gets the first one's again. */
+	for (int i = 0; i < 4; i++)
+		sandbox_attach(&g_eg, &fill[i], NULL, NULL, 0, false);
+	policy_spec_t names = {.name = "names", .allow_hosts = LIST("allowed.test")};
+	sandbox_attach(&g_eg, &heir, NULL, &names, 1, true);
+	CHECK(strcmp(heir.addr, addr) == 0, "the heir got %s, not %s", heir.addr, addr);
+	probe_t q = {.kind = PROBE_UDP, .addr = IP_OTHER, .port = 7, .timeout_ms = 1000,
+		     .src_port = 5555};
+	sandbox_probe(&heir, &q);
+	CHECK(q.error == ETIMEDOUT, "the old flow passed for the new sandbox: %s",
+	      q.error ? strerror(q.error) : "echoed");
+	for (int i = 0; i < 4; i++)
+		sandbox_detach(&g_eg, &fill[i]);
+	sandbox_detach(&g_eg, &heir);
+}
+
 /* ---- configuration ---- */
 
 typedef struct bad_config {
@@ -536,6 +568,7 @@ static const struct {
 	{"cleanup", case_cleanup},
 	{"failed_attach", case_failed_attach},
 	{"restart", case_restart},
+	{"stale_conntrack", case_stale_conntrack},
 	{"bad_config", case_bad_config},
 };
 
