@@ -3,12 +3,13 @@
  *
  * One "egress.dns" event per resolver decision: the sandbox, its tenant,
  * the name and type asked, the verdict on the name (allowed, denied,
- * unlisted, open), what the resolver did (forwarded, nxdomain, ...), the
+ * unlisted, open), what the resolver did (answered, nxdomain, ...), the
  * CNAME chain, and each answered address with what its packets will meet
- * (allowed or dropped). Dropped packets themselves are counted per
- * sandbox by nftables and reported when the sandbox detaches
- * ("egress.sandbox" events) and in the egress_dropped_packets_total
- * counter; they are not logged one by one.
+ * (allowed or dropped). One "egress.drop" event per dropped connection
+ * attempt (nflog.c): the destination, its name if one was answered for
+ * it, and why. Every dropped packet is counted per sandbox by nftables,
+ * reported when the sandbox detaches ("egress.sandbox" events) and in the
+ * egress_dropped_packets_total counter.
  */
 #include <arpa/inet.h>
 #include <stdio.h>
@@ -16,6 +17,7 @@
 
 #include "cleanup.h"
 #include "egress.h"
+#include "nflog_msg.h"
 
 static const char *addr_outcome(eg_verdict_t verdict, char mark)
 {
@@ -105,7 +107,7 @@ void eg_audit_sandbox(eg_instance_t *in, const eg_sandbox_t *sb, const char *eve
 	sb_printf(&b, ",\"dropped_packets\":%llu", (unsigned long long)sb->dropped_packets);
 	if (sb->rules) {
 		sb_append(&b, ",\"policies\":");
-		sb_json_str(&b, sb->rules->is_default ? "(default)" : sb->rules->policies);
+		sb_json_str(&b, eg_rules_label(sb->rules));
 		sb_printf(&b, ",\"allow_all\":%s", sb->rules->allow_all ? "true" : "false");
 	}
 	in->host->audit(in->host, "egress.sandbox", b.buf);
@@ -121,4 +123,73 @@ void eg_metric_query(eg_instance_t *in, const char *verdict)
 void eg_metric(eg_instance_t *in, const char *name, double delta)
 {
 	in->host->metric_add(in->host, name, NULL, delta);
+}
+
+const char *eg_drop_reason_name(eg_drop_reason_t r)
+{
+	switch (r) {
+	case EG_DROP_SPOOFED: return "spoofed_source";
+	case EG_DROP_HOST: return "host";
+	case EG_DROP_DNS: return "dns_not_via_resolver";
+	case EG_DROP_BLOCKED: return "blocked";
+	case EG_DROP_DENIED: return "denied";
+	case EG_DROP_NOT_ALLOWED: return "not_allowed";
+	case EG_DROP_INVALID: return "invalid";
+	default: return "unknown";
+	}
+}
+
+void eg_audit_drop(eg_instance_t *in, eg_sandbox_t *sb, eg_drop_reason_t reason,
+		   const eg_pkt_t *p)
+{
+	char labels[64];
+	snprintf(labels, sizeof labels, "reason=%s", eg_drop_reason_name(reason));
+	in->host->metric_add(in->host, "egress_audited_drops_total", labels, 1);
+	if (!in->host->audit)
+		return;
+	_cleanup_sb_ strbuf_t b = STRBUF_INIT;
+	char ip[INET6_ADDRSTRLEN], proto[16];
+	sb_append(&b, "\"sandbox\":");
+	sb_json_str(&b, sb->id);
+	sb_append(&b, ",\"tenant\":");
+	sb_json_str(&b, sb->tenant);
+	sb_append(&b, ",\"verdict\":\"dropped\",\"reason\":");
+	sb_json_str(&b, eg_drop_reason_name(reason));
+	sb_append(&b, ",\"protocol\":");
+	sb_json_str(&b, eg_proto_name(p->proto, proto, sizeof proto));
+	inet_ntop(p->family, p->dst, ip, sizeof ip);
+	sb_append(&b, ",\"address\":");
+	sb_json_str(&b, ip);
+	if (p->has_ports)
+		sb_printf(&b, ",\"port\":%u", p->dport);
+	if (p->has_icmp)
+		sb_printf(&b, ",\"icmp_type\":%u", p->icmp_type);
+	if (reason == EG_DROP_SPOOFED) {
+		inet_ntop(p->family, p->src, ip, sizeof ip);
+		sb_append(&b, ",\"source_address\":");
+		sb_json_str(&b, ip);
+	}
+	if (reason == EG_DROP_BLOCKED) {
+		for (size_t i = 0; i < in->n_blocked; i++) {
+			if (!eg_cidr_contains(&in->blocked[i], p->family, p->dst))
+				continue;
+			char c[64];
+			eg_cidr_format(&in->blocked[i], c, sizeof c);
+			sb_append(&b, ",\"range\":");
+			sb_json_str(&b, c);
+			break;
+		}
+	}
+	_cleanup_free_ char *name = eg_learned_name(sb, p->family, p->dst);
+	if (name) {
+		sb_append(&b, ",\"name\":");
+		sb_json_str(&b, name);
+	}
+	pthread_mutex_lock(&sb->lock);
+	if (sb->rules) {
+		sb_append(&b, ",\"policies\":");
+		sb_json_str(&b, eg_rules_label(sb->rules));
+	}
+	pthread_mutex_unlock(&sb->lock);
+	in->host->audit(in->host, "egress.drop", b.buf);
 }

@@ -104,6 +104,8 @@ struct eg_dns {
 	uv_tcp_t tcp[2];
 	int n_servers;
 	uv_timer_t counters;
+	uv_poll_t nflog;     /* dropped packets, when audited */
+	bool has_nflog;
 	eg_nfnl_t nl;
 	query_t *queries;
 	unsigned n_queries;
@@ -710,6 +712,15 @@ static void on_counters(uv_timer_t *t)
 		log_msg(dns, HUTCH_LOG_DEBUG, "drop counters: %s", err.message);
 }
 
+/* ---- dropped packets ---- */
+
+static void on_nflog(uv_poll_t *p, int status, int events)
+{
+	eg_dns_t *dns = p->data;
+	if (status == 0 && (events & UV_READABLE))
+		eg_nflog_read(dns->in, dns->in->nflog_fd);
+}
+
 /* ---- the thread ---- */
 
 static void close_walk(uv_handle_t *h, void *arg)
@@ -731,6 +742,8 @@ static void on_stop(uv_async_t *a)
 		uv_close((uv_handle_t *)&dns->tcp[i], NULL);
 	}
 	uv_close((uv_handle_t *)&dns->counters, NULL);
+	if (dns->has_nflog)
+		uv_close((uv_handle_t *)&dns->nflog, NULL);
 	uv_close((uv_handle_t *)&dns->stop, NULL);
 }
 
@@ -847,6 +860,12 @@ int eg_dns_start(eg_instance_t *in, eg_dns_t **out, hutch_err_t *err)
 		uv_timer_start(&dns->counters, on_counters, (uint64_t)in->cfg->counters_interval_ms,
 			       (uint64_t)in->cfg->counters_interval_ms);
 	uv_unref((uv_handle_t *)&dns->counters);
+	if (in->nflog_fd >= 0) {
+		uv_poll_init(&dns->loop, &dns->nflog, in->nflog_fd);
+		dns->nflog.data = dns;
+		uv_poll_start(&dns->nflog, UV_READABLE, on_nflog);
+		dns->has_nflog = true;
+	}
 	if ((r = pthread_create(&dns->thread, NULL, dns_thread, dns)) != 0) {
 		r = hutch_err_sys(err, r, "resolver thread");
 		uv_walk(&dns->loop, close_walk, NULL);

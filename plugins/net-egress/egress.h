@@ -191,11 +191,13 @@ typedef struct eg_instance {
 	uint8_t gw4[4];
 	uint8_t gw6[16];
 	bool default_allow;
+	bool audit_drops;    /* audit and audit_drops */
 	eg_cidr_t *blocked;  /* normalized: config + always-blocked ranges */
 	size_t n_blocked;
 	eg_upstream_t *upstreams;
 	size_t n_upstreams;
 	int host_netns_fd;
+	int nflog_fd;        /* -1 without drop audit */
 	char *netns_dir;     /* <run_dir>/netns */
 	char *state_dir;     /* <run_dir>/sandboxes */
 	pthread_mutex_t lock; /* the registry */
@@ -288,6 +290,7 @@ bool eg_blocked(const eg_instance_t *in, int family, const uint8_t *addr);
 #define EG_SET_SHUNNED4 "shunned4"
 #define EG_SET_SHUNNED6 "shunned6"
 #define EG_MAP_COUNTERS "drop_counters"
+#define EG_SET_AUDIT_RATE "audit_rate"
 
 /* Queues the elements that tie sb's interface to it (its source
  * addresses, its drop counter) in nl's open batch. */
@@ -314,6 +317,25 @@ int eg_sets_recover_learned(eg_instance_t *in, eg_nfnl_t *nl, eg_sandbox_t *sb,
 int eg_sets_collect_counters(eg_instance_t *in, eg_nfnl_t *nl, hutch_err_t *err);
 
 /* ---- nft.c ---- */
+
+/* Why a sandbox's packet was dropped: the rule that dropped it marks it
+ * EG_DROP_MARK(reason) for the audit. */
+typedef enum eg_drop_reason {
+	EG_DROP_UNKNOWN = 0,
+	EG_DROP_SPOOFED = 1,     /* a source address not the sandbox's */
+	EG_DROP_HOST = 2,        /* the host itself, but for the resolver */
+	EG_DROP_DNS = 3,         /* DNS or DNS over TLS to another server */
+	EG_DROP_BLOCKED = 4,     /* always blocked: other sandboxes, link-local,
+				  * metadata, blocked_cidrs */
+	EG_DROP_DENIED = 5,      /* a denied prefix, or answered for a denied name */
+	EG_DROP_NOT_ALLOWED = 6, /* allowed by nothing */
+	EG_DROP_INVALID = 7,     /* not part of any connection */
+	EG_DROP_REASONS
+} eg_drop_reason_t;
+#define EG_DROP_MARK_TAG 0x68650000u /* "he" */
+#define EG_DROP_MARK(r) (EG_DROP_MARK_TAG | (unsigned)(r))
+const char *eg_drop_reason_name(eg_drop_reason_t r);
+
 
 /* Writes the table's structure. fresh: delete and recreate it (no
  * sandbox survives from before); else keep the sets' elements and replace
@@ -377,6 +399,16 @@ void eg_audit_dns(eg_instance_t *in, const eg_sandbox_t *sb, const dns_question_
 		  eg_verdict_t verdict, const eg_learn_result_t *res, const dns_answer_t *a,
 		  const char *outcome);
 void eg_audit_sandbox(eg_instance_t *in, const eg_sandbox_t *sb, const char *event);
+struct eg_pkt;
+void eg_audit_drop(eg_instance_t *in, eg_sandbox_t *sb, eg_drop_reason_t reason,
+		   const struct eg_pkt *p);
+
+/* ---- nflog.c ---- */
+
+/* Binds NFLOG group for dropped packets; a non-blocking socket. */
+int eg_nflog_open(uint16_t group, int *fd_out, hutch_err_t *err);
+/* Reads what is there and audits it (resolver thread). */
+void eg_nflog_read(eg_instance_t *in, int fd);
 void eg_metric_query(eg_instance_t *in, const char *verdict);
 void eg_metric(eg_instance_t *in, const char *name, double delta);
 

@@ -150,7 +150,7 @@ int eg_sandbox_learn(eg_instance_t *in, eg_nfnl_t *nl, eg_sandbox_t *sb,
 		return hutch_err_set(err, ENOENT, "sandbox %s was detached", sb->id);
 	}
 	const eg_rules_t *r = sb->rules;
-	snprintf(res->policies, sizeof res->policies, "%s", r->is_default ? "(default)" : r->policies);
+	snprintf(res->policies, sizeof res->policies, "%s", eg_rules_label(r));
 	const char *via[DNS_MAX_CHAIN];
 	size_t n_via = 0;
 	for (size_t i = 1; i < a->n_chain; i++)

@@ -10,6 +10,8 @@
  * host end's alias is the sandbox id, so leftovers can be told apart.
  */
 #include <errno.h>
+#include <fcntl.h>
+#include <unistd.h>
 #include <linux/if_addr.h>
 #include <linux/rtnetlink.h>
 #include <netlink/netlink.h>
@@ -182,6 +184,17 @@ int eg_link_inside(const eg_link_plan_t *p, hutch_err_t *err)
 	/* A new namespace's loopback is index 1, and down. */
 	if ((r = link_up(s, 1, "lo", NULL, err)) < 0)
 		return r;
+	/* Without an IPv6 pool, eth0 (and the host end, made here too) has no
+	 * IPv6 at all: no link-local chatter to filter. /proc/sys/net is this
+	 * thread's namespace's. */
+	if (!p->has6) {
+		int fd = open("/proc/sys/net/ipv6/conf/default/disable_ipv6", O_WRONLY | O_CLOEXEC);
+		bool ok = fd >= 0 && write(fd, "1\n", 2) == 2;
+		if (fd >= 0)
+			close(fd);
+		if (!ok && errno != ENOENT) /* ENOENT: a kernel without IPv6 */
+			return hutch_err_sys(err, errno, "turn IPv6 off for eth0");
+	}
 
 	struct rtnl_link *veth = rtnl_link_veth_alloc();
 	if (!veth)

@@ -5,7 +5,8 @@
  * elements keyed by its host interface's name (sets.c). The packet path:
  *
  *   prerouting  (priority raw) from a sandbox interface: a source address
- *               that is not the sandbox's own (src4/src6) is dropped, so
+ *               that is not the sandbox's own (src4/src6) is dropped; from
+ *               any other interface, a source in the pools is dropped; so
  *               the resolver can trust a query's source address.
  *   input       from a sandbox interface: only DNS to the gateway
  *               address (and IPv6 neighbour discovery); the host's other
@@ -22,9 +23,11 @@
  *               pass: nothing opens a connection into a sandbox.
  *   postrouting masquerade of the pools toward the uplink, if nat is on.
  *
- * Every drop goes through sandbox_drop, which counts it in the sandbox's
- * counter (drop_counters maps interface to counter) and drops silently:
- * no RST, no ICMP, so a sandbox sees a timeout and learns nothing of the
+ * Every drop of a sandbox's packet goes through sandbox_drop, which counts
+ * it in the sandbox's counter (drop_counters maps interface to counter),
+ * hands the first few per second and sandbox to the audit through NFLOG
+ * (the reason in the packet's mark, see nflog.c), and drops silently: no
+ * RST, no ICMP, so a sandbox sees a timeout and learns nothing of the
  * policy.
  */
 #include <arpa/inet.h>
@@ -101,6 +104,9 @@ static void ruleset(const eg_instance_t *in, bool fresh, strbuf_t *b)
 			  sets[i].flags ? ";" : "");
 	sb_printf(b, "add map inet %s %s { type ifname : counter; }\n", t, EG_MAP_COUNTERS);
 	sb_printf(b,
+		  "add set inet %s %s { type ifname; flags dynamic,timeout; timeout 1m; size 65536; }\n",
+		  t, EG_SET_AUDIT_RATE);
+	sb_printf(b,
 		  "add chain inet %s prerouting { type filter hook prerouting priority raw; policy accept; }\n"
 		  "add chain inet %s input { type filter hook input priority filter; policy accept; }\n"
 		  "add chain inet %s forward { type filter hook forward priority filter; policy accept; }\n"
@@ -115,11 +121,27 @@ static void ruleset(const eg_instance_t *in, bool fresh, strbuf_t *b)
 	element_cmd(b, t, "blocked4", in->blocked, in->n_blocked, AF_INET);
 	element_cmd(b, t, "blocked6", in->blocked, in->n_blocked, AF_INET6);
 
-	/* prerouting: a sandbox speaks only from its own addresses. */
+	/* Each drop says why in the packet's mark, for the audit (nflog.c);
+	 * the packet is dropped right after, so the mark goes nowhere else. */
+	char why[EG_DROP_REASONS][40];
+	for (int r = 0; r < EG_DROP_REASONS; r++) {
+		if (in->audit_drops && r)
+			snprintf(why[r], sizeof why[r], "meta mark set 0x%08x ", EG_DROP_MARK(r));
+		else
+			why[r][0] = '\0';
+	}
+	/* prerouting: a sandbox speaks only from its own addresses, and only a
+	 * sandbox speaks from a sandbox's address (the resolver trusts a
+	 * query's source). */
 	sb_printf(b,
-		  "add rule inet %s prerouting iifname %s meta nfproto ipv4 iifname . ip saddr != @%s goto sandbox_drop\n"
-		  "add rule inet %s prerouting iifname %s meta nfproto ipv6 ip6 saddr != fe80::/10 iifname . ip6 saddr != @%s goto sandbox_drop\n",
-		  t, ifs, EG_SET_SRC4, t, ifs, EG_SET_SRC6);
+		  "add rule inet %s prerouting iifname %s meta nfproto ipv4 iifname . ip saddr != @%s %sgoto sandbox_drop\n"
+		  "add rule inet %s prerouting iifname %s meta nfproto ipv6 ip6 saddr != { ::, fe80::/10 } iifname . ip6 saddr != @%s %sgoto sandbox_drop\n"
+		  "add rule inet %s prerouting iifname != %s ip saddr %s ip saddr != %s drop\n",
+		  t, ifs, EG_SET_SRC4, why[EG_DROP_SPOOFED], t, ifs, EG_SET_SRC6,
+		  why[EG_DROP_SPOOFED], t, ifs, pool4, gw4);
+	if (in->pool.has6)
+		sb_printf(b, "add rule inet %s prerouting iifname != %s ip6 saddr %s ip6 saddr != %s drop\n",
+			  t, ifs, pool6, gw6);
 	/* input: the resolver on the gateway, nothing else of the host. */
 	sb_printf(b, "add rule inet %s input iifname %s goto sandbox_input\n", t, ifs);
 	sb_printf(b, "add rule inet %s sandbox_input ct state established,related accept\n", t);
@@ -130,41 +152,51 @@ static void ruleset(const eg_instance_t *in, bool fresh, strbuf_t *b)
 		sb_printf(b,
 			  "add rule inet %s sandbox_input ip6 daddr %s meta l4proto { tcp, udp } th dport %d accept\n",
 			  t, gw6, (int)c->dns_port);
+	/* IPv6 needs neighbour discovery with the gateway; its multicast
+	 * listener reports and router solicitations go nowhere, unaudited. */
 	sb_printf(b,
 		  "add rule inet %s sandbox_input icmpv6 type { nd-neighbor-solicit, nd-neighbor-advert } accept\n"
-		  "add rule inet %s sandbox_input goto sandbox_drop\n",
-		  t, t);
-	/* forward */
+		  "add rule inet %s sandbox_input icmpv6 type { mld-listener-report, mld2-listener-report, mld-listener-done, nd-router-solicit } drop\n"
+		  "add rule inet %s sandbox_input %sgoto sandbox_drop\n",
+		  t, t, t, why[EG_DROP_HOST]);
+	/* forward; nothing opens a connection into a sandbox. */
 	sb_printf(b,
 		  "add rule inet %s forward iifname %s goto sandbox_egress\n"
 		  "add rule inet %s forward oifname %s ct state established,related accept\n"
-		  "add rule inet %s forward oifname %s goto sandbox_drop\n",
+		  "add rule inet %s forward oifname %s drop\n",
 		  t, ifs, t, ifs, t, ifs);
 	sb_printf(b,
 		  "add rule inet %s sandbox_egress ct state established,related accept\n"
-		  "add rule inet %s sandbox_egress ct state invalid goto sandbox_drop\n"
-		  "add rule inet %s sandbox_egress meta l4proto { tcp, udp } th dport { 53, 853 } goto sandbox_drop\n"
-		  "add rule inet %s sandbox_egress ip daddr @blocked4 goto sandbox_drop\n"
-		  "add rule inet %s sandbox_egress ip6 daddr @blocked6 goto sandbox_drop\n"
-		  "add rule inet %s sandbox_egress iifname . ip daddr @%s goto sandbox_drop\n"
-		  "add rule inet %s sandbox_egress iifname . ip6 daddr @%s goto sandbox_drop\n"
-		  "add rule inet %s sandbox_egress iifname . ip daddr @%s goto sandbox_drop\n"
-		  "add rule inet %s sandbox_egress iifname . ip6 daddr @%s goto sandbox_drop\n"
-		  "add rule inet %s sandbox_egress iifname @%s accept\n"
-		  "add rule inet %s sandbox_egress iifname . ip daddr @%s accept\n"
-		  "add rule inet %s sandbox_egress iifname . ip6 daddr @%s accept\n"
-		  "add rule inet %s sandbox_egress iifname . ip daddr @%s accept\n"
-		  "add rule inet %s sandbox_egress iifname . ip6 daddr @%s accept\n"
-		  "add rule inet %s sandbox_egress goto sandbox_drop\n",
-		  t, t, t, t, t, t, EG_SET_DENY4, t, EG_SET_DENY6, t, EG_SET_SHUNNED4, t,
-		  EG_SET_SHUNNED6, t, EG_SET_OPEN, t, EG_SET_ALLOW4, t, EG_SET_ALLOW6, t,
-		  EG_SET_LEARNED4, t, EG_SET_LEARNED6, t);
-	/* The per-sandbox counter; a packet whose interface has none (not a
-	 * sandbox's, or inbound) skips it and is dropped all the same. */
-	sb_printf(b,
-		  "add rule inet %s sandbox_drop counter name iifname map @%s\n"
-		  "add rule inet %s sandbox_drop drop\n",
-		  t, EG_MAP_COUNTERS, t);
+		  "add rule inet %s sandbox_egress ct state invalid %sgoto sandbox_drop\n"
+		  "add rule inet %s sandbox_egress meta l4proto { tcp, udp } th dport { 53, 853 } %sgoto sandbox_drop\n"
+		  "add rule inet %s sandbox_egress ip daddr @blocked4 %sgoto sandbox_drop\n"
+		  "add rule inet %s sandbox_egress ip6 daddr @blocked6 %sgoto sandbox_drop\n",
+		  t, t, why[EG_DROP_INVALID], t, why[EG_DROP_DNS], t, why[EG_DROP_BLOCKED], t,
+		  why[EG_DROP_BLOCKED]);
+	static const char *const deny_sets[] = {EG_SET_DENY4, EG_SET_DENY6, EG_SET_SHUNNED4,
+						EG_SET_SHUNNED6};
+	for (size_t i = 0; i < ARRAY_SIZE(deny_sets); i++)
+		sb_printf(b, "add rule inet %s sandbox_egress iifname . %s daddr @%s %sgoto sandbox_drop\n",
+			  t, i % 2 ? "ip6" : "ip", deny_sets[i], why[EG_DROP_DENIED]);
+	sb_printf(b, "add rule inet %s sandbox_egress iifname @%s accept\n", t, EG_SET_OPEN);
+	static const char *const allow_sets[] = {EG_SET_ALLOW4, EG_SET_ALLOW6, EG_SET_LEARNED4,
+						 EG_SET_LEARNED6};
+	for (size_t i = 0; i < ARRAY_SIZE(allow_sets); i++)
+		sb_printf(b, "add rule inet %s sandbox_egress iifname . %s daddr @%s accept\n", t,
+			  i % 2 ? "ip6" : "ip", allow_sets[i]);
+	sb_printf(b, "add rule inet %s sandbox_egress %sgoto sandbox_drop\n", t,
+		  why[EG_DROP_NOT_ALLOWED]);
+	/* Every packet a sandbox sent that is dropped is counted in its
+	 * counter; the first few per second of each sandbox are also sent to
+	 * the audit (nflog.c), which names them. */
+	sb_printf(b, "add rule inet %s sandbox_drop counter name iifname map @%s\n", t,
+		  EG_MAP_COUNTERS);
+	if (in->audit_drops)
+		sb_printf(b,
+			  "add rule inet %s sandbox_drop update @%s { iifname limit rate %lld/second burst %lld packets } log group %d\n",
+			  t, EG_SET_AUDIT_RATE, (long long)c->audit_drops_rate,
+			  (long long)c->audit_drops_rate * 2, (int)c->nflog_group);
+	sb_printf(b, "add rule inet %s sandbox_drop drop\n", t);
 	if (c->nat) {
 		bool autolink = !c->uplink || !*c->uplink || strcmp(c->uplink, "auto") == 0;
 		_cleanup_free_ char *out = autolink ? xasprintf("oifname != %s", ifs)

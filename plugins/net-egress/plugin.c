@@ -63,6 +63,12 @@ static const hutch_config_field_t config_fields[] = {
 	  "turn on net.ipv4.ip_forward (and IPv6 forwarding with pool6) at start"),
 	F(HUTCH_CONFIG_BOOL, "audit", "true", audit,
 	  "write an audit event for every resolver decision and sandbox attach/detach/policy change"),
+	F(HUTCH_CONFIG_BOOL, "audit_drops", "true", audit_drops,
+	  "also write an audit event for dropped packets (a connection attempt's first packet; needs audit)"),
+	F(HUTCH_CONFIG_INT, "audit_drops_rate", "20", audit_drops_rate,
+	  "at most this many dropped packets per second and sandbox reach the audit (all are counted)"),
+	F(HUTCH_CONFIG_INT, "nflog_group", "6567", nflog_group,
+	  "the NFLOG group dropped packets are sent to the audit on (unique per host network namespace)"),
 	{0},
 };
 
@@ -226,6 +232,8 @@ static void instance_free(eg_instance_t *in)
 	free(in->by_slot);
 	if (in->host_netns_fd >= 0)
 		close(in->host_netns_fd);
+	if (in->nflog_fd >= 0)
+		close(in->nflog_fd);
 	eg_pool_fini(&in->pool);
 	free(in->blocked);
 	free(in->upstreams);
@@ -247,8 +255,10 @@ static int egress_init(const hutch_host_t *host, const void *config, void **inst
 	in->host = host;
 	in->cfg = c;
 	in->host_netns_fd = -1;
+	in->nflog_fd = -1;
 	pthread_mutex_init(&in->lock, NULL);
 	int r;
+	bool installed = false;
 	if (!name_ok(c->interface_prefix, 8, false)) {
 		r = hutch_err_set(err, EINVAL, "interface_prefix `%s`: 1-8 of [a-z0-9]",
 				  c->interface_prefix ? c->interface_prefix : "");
@@ -263,6 +273,12 @@ static int egress_init(const hutch_host_t *host, const void *config, void **inst
 		r = hutch_err_set(err, EINVAL, "dns_port %lld is not a port", (long long)c->dns_port);
 		goto fail;
 	}
+	if (c->audit_drops && (c->nflog_group < 0 || c->nflog_group > 65535 ||
+			       c->audit_drops_rate < 1 || c->audit_drops_rate > 100000)) {
+		r = hutch_err_set(err, EINVAL,
+				  "nflog_group must be 0-65535 and audit_drops_rate 1-100000");
+		goto fail;
+	}
 	if (c->upstream_timeout_ms <= 0 || c->ttl_min_ms < 0 || c->ttl_max_ms < c->ttl_min_ms) {
 		r = hutch_err_set(err, EINVAL,
 				  "upstream_timeout must be positive and ttl_min <= ttl_max");
@@ -271,6 +287,7 @@ static int egress_init(const hutch_host_t *host, const void *config, void **inst
 	snprintf(in->prefix, sizeof in->prefix, "%s", c->interface_prefix);
 	snprintf(in->table, sizeof in->table, "%s", c->nft_table);
 	in->default_allow = strcmp(c->default_egress, "allow") == 0;
+	in->audit_drops = c->audit && c->audit_drops;
 	if ((r = eg_pool_init(&in->pool, c->pool, c->pool6, err)) < 0)
 		goto fail;
 	eg_pool_addr4(&in->pool, 1, in->gw4);
@@ -296,8 +313,14 @@ static int egress_init(const hutch_host_t *host, const void *config, void **inst
 	/* Sandboxes that kept running while hutchd restarted keep their
 	 * elements: the table is rebuilt from scratch only without them. */
 	eg_state_load_all(in);
+	if (in->audit_drops &&
+	    (r = eg_nflog_open((uint16_t)c->nflog_group, &in->nflog_fd, err)) < 0) {
+		hutch_err_prefix(err, "audit of dropped packets (audit_drops)");
+		goto fail;
+	}
 	if ((r = eg_nft_install(in, in->n_sandboxes == 0, err)) < 0)
 		goto fail;
+	installed = true;
 	hutch_err_t e = {0};
 	if (gc_orphans(in, &e) < 0)
 		host->log(host, HUTCH_LOG_WARN, "leftovers: %s", e.message);
@@ -312,6 +335,10 @@ static int egress_init(const hutch_host_t *host, const void *config, void **inst
 	*instance = in;
 	return 0;
 fail:
+	if (installed && in->n_sandboxes == 0) {
+		hutch_err_t e2 = {0};
+		eg_nft_remove(in, &e2);
+	}
 	instance_free(in);
 	return r;
 }
@@ -712,13 +739,9 @@ static void egress_capabilities(void *instance, hutch_kv_cb emit, void *data)
 	emit(data, "default_egress", in->cfg->default_egress);
 	emit(data, "disallowed_names", in->cfg->disallowed_names);
 	emit(data, "nat", in->cfg->nat ? in->cfg->uplink : "off");
-	pthread_mutex_lock(&in->lock);
-	snprintf(buf, sizeof buf, "%zu", in->n_sandboxes);
-	pthread_mutex_unlock(&in->lock);
-	emit(data, "sandboxes", buf);
-	snprintf(buf, sizeof buf, "%llu",
-		 (unsigned long long)atomic_load(&in->dropped_total));
-	emit(data, "dropped_packets", buf);
+	emit(data, "audit", !in->cfg->audit ? "off"
+			    : in->audit_drops ? "resolver decisions and dropped packets"
+					      : "resolver decisions");
 }
 
 static const hutch_network_ops_t egress_ops = {

@@ -424,6 +424,13 @@ int eg_rules_compile(const hutch_net_policy_t *const *ps, size_t n, bool set,
 	return 0;
 }
 
+const char *eg_rules_label(const eg_rules_t *r)
+{
+	if (r->is_default)
+		return "(default)";
+	return *r->policies ? r->policies : "(none)";
+}
+
 void eg_rules_write(const eg_rules_t *r, strbuf_t *out)
 {
 	char buf[80];

@@ -74,6 +74,9 @@ typedef enum eg_verdict {
 } eg_verdict_t;
 
 const char *eg_verdict_name(eg_verdict_t v);
+/* The bound policies' names for the audit: "a,b", "(default)" when none
+ * was bound, "(none)" when bound to none. */
+const char *eg_rules_label(const eg_rules_t *r);
 
 /* The verdict for one name; *match (if non-NULL) gets the pattern that
  * decided, or NULL. */

@@ -11,6 +11,8 @@
  *                       with a timeout from the answer's TTL
  *   shunned4/6          ifname . address answered for a denied name
  *   drop_counters       ifname : its counter object "c_<ifname>"
+ *   audit_rate          ifname, with the rate limit of its audited drops
+ *                       (made by the packet path; removed by purge)
  *
  * So a sandbox's whole state in the table is "every element whose key
  * starts with its ifname", which is what purge removes.
@@ -29,6 +31,7 @@ static const char *const per_sandbox_sets[] = {
 	EG_SET_SRC4,     EG_SET_SRC6,     EG_SET_OPEN,     EG_SET_ALLOW4,
 	EG_SET_ALLOW6,   EG_SET_DENY4,    EG_SET_DENY6,    EG_SET_LEARNED4,
 	EG_SET_LEARNED6, EG_SET_SHUNNED4, EG_SET_SHUNNED6, EG_MAP_COUNTERS,
+	EG_SET_AUDIT_RATE,
 };
 
 static size_t key_make(uint8_t *out, const char *ifname, int family, const uint8_t *addr)
@@ -56,8 +59,13 @@ void eg_sets_sandbox(eg_instance_t *in, eg_nfnl_t *nl, const eg_sandbox_t *sb, b
 	eg_nfnl_counter(nl, true, in->table, sb->counter);
 	eg_elem_t e = {.key = k, .key_len = key_make(k, sb->ifname, 0, NULL), .objref = sb->counter};
 	eg_nfnl_elem(nl, op, in->table, EG_MAP_COUNTERS, &e);
-	if (!add)
+	if (!add) {
 		eg_nfnl_counter_remove(nl, in->table, sb->counter);
+		/* The packet path made it, if the sandbox had drops audited. */
+		e = (eg_elem_t){.key = k, .key_len = key_make(k, sb->ifname, 0, NULL),
+				.timeout_ms = 1000};
+		eg_nfnl_elem(nl, EG_ELEM_REMOVE, in->table, EG_SET_AUDIT_RATE, &e);
+	}
 	e = (eg_elem_t){.key = k, .key_len = key_make(k, sb->ifname, AF_INET, sb->addr4)};
 	eg_nfnl_elem(nl, op, in->table, EG_SET_SRC4, &e);
 	if (sb->has6) {
@@ -212,7 +220,8 @@ int eg_sets_purge(eg_instance_t *in, eg_nfnl_t *nl, const char *ifname, hutch_er
 			return r;
 		bool is_map = strcmp(per_sandbox_sets[s], EG_MAP_COUNTERS) == 0;
 		bool timed = strncmp(per_sandbox_sets[s], "learned", 7) == 0 ||
-			     strncmp(per_sandbox_sets[s], "shunned", 7) == 0;
+			     strncmp(per_sandbox_sets[s], "shunned", 7) == 0 ||
+			     strcmp(per_sandbox_sets[s], EG_SET_AUDIT_RATE) == 0;
 		for (size_t i = 0; i < l.n; i++) {
 			eg_elem_t e = {
 				.key = l.v[i].key,

@@ -105,6 +105,10 @@ void harness_cleanup(void)
 	unmount_dir_files(dir);
 	if (g_inet[0])
 		umount2(g_inet, MNT_DETACH);
+	if (getenv("HUTCH_TEST_KEEP")) { /* for a look at the audit log, dnsmasq's log */
+		fprintf(stderr, "kept %s\n", g_base);
+		return;
+	}
 	const char *rm[] = {"rm", "-rf", "--", g_base, NULL};
 	hutch_err_t e = {0};
 	proc_run_argv(rm, 30000, NULL, 0, &e);
@@ -1276,4 +1280,26 @@ void netns_add_lo_addr(int nsfd, const char *addr)
 {
 	lo_addr_job_t j = {addr};
 	in_netns(nsfd, lo_addr_thread, &j);
+}
+
+typedef struct sh_job {
+	const char *script;
+	int code;
+} sh_job_t;
+
+static void *sh_thread(void *arg)
+{
+	sh_job_t *j = arg;
+	const char *argv[] = {"sh", "-c", j->script, NULL};
+	char out[4096];
+	hutch_err_t e = {0};
+	j->code = proc_run_argv(argv, 20000, out, sizeof out, &e) == 0 ? 0 : 1;
+	return NULL;
+}
+
+int sandbox_sh(const sandbox_t *sb, const char *script)
+{
+	sh_job_t j = {script, -1};
+	in_netns(sb->nsfd, sh_thread, &j);
+	return j.code;
 }

@@ -208,6 +208,9 @@ void expect_no_trace(const char *sandbox_id, const char *ifname);
 char *audit_grep(int wait_ms, const char *const *needles);
 /* Runs a shell script in H; fails the test if it fails. */
 void host_sh(const char *script);
+/* Runs a shell script inside the sandbox's namespace; returns its exit
+ * code (output discarded). */
+int sandbox_sh(const sandbox_t *sb, const char *script);
 
 int64_t now_us(void);
 

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "cleanup.h"
+#include "metrics.h"
 #include "net_harness.h"
 
 #define LIST(...) ((const char *const[]){__VA_ARGS__, NULL})
@@ -489,6 +490,119 @@ static void case_stale_conntrack(void)
 	sandbox_detach(&g_eg, &heir);
 }
 
+/* ---- audit ---- */
+
+static char *audit_one(const char *const *needles, const char *what)
+{
+	char *line = audit_grep(3000, needles);
+	CHECK(line, "no audit line for %s", what);
+	return line;
+}
+
+static size_t count_lines(const char *s)
+{
+	size_t n = 0;
+	for (; s && *s; s++)
+		n += *s == '\n';
+	return n;
+}
+
+static void case_audit(void)
+{
+	start(NULL);
+	policy_spec_t p = {.name = "web", .allow_hosts = LIST("allowed.test"),
+			   .deny_hosts = LIST("denied.test")};
+	sandbox_t sb, other;
+	sandbox_attach(&g_eg, &sb, "acme", &p, 1, true);
+	sandbox_attach(&g_eg, &other, "acme", NULL, 0, false);
+	expect_resolves(&sb, "allowed.test", IP_ALLOWED);
+	expect_resolves(&sb, "denied.test", IP_DENIED);
+	expect_connects(&sb, IP_ALLOWED, "allowed");
+	expect_dropped(&sb, IP_DENIED, "denied");
+	probe_t slow = {.kind = PROBE_TCP, .addr = IP_NEVER, .port = 80, .timeout_ms = 3500};
+	sandbox_probe(&sb, &slow); /* SYN and its retransmissions */
+	CHECK(slow.error == ETIMEDOUT, "never answered: %s", strerror(slow.error));
+	expect_dropped(&sb, other.addr, "another sandbox");
+	expect_udp_dropped(&sb, "198.18.0.1", "for the DNS probe below");
+	probe_t dns = {.kind = PROBE_UDP, .addr = IP_DNS_UPSTREAM, .port = 53, .timeout_ms = 500};
+	sandbox_probe(&sb, &dns);
+	probe_t host = {.kind = PROBE_TCP, .addr = sb.dns, .port = 22, .timeout_ms = 500};
+	sandbox_probe(&sb, &host);
+	/* A source address not its own (it is root in its namespace). */
+	sandbox_sh(&sb, "ip addr add 10.200.0.99/32 dev eth0 && "
+			"busybox ping -c 1 -W 1 -I 10.200.0.99 " IP_OTHER);
+
+	const char *q_allowed[] = {"\"event\":\"egress.dns\"", sb.id, "\"tenant\":\"acme\"",
+				   "\"name\":\"allowed.test\"", "\"verdict\":\"allowed\"",
+				   "\"pattern\":\"allowed.test\"", "\"policy\":\"web\"",
+				   "{\"address\":\"" IP_ALLOWED "\",\"ttl\":60,\"verdict\":\"allowed\"}",
+				   NULL};
+	free(audit_one(q_allowed, "the allowed lookup"));
+	const char *q_denied[] = {"\"event\":\"egress.dns\"", sb.id, "\"name\":\"denied.test\"",
+				  "\"verdict\":\"denied\"",
+				  "{\"address\":\"" IP_DENIED "\",\"ttl\":60,\"verdict\":\"dropped\"}",
+				  NULL};
+	free(audit_one(q_denied, "the denied lookup"));
+	const char *d_denied[] = {"\"event\":\"egress.drop\"", sb.id, "\"tenant\":\"acme\"",
+				  "\"verdict\":\"dropped\",\"reason\":\"denied\"",
+				  "\"protocol\":\"tcp\",\"address\":\"" IP_DENIED "\",\"port\":80",
+				  "\"name\":\"denied.test\"", "\"policies\":\"web\"", NULL};
+	free(audit_one(d_denied, "the denied connection"));
+	const char *d_never[] = {"\"event\":\"egress.drop\"", sb.id, "\"reason\":\"not_allowed\"",
+				 "\"address\":\"" IP_NEVER "\",\"port\":80", NULL};
+	char *never = audit_one(d_never, "the connection to an address never answered");
+	CHECK(count_lines(never) == 1 && !strstr(never, "\"name\""),
+	      "one line for an attempt and its retransmissions, with no name:\n%s", never);
+	free(never);
+	const char *d_other[] = {"\"event\":\"egress.drop\"", sb.id, "\"reason\":\"blocked\"",
+				 other.addr, "\"range\":\"10.200.0.0/24\"", NULL};
+	free(audit_one(d_other, "the other sandbox"));
+	const char *d_dns[] = {"\"event\":\"egress.drop\"", sb.id,
+			       "\"reason\":\"dns_not_via_resolver\"", "\"protocol\":\"udp\"",
+			       "\"port\":53", NULL};
+	free(audit_one(d_dns, "DNS to another server"));
+	const char *d_host[] = {"\"event\":\"egress.drop\"", sb.id, "\"reason\":\"host\"",
+				"\"port\":22", NULL};
+	free(audit_one(d_host, "the host's own service"));
+	const char *d_spoof[] = {"\"event\":\"egress.drop\"", sb.id, "\"reason\":\"spoofed_source\"",
+				 "\"source_address\":\"10.200.0.99\"", "\"protocol\":\"icmp\"", NULL};
+	free(audit_one(d_spoof, "a spoofed source"));
+	/* Counters. */
+	usleep(400 * 1000); /* counters_interval is 200 ms here */
+	CHECK(metrics_get("egress_dropped_packets_total", NULL) >= 8, "dropped packets counted: %g",
+	      metrics_get("egress_dropped_packets_total", NULL));
+	CHECK(metrics_get("egress_dns_queries_total", "verdict=allowed") >= 1 &&
+		      metrics_get("egress_dns_queries_total", "verdict=denied") >= 1,
+	      "queries counted by verdict");
+	CHECK(metrics_get("egress_audited_drops_total", "reason=denied") >= 1,
+	      "audited drops counted by reason");
+	CHECK(metrics_get("egress_sandboxes", NULL) == 2, "sandboxes gauge: %g",
+	      metrics_get("egress_sandboxes", NULL));
+	/* attach, policy change and detach are audited too. */
+	sandbox_update(&g_eg, &sb, NULL, 0, true);
+	char id[64];
+	snprintf(id, sizeof id, "%s", sb.id);
+	sandbox_detach(&g_eg, &sb);
+	sandbox_detach(&g_eg, &other);
+	const char *actions[] = {"attach", "policy_update", "detach"};
+	for (size_t i = 0; i < 3; i++) {
+		char action[64];
+		snprintf(action, sizeof action, "\"action\":\"%s\"", actions[i]);
+		const char *n[] = {"\"event\":\"egress.sandbox\"", id, action, NULL};
+		free(audit_one(n, actions[i]));
+	}
+	/* Every line is one JSON object: no raw control characters. */
+	FILE *f = fopen(audit_path(), "re");
+	char line[8192];
+	while (f && fgets(line, sizeof line, f)) {
+		CHECK(line[0] == '{' && strstr(line, "}\n"), "not a JSON line: %s", line);
+		for (const char *c = line; *c != '\n'; c++)
+			CHECK((unsigned char)*c >= 0x20, "a control character in: %s", line);
+	}
+	if (f)
+		fclose(f);
+}
+
 /* ---- configuration ---- */
 
 typedef struct bad_config {
@@ -569,6 +683,7 @@ static const struct {
 	{"failed_attach", case_failed_attach},
 	{"restart", case_restart},
 	{"stale_conntrack", case_stale_conntrack},
+	{"audit", case_audit},
 	{"bad_config", case_bad_config},
 };
 
