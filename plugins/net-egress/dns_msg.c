@@ -370,3 +370,34 @@ const char *dns_type_name(uint16_t type, char *buf, size_t cap)
 	snprintf(buf, cap, "TYPE%u", type);
 	return buf;
 }
+
+size_t dns_query_build(const char *name, uint16_t qtype, uint16_t id, uint8_t *out, size_t cap)
+{
+	size_t n = strlen(name);
+	/* header, labels (one length byte per label plus its bytes), root,
+	 * type and class */
+	if (n == 0 || n > DNS_WIRE_NAME_MAX - 2 || cap < DNS_HEADER_LEN + n + 2 + 4)
+		return 0;
+	memset(out, 0, DNS_HEADER_LEN);
+	put16(out, id);
+	put16(out + 2, DNS_FLAG_RD);
+	put16(out + 4, 1);
+	size_t o = DNS_HEADER_LEN;
+	const char *p = name;
+	while (*p) {
+		const char *dot = strchr(p, '.');
+		size_t l = dot ? (size_t)(dot - p) : strlen(p);
+		if (l == 0 || l > 63)
+			return 0;
+		out[o++] = (uint8_t)l;
+		memcpy(out + o, p, l);
+		o += l;
+		p += l;
+		if (*p == '.')
+			p++;
+	}
+	out[o++] = 0;
+	put16(out + o, qtype);
+	put16(out + o + 2, DNS_CLASS_IN);
+	return o + 4;
+}

@@ -118,6 +118,11 @@ int dns_ttl_cap(uint8_t *msg, size_t len, uint32_t max_ttl);
 size_t dns_error_reply(const uint8_t *query, size_t qlen, const dns_question_t *q,
 		       unsigned rcode, uint8_t *out, size_t cap);
 
+/* Writes a recursive query for name (text, labels joined by '.', no
+ * escapes) into out. Returns the length, or 0 if name is not a valid name
+ * or cap is too small. */
+size_t dns_query_build(const char *name, uint16_t qtype, uint16_t id, uint8_t *out, size_t cap);
+
 /* Sets the message id (the first two bytes); len must be >= 2. */
 void dns_id_set(uint8_t *msg, uint16_t id);
 

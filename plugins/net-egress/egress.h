@@ -10,7 +10,7 @@
  * nftables table whose rules are fixed at init; everything per sandbox is
  * a set element keyed by the host interface's name (see nft.c and
  * sets.c), so attaching, detaching and changing a policy are nf_tables
- * element transactions. The resolver (dns_proxy.c) listens on the gateway
+ * element transactions. The resolver (dns_resolver.h) listens on the gateway
  * address, knows the sandbox by the query's source address, forwards to
  * the upstream resolvers, and adds the addresses answered for allowed
  * names to that sandbox's elements before it releases the answer.
@@ -25,8 +25,12 @@
  *   sets.c       what a sandbox's elements are, and changing them
  *   sandbox.c    the sandbox registry, learned addresses, state files
  *   policy.c     hostname patterns, CIDRs, compiled rules
+ *   learned.c    what the resolver's answers taught a sandbox
+ *   conntrack.c  forgetting a sandbox's tracked connections
  *   dns_msg.c    DNS message parsing (untrusted input)
- *   dns_proxy.c  the resolver: its thread, sockets and queries
+ *   dns_*.c      the resolver: its thread, sockets and queries, and the
+ *                denied names it keeps resolved (see dns_resolver.h)
+ *   nflog.c      dropped packets to the audit (nflog_msg.c parses them)
  *   audit.c      audit events and metrics
  *
  * Threads: the ops run on hutchd's pool threads, several at once for
@@ -385,13 +389,19 @@ int eg_link_delete(const char *ifname, hutch_err_t *err);
 typedef void (*eg_link_cb)(void *data, const char *name, const char *alias);
 int eg_link_list(const char *prefix, eg_link_cb cb, void *data, hutch_err_t *err);
 
-/* ---- dns_proxy.c ---- */
+/* ---- dns_resolver.c (and dns_clients.c, dns_query.c, dns_watch.c) ---- */
 
 /* Binds the resolver's sockets (UDP and TCP on the gateway addresses) and
  * starts its thread. */
 int eg_dns_start(eg_instance_t *in, eg_dns_t **out, hutch_err_t *err);
 /* Stops the thread and closes everything (fini). NULL is fine. */
 void eg_dns_stop(eg_dns_t *dns);
+/* Has the resolver look at the sandboxes' denied names now (their rules
+ * changed). Any thread. */
+void eg_dns_kick(eg_dns_t *dns);
+/* Waits until the denied names of sb's current rules were looked up (or
+ * timeout_ms passed): -ETIMEDOUT then. Any thread but the resolver's. */
+int eg_dns_watch_wait(eg_dns_t *dns, eg_sandbox_t *sb, int64_t timeout_ms);
 
 /* ---- audit.c ---- */
 

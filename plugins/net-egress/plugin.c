@@ -408,6 +408,25 @@ static int addrs_forget(eg_instance_t *in, uint32_t slot, hutch_err_t *err)
 	return r;
 }
 
+/* Has the resolver look up sb's denied names (dns_watch.c); wait: until
+ * their addresses are shunned, or about as long as a lookup may take. */
+static void watch_denied_names(eg_instance_t *in, eg_sandbox_t *sb, bool wait)
+{
+	eg_dns_kick(in->dns);
+	pthread_mutex_lock(&sb->lock);
+	bool any = false;
+	for (size_t i = 0; i < sb->rules->n_deny_hosts && !any; i++)
+		any = sb->rules->deny_hosts[i].pattern[0] != '*';
+	pthread_mutex_unlock(&sb->lock);
+	if (!wait || !any)
+		return;
+	int64_t tries = (int64_t)in->n_upstreams * 2 < 4 ? (int64_t)in->n_upstreams * 2 : 4;
+	if (eg_dns_watch_wait(in->dns, sb, in->cfg->upstream_timeout_ms * tries + 500) < 0)
+		in->host->log(in->host, HUTCH_LOG_WARN,
+			      "sandbox %s: its denied names are not resolved yet; their addresses are dropped once they are",
+			      sb->id);
+}
+
 /* Takes everything of sb out of the kernel and off disk. */
 static void sandbox_teardown(eg_instance_t *in, eg_sandbox_t *sb, bool exact)
 {
@@ -520,6 +539,7 @@ static int egress_attach(void *instance, const hutch_net_attach_t *req_in,
 		goto undo;
 	if ((r = eg_registry_add(in, sb, err)) < 0)
 		goto undo;
+	watch_denied_names(in, sb, true);
 
 	snprintf(out->netns_path, sizeof out->netns_path, "%s", sb->netns_path);
 	int k = 0;
@@ -588,6 +608,7 @@ static int egress_policy_update(void *instance, const char *sandbox_id,
 		eg_rules_free(rules);
 	}
 	if (r == 0) {
+		watch_denied_names(in, sb, false);
 		hutch_err_t e = {0};
 		if (eg_state_write(in, sb, &e) < 0)
 			in->host->log(in->host, HUTCH_LOG_WARN, "sandbox %s: %s", sb->id, e.message);

@@ -55,7 +55,11 @@ eg_sandbox_t *eg_sandbox_new(const eg_instance_t *in, const char *id, const char
 	sb->netns_path = xasprintf("%s/%s", in->netns_dir, id);
 	atomic_init(&sb->refs, 1);
 	pthread_mutex_init(&sb->lock, NULL);
-	pthread_cond_init(&sb->watch_cond, NULL);
+	pthread_condattr_t ca;
+	pthread_condattr_init(&ca);
+	pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+	pthread_cond_init(&sb->watch_cond, &ca);
+	pthread_condattr_destroy(&ca);
 	sb->rules_gen = 1;
 	return sb;
 }
