@@ -1303,3 +1303,44 @@ int sandbox_sh(const sandbox_t *sb, const char *script)
 	in_netns(sb->nsfd, sh_thread, &j);
 	return j.code;
 }
+
+typedef struct raw_job {
+	const char *server;
+	bool tcp;
+	const uint8_t *msg;
+	size_t len;
+	uint8_t *out;
+	size_t cap;
+	int wait_ms;
+	int result;
+} raw_job_t;
+
+static void *raw_thread(void *arg)
+{
+	raw_job_t *j = arg;
+	int s = socket(AF_INET, (j->tcp ? SOCK_STREAM : SOCK_DGRAM) | SOCK_CLOEXEC, 0);
+	struct sockaddr_in to = {.sin_family = AF_INET, .sin_port = htons(53)};
+	inet_pton(AF_INET, j->server, &to.sin_addr);
+	j->result = 0;
+	if (connect(s, (struct sockaddr *)&to, sizeof to) < 0 ||
+	    send(s, j->msg, j->len, MSG_NOSIGNAL) != (ssize_t)j->len) {
+		j->result = -1;
+		close(s);
+		return NULL;
+	}
+	struct pollfd p = {.fd = s, .events = POLLIN};
+	if (poll(&p, 1, j->wait_ms) == 1) {
+		ssize_t n = recv(s, j->out, j->cap, 0);
+		j->result = n > 0 ? (int)n : -1;
+	}
+	close(s);
+	return NULL;
+}
+
+int sandbox_dns_raw(const sandbox_t *sb, bool tcp, const uint8_t *msg, size_t len, uint8_t *out,
+		    size_t cap, int wait_ms)
+{
+	raw_job_t j = {sb->dns, tcp, msg, len, out, cap, wait_ms, 0};
+	in_netns(sb->nsfd, raw_thread, &j);
+	return j.result;
+}

@@ -187,6 +187,12 @@ void netns_add_lo_addr(int nsfd, const char *addr);
  * addresses (text into out), or -1 on a timeout; *rcode gets the rcode. */
 int sandbox_resolve(const sandbox_t *sb, const char *name, uint16_t qtype, bool tcp,
 		    char out[][64], int max, int *rcode);
+/* Sends raw bytes to the sandbox's resolver over UDP (tcp: over TCP, with
+ * the length prefix given in the bytes) and returns the first reply's
+ * length (into out), 0 on none within wait_ms, -1 when a TCP peer closed. */
+int sandbox_dns_raw(const sandbox_t *sb, bool tcp, const uint8_t *msg, size_t len, uint8_t *out,
+		    size_t cap, int wait_ms);
+
 /* Resolves and asserts the first address is want. */
 void expect_resolves(const sandbox_t *sb, const char *name, const char *want);
 

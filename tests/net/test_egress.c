@@ -623,6 +623,106 @@ static void case_audit(void)
 		fclose(f);
 }
 
+/* ---- bad packets ---- */
+
+/* A query's header and question for name (type A), as bytes. */
+static size_t query_bytes(uint8_t *q, uint16_t flags, uint16_t qdcount, const char *name)
+{
+	size_t n = 0;
+	q[n++] = 0xab;
+	q[n++] = 0xcd;
+	q[n++] = (uint8_t)(flags >> 8);
+	q[n++] = (uint8_t)flags;
+	q[n++] = 0;
+	q[n++] = (uint8_t)qdcount;
+	memset(q + n, 0, 6);
+	n += 6;
+	for (const char *p = name; *p;) {
+		size_t l = strcspn(p, ".");
+		q[n++] = (uint8_t)l;
+		memcpy(q + n, p, l);
+		n += l;
+		p += l;
+		if (*p)
+			p++;
+	}
+	q[n++] = 0;
+	q[n++] = 0;
+	q[n++] = 1;
+	q[n++] = 0;
+	q[n++] = 1;
+	return n;
+}
+
+static void case_bad_packets(void)
+{
+	start(NULL);
+	policy_spec_t p = {.name = "p", .allow_hosts = LIST("allowed.test")};
+	sandbox_t sb;
+	sandbox_attach(&g_eg, &sb, NULL, &p, 1, true);
+	uint8_t q[512], a[4096];
+	/* A runt and a response get nothing; the rest a clear rcode. */
+	CHECK(sandbox_dns_raw(&sb, false, (const uint8_t *)"\x12\x34\x01", 3, a, sizeof a, 500) == 0,
+	      "a runt was answered");
+	size_t n = query_bytes(q, 0x8100, 1, "allowed.test");
+	CHECK(sandbox_dns_raw(&sb, false, q, n, a, sizeof a, 500) == 0, "a response was answered");
+	static const struct {
+		uint16_t flags, qdcount;
+		int rcode;
+		const char *what;
+	} bad[] = {
+		{0x0100, 2, 1, "two questions: FORMERR"},
+		{0x0100, 0, 1, "no question: FORMERR"},
+		{0x2900, 1, 4, "an UPDATE: NOTIMP"},
+	};
+	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+		n = query_bytes(q, bad[i].flags, bad[i].qdcount, "allowed.test");
+		int got = sandbox_dns_raw(&sb, false, q, n, a, sizeof a, 2000);
+		CHECK(got >= 12 && (a[2] & 0x80) && (a[3] & 0xf) == bad[i].rcode && a[0] == 0xab &&
+			      a[1] == 0xcd,
+		      "%s: got %d bytes, rcode %d", bad[i].what, got, got >= 12 ? a[3] & 0xf : -1);
+	}
+	/* A name that points at itself. */
+	n = query_bytes(q, 0x0100, 1, "");
+	q[12] = 0xc0;
+	q[13] = 0x0c;
+	q[14] = 0;
+	q[15] = 1;
+	q[16] = 0;
+	q[17] = 1;
+	int got = sandbox_dns_raw(&sb, false, q, 18, a, sizeof a, 2000);
+	CHECK(got >= 12 && (a[3] & 0xf) == 1, "a looping name: FORMERR, got %d", got);
+	/* TCP: a zero length closes the connection. */
+	uint8_t zero[2] = {0, 0};
+	CHECK(sandbox_dns_raw(&sb, true, zero, 2, a, sizeof a, 2000) == -1,
+	      "a zero-length TCP message must close the connection");
+	CHECK(metrics_get("egress_dns_queries_total", "verdict=malformed") >= 4, "malformed counted");
+	/* And the resolver still answers. */
+	expect_resolves(&sb, "allowed.test", IP_ALLOWED);
+	expect_connects(&sb, IP_ALLOWED, "after the bad packets");
+	sandbox_detach(&g_eg, &sb);
+	egress_unload(&g_eg);
+
+	/* An upstream that answers garbage (the UDP echo server sends the
+	 * query back): SERVFAIL once the tries run out, nothing learned. */
+	egress_load(&g_eg, "upstream_dns = [\"" IP_DNS_UPSTREAM ":7\"]\nupstream_timeout = \"300ms\"");
+	sandbox_attach(&g_eg, &sb, NULL, &p, 1, true);
+	char out[4][64];
+	int rcode = -1;
+	int64_t t0 = now_us();
+	int k = sandbox_resolve(&sb, "allowed.test", 1, false, out, 4, &rcode);
+	CHECK(k == 0 && rcode == 2, "a bad upstream: SERVFAIL (n %d, rcode %d)", k, rcode);
+	CHECK(now_us() - t0 < 2000000, "SERVFAIL took %lld ms", (long long)(now_us() - t0) / 1000);
+	CHECK(metrics_get("egress_dns_bad_answers_total", NULL) >= 1, "bad answers counted");
+	expect_dropped(&sb, IP_ALLOWED, "nothing learned from a bad upstream");
+	const char *needles[] = {"\"event\":\"egress.dns\"", sb.id, "\"outcome\":\"upstream timeout\"",
+				 NULL};
+	char *line = audit_grep(1000, needles);
+	CHECK(line, "the failed lookup is audited");
+	free(line);
+	sandbox_detach(&g_eg, &sb);
+}
+
 /* ---- configuration ---- */
 
 typedef struct bad_config {
@@ -704,6 +804,7 @@ static const struct {
 	{"restart", case_restart},
 	{"stale_conntrack", case_stale_conntrack},
 	{"audit", case_audit},
+	{"bad_packets", case_bad_packets},
 	{"bad_config", case_bad_config},
 };
 
