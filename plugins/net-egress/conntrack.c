@@ -115,41 +115,57 @@ static int ct_find(eg_nfnl_t *nl, int family, const uint8_t *addr, bool filtered
 	return r;
 }
 
-/* Sends the deletes and waits for their answers; an entry that went away
- * meanwhile (ENOENT) is fine. */
+/* Sends the deletes, CHUNK at a time, and waits for their answers (each
+ * one's answer takes receive buffer room: all of a few hundred at once
+ * would overflow it); an entry that went away meanwhile (ENOENT) is fine. */
+#define CHUNK 64
+
 static int ct_delete(eg_nfnl_t *nl, ct_found_t *f, hutch_err_t *err)
 {
-	struct sockaddr_nl kernel = {.nl_family = AF_NETLINK};
-	if (sendto(nl->fd, f->deletes.buf, f->deletes.len, 0, (struct sockaddr *)&kernel,
-		   sizeof kernel) < 0)
-		return hutch_err_sys(err, errno, "conntrack: send %u deletes", f->n);
 	_cleanup_free_ char *buf = xmalloc(16384);
-	unsigned answered = 0;
 	int first = 0;
-	while (answered < f->n) {
-		struct pollfd p = {.fd = nl->fd, .events = POLLIN};
-		int pr = poll(&p, 1, ACK_TIMEOUT_MS);
-		if (pr < 0 && errno == EINTR)
-			continue;
-		if (pr <= 0)
-			return hutch_err_set(err, ETIMEDOUT, "conntrack: %u of %u deletes unanswered",
-					     f->n - answered, f->n);
-		ssize_t got = recv(nl->fd, buf, 16384, 0);
-		if (got < 0) {
-			if (errno == EINTR)
-				continue;
-			return hutch_err_sys(err, errno, "conntrack: receive");
+	size_t off = 0;
+	for (unsigned done = 0; done < f->n;) {
+		/* The next chunk of whole messages. */
+		size_t start = off;
+		unsigned n = 0;
+		while (n < CHUNK && done + n < f->n) {
+			const struct nlmsghdr *h = (const struct nlmsghdr *)(void *)(f->deletes.buf + off);
+			off += NLMSG_ALIGN(h->nlmsg_len);
+			n++;
 		}
-		for (struct nlmsghdr *h = (struct nlmsghdr *)(void *)buf; NLMSG_OK(h, (size_t)got);
-		     h = NLMSG_NEXT(h, got)) {
-			if (h->nlmsg_type != NLMSG_ERROR ||
-			    h->nlmsg_seq - f->seq[0] > f->seq[f->n - 1] - f->seq[0])
+		struct sockaddr_nl kernel = {.nl_family = AF_NETLINK};
+		if (sendto(nl->fd, f->deletes.buf + start, off - start, 0, (struct sockaddr *)&kernel,
+			   sizeof kernel) < 0)
+			return hutch_err_sys(err, errno, "conntrack: send %u deletes", n);
+		uint32_t lo = f->seq[done], hi = f->seq[done + n - 1];
+		unsigned answered = 0;
+		while (answered < n) {
+			struct pollfd p = {.fd = nl->fd, .events = POLLIN};
+			int pr = poll(&p, 1, ACK_TIMEOUT_MS);
+			if (pr < 0 && errno == EINTR)
 				continue;
-			const struct nlmsgerr *e = NLMSG_DATA(h);
-			answered++;
-			if (e->error && e->error != -ENOENT && !first)
-				first = -e->error;
+			if (pr <= 0)
+				return hutch_err_set(err, ETIMEDOUT,
+						     "conntrack: %u of %u deletes unanswered", n - answered,
+						     n);
+			ssize_t got = recv(nl->fd, buf, 16384, 0);
+			if (got < 0) {
+				if (errno == EINTR)
+					continue;
+				return hutch_err_sys(err, errno, "conntrack: receive");
+			}
+			for (struct nlmsghdr *h = (struct nlmsghdr *)(void *)buf;
+			     NLMSG_OK(h, (size_t)got); h = NLMSG_NEXT(h, got)) {
+				if (h->nlmsg_type != NLMSG_ERROR || h->nlmsg_seq - lo > hi - lo)
+					continue;
+				const struct nlmsgerr *e = NLMSG_DATA(h);
+				answered++;
+				if (e->error && e->error != -ENOENT && !first)
+					first = -e->error;
+			}
 		}
+		done += n;
 	}
 	if (first)
 		return hutch_err_sys(err, first, "conntrack: delete");

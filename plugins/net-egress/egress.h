@@ -204,6 +204,7 @@ typedef struct eg_instance {
 	int nflog_fd;        /* -1 without drop audit */
 	char *netns_dir;     /* <run_dir>/netns */
 	char *state_dir;     /* <run_dir>/sandboxes */
+	eg_nfnl_cache_t nl_cache;
 	pthread_mutex_t lock; /* the registry */
 	eg_sandbox_t **by_slot;
 	size_t n_sandboxes;

@@ -194,9 +194,10 @@ int eg_sandbox_learn(eg_instance_t *in, eg_nfnl_t *nl, eg_sandbox_t *sb,
 		plan[n_plan++] = (planned_t){i, e ? e - sb->learned : -1, target, t};
 		if (!e)
 			n_new++;
+		/* A new element is added; one that exists gets its new timeout. */
 		if (target != EG_WHERE_NONE)
 			eg_sets_learned(in, nl, sb, d->family, d->addr, target == EG_WHERE_SHUNNED,
-					EG_ELEM_REFRESH, t);
+					e ? EG_ELEM_REFRESH : EG_ELEM_ADD, t);
 	}
 	/* Over the limit: forget remembered-only entries first, then those
 	 * closest to expiry, in the same transaction. */
@@ -368,7 +369,8 @@ int eg_sandbox_set_rules(eg_instance_t *in, eg_nfnl_t *nl, eg_sandbox_t *sb, eg_
 			if (had >= 0 && holder < 0)
 				eg_sets_learned(in, nl, sb, e->family, e->addr, shun, EG_ELEM_REMOVE, 0);
 			else if (holder >= 0 && holder != had)
-				eg_sets_learned(in, nl, sb, e->family, e->addr, shun, EG_ELEM_REFRESH,
+				eg_sets_learned(in, nl, sb, e->family, e->addr, shun,
+						had >= 0 ? EG_ELEM_REFRESH : EG_ELEM_ADD,
 						time_left(&sb->learned[holder], now));
 		}
 		g = end;

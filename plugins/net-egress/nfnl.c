@@ -40,10 +40,14 @@ int eg_nfnl_open(eg_nfnl_t *n, hutch_err_t *err)
 	int one = 1;
 	setsockopt(n->fd, SOL_NETLINK, NETLINK_CAP_ACK, &one, sizeof one);
 	setsockopt(n->fd, SOL_NETLINK, NETLINK_EXT_ACK, &one, sizeof one);
-	/* A policy with many prefixes is one large batch. */
+	/* A policy with many prefixes is one large batch; a dump of a large
+	 * set many answers. */
 	int buf = 4 * 1024 * 1024;
 	if (setsockopt(n->fd, SOL_SOCKET, SO_SNDBUFFORCE, &buf, sizeof buf) < 0)
 		setsockopt(n->fd, SOL_SOCKET, SO_SNDBUF, &buf, sizeof buf);
+	buf = 1024 * 1024;
+	if (setsockopt(n->fd, SOL_SOCKET, SO_RCVBUFFORCE, &buf, sizeof buf) < 0)
+		setsockopt(n->fd, SOL_SOCKET, SO_RCVBUF, &buf, sizeof buf);
 	n->seq = (uint32_t)getpid() ^ (uint32_t)(uintptr_t)n;
 	return 0;
 }
@@ -54,6 +58,61 @@ void eg_nfnl_close(eg_nfnl_t *n)
 		close(n->fd);
 	n->fd = -1;
 	sb_free(&n->batch);
+}
+
+/* ---- the cache ---- */
+
+void eg_nfnl_cache_init(eg_nfnl_cache_t *c)
+{
+	memset(c, 0, sizeof *c);
+	pthread_mutex_init(&c->lock, NULL);
+}
+
+void eg_nfnl_cache_fini(eg_nfnl_cache_t *c)
+{
+	for (size_t i = 0; i < c->n; i++) {
+		eg_nfnl_close(c->free[i]);
+		free(c->free[i]);
+	}
+	c->n = 0;
+	pthread_mutex_destroy(&c->lock);
+}
+
+int eg_nfnl_get(eg_nfnl_cache_t *c, eg_nfnl_t **out, hutch_err_t *err)
+{
+	pthread_mutex_lock(&c->lock);
+	eg_nfnl_t *n = c->n ? c->free[--c->n] : NULL;
+	pthread_mutex_unlock(&c->lock);
+	if (!n) {
+		n = xmalloc(sizeof *n);
+		int r = eg_nfnl_open(n, err);
+		if (r < 0) {
+			free(n);
+			return r;
+		}
+	}
+	*out = n;
+	return 0;
+}
+
+void eg_nfnl_put(eg_nfnl_cache_t *c, eg_nfnl_t *n)
+{
+	if (!n)
+		return;
+	char buf[8192];
+	while (recv(n->fd, buf, sizeof buf, MSG_DONTWAIT) > 0)
+		; /* answers of a batch that failed half-way */
+	sb_reset(&n->batch);
+	n->n_msgs = 0;
+	pthread_mutex_lock(&c->lock);
+	bool kept = c->n < EG_NFNL_CACHE_MAX;
+	if (kept)
+		c->free[c->n++] = n;
+	pthread_mutex_unlock(&c->lock);
+	if (!kept) {
+		eg_nfnl_close(n);
+		free(n);
+	}
 }
 
 /* ---- building messages ---- */

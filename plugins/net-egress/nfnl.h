@@ -22,6 +22,7 @@
 #ifndef EGRESS_NFNL_H
 #define EGRESS_NFNL_H
 
+#include <pthread.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -57,6 +58,25 @@ typedef struct eg_elem {
 
 int eg_nfnl_open(eg_nfnl_t *n, hutch_err_t *err);
 void eg_nfnl_close(eg_nfnl_t *n);
+
+/* Open sockets kept for the ops' threads: closing a netfilter netlink
+ * socket costs the kernel some milliseconds (about 15 here), more than
+ * the transaction an op sends, so each op takes one from the cache and
+ * gives it back. Thread-safe. */
+#define EG_NFNL_CACHE_MAX 8
+typedef struct eg_nfnl_cache {
+	pthread_mutex_t lock;
+	eg_nfnl_t *free[EG_NFNL_CACHE_MAX];
+	size_t n;
+} eg_nfnl_cache_t;
+
+void eg_nfnl_cache_init(eg_nfnl_cache_t *c);
+void eg_nfnl_cache_fini(eg_nfnl_cache_t *c);
+/* A socket, from the cache or new; give it back with eg_nfnl_put. */
+int eg_nfnl_get(eg_nfnl_cache_t *c, eg_nfnl_t **out, hutch_err_t *err);
+/* Drops what is left unread on it and keeps it (or closes it when the
+ * cache is full). NULL is fine. */
+void eg_nfnl_put(eg_nfnl_cache_t *c, eg_nfnl_t *n);
 
 /* Starts a batch (dropping one left open). */
 void eg_nfnl_begin(eg_nfnl_t *n);

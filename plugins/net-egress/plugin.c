@@ -239,6 +239,7 @@ static void instance_free(eg_instance_t *in)
 	free(in->upstreams);
 	free(in->netns_dir);
 	free(in->state_dir);
+	eg_nfnl_cache_fini(&in->nl_cache);
 	pthread_mutex_destroy(&in->lock);
 	free(in);
 }
@@ -257,6 +258,7 @@ static int egress_init(const hutch_host_t *host, const void *config, void **inst
 	in->host_netns_fd = -1;
 	in->nflog_fd = -1;
 	pthread_mutex_init(&in->lock, NULL);
+	eg_nfnl_cache_init(&in->nl_cache);
 	int r;
 	bool installed = false;
 	if (!name_ok(c->interface_prefix, 8, false)) {
@@ -395,16 +397,16 @@ static int addrs_forget(eg_instance_t *in, uint32_t slot, hutch_err_t *err)
 {
 	uint8_t a4[4], a6[16];
 	eg_pool_addr4(&in->pool, slot + 2, a4);
-	eg_nfnl_t nl;
-	int r = eg_nfnl_open(&nl, err);
+	eg_nfnl_t *nl;
+	int r = eg_nfnl_get(&in->nl_cache, &nl, err);
 	if (r < 0)
 		return r;
-	r = eg_ct_forget(&nl, AF_INET, a4, NULL, err);
+	r = eg_ct_forget(nl, AF_INET, a4, NULL, err);
 	if (r == 0 && in->pool.has6) {
 		eg_pool_addr6(&in->pool, slot + 2, a6);
-		r = eg_ct_forget(&nl, AF_INET6, a6, NULL, err);
+		r = eg_ct_forget(nl, AF_INET6, a6, NULL, err);
 	}
-	eg_nfnl_close(&nl);
+	eg_nfnl_put(&in->nl_cache, nl);
 	return r;
 }
 
@@ -431,30 +433,30 @@ static void watch_denied_names(eg_instance_t *in, eg_sandbox_t *sb, bool wait)
 static void sandbox_teardown(eg_instance_t *in, eg_sandbox_t *sb, bool exact)
 {
 	hutch_err_t e = {0};
-	eg_nfnl_t nl;
-	if (eg_nfnl_open(&nl, &e) == 0) {
-		eg_sets_collect_counters(in, &nl, &e);
+	eg_nfnl_t *nl;
+	if (eg_nfnl_get(&in->nl_cache, &nl, &e) == 0) {
+		eg_sets_collect_counters(in, nl, &e);
 		int r = -1;
 		if (exact) {
 			/* What we put there, known exactly: one batch, no reads. */
 			pthread_mutex_lock(&sb->lock);
-			eg_nfnl_begin(&nl);
+			eg_nfnl_begin(nl);
 			if (sb->rules)
-				eg_sets_rules(in, &nl, sb, sb->rules, false);
+				eg_sets_rules(in, nl, sb, sb->rules, false);
 			for (size_t i = 0; i < sb->n_learned; i++)
 				if (sb->learned[i].where != EG_WHERE_NONE)
-					eg_sets_learned(in, &nl, sb, sb->learned[i].family,
+					eg_sets_learned(in, nl, sb, sb->learned[i].family,
 							sb->learned[i].addr,
 							sb->learned[i].where == EG_WHERE_SHUNNED,
 							EG_ELEM_REMOVE, 0);
-			eg_sets_sandbox(in, &nl, sb, false);
-			r = eg_nfnl_commit(&nl, &e);
+			eg_sets_sandbox(in, nl, sb, false);
+			r = eg_nfnl_commit(nl, &e);
 			pthread_mutex_unlock(&sb->lock);
 		}
 		/* And whatever else carries its name (or all of it, after a crash). */
-		if (r < 0 && eg_sets_purge(in, &nl, sb->ifname, &e) < 0)
+		if (r < 0 && eg_sets_purge(in, nl, sb->ifname, &e) < 0)
 			in->host->log(in->host, HUTCH_LOG_WARN, "sandbox %s: %s", sb->id, e.message);
-		eg_nfnl_close(&nl);
+		eg_nfnl_put(&in->nl_cache, nl);
 	} else {
 		in->host->log(in->host, HUTCH_LOG_WARN, "sandbox %s: %s", sb->id, e.message);
 	}
@@ -507,7 +509,7 @@ static int egress_attach(void *instance, const hutch_net_attach_t *req_in,
 	sb->rules = rules;
 	eg_link_plan_t plan;
 	plan_for(in, sb, &plan);
-	eg_nfnl_t nl = {.fd = -1};
+	eg_nfnl_t *nl = NULL;
 	/* The state file first: if hutchd dies half-way, gc finds it. */
 	if ((r = eg_state_write(in, sb, err)) < 0)
 		goto undo;
@@ -523,16 +525,17 @@ static int egress_attach(void *instance, const hutch_net_attach_t *req_in,
 		goto undo;
 	if ((r = eg_link_host(&plan, err)) < 0)
 		goto undo;
-	if ((r = eg_nfnl_open(&nl, err)) < 0)
+	if ((r = eg_nfnl_get(&in->nl_cache, &nl, err)) < 0)
 		goto undo;
-	eg_nfnl_begin(&nl);
-	eg_sets_sandbox(in, &nl, sb, true);
-	eg_sets_rules(in, &nl, sb, sb->rules, true);
-	if ((r = eg_nfnl_commit(&nl, err)) < 0) {
+	eg_nfnl_begin(nl);
+	eg_sets_sandbox(in, nl, sb, true);
+	eg_sets_rules(in, nl, sb, sb->rules, true);
+	if ((r = eg_nfnl_commit(nl, err)) < 0) {
 		hutch_err_prefix(err, "nftables elements");
 		goto undo;
 	}
-	eg_nfnl_close(&nl);
+	eg_nfnl_put(&in->nl_cache, nl);
+	nl = NULL;
 	/* Whatever an earlier holder of the address left in the connection
 	 * table must not pass for this sandbox's: refuse rather than risk it. */
 	if ((r = addrs_forget(in, sb->slot, err)) < 0)
@@ -554,7 +557,7 @@ static int egress_attach(void *instance, const hutch_net_attach_t *req_in,
 	eg_sandbox_unref(sb);
 	return 0;
 undo:
-	eg_nfnl_close(&nl);
+	eg_nfnl_put(&in->nl_cache, nl);
 	hutch_err_prefix(err, "sandbox %s", sb->id);
 	sandbox_teardown(in, sb, false);
 	eg_sandbox_unref(sb);
@@ -600,10 +603,10 @@ static int egress_policy_update(void *instance, const char *sandbox_id,
 		return hutch_err_set(err, ENOENT, "sandbox %s is not attached to net-egress",
 				     sandbox_id);
 	}
-	eg_nfnl_t nl;
-	if ((r = eg_nfnl_open(&nl, err)) == 0) {
-		r = eg_sandbox_set_rules(in, &nl, sb, rules, err);
-		eg_nfnl_close(&nl);
+	eg_nfnl_t *nl;
+	if ((r = eg_nfnl_get(&in->nl_cache, &nl, err)) == 0) {
+		r = eg_sandbox_set_rules(in, nl, sb, rules, err);
+		eg_nfnl_put(&in->nl_cache, nl);
 	} else {
 		eg_rules_free(rules);
 	}
@@ -686,17 +689,17 @@ static int gc_orphans(eg_instance_t *in, hutch_err_t *err)
 	}
 	strv_free(w.names);
 	w.names = NULL;
-	eg_nfnl_t nl;
-	if (eg_nfnl_open(&nl, &e) == 0) {
-		if (eg_sets_ifnames(in, &nl, elem_ifname_seen, &w, &e) < 0)
+	eg_nfnl_t *nl;
+	if (eg_nfnl_get(&in->nl_cache, &nl, &e) == 0) {
+		if (eg_sets_ifnames(in, nl, elem_ifname_seen, &w, &e) < 0)
 			r = hutch_err_set(err, e.code, "%s", e.message);
 		for (size_t i = 0; w.names && w.names[i]; i++) {
 			in->host->log(in->host, HUTCH_LOG_INFO, "removing leftover nftables elements of %s",
 				      w.names[i]);
-			if (eg_sets_purge(in, &nl, w.names[i], &e) < 0)
+			if (eg_sets_purge(in, nl, w.names[i], &e) < 0)
 				r = hutch_err_set(err, e.code, "%s", e.message);
 		}
-		eg_nfnl_close(&nl);
+		eg_nfnl_put(&in->nl_cache, nl);
 	}
 	strv_free(w.names);
 	_cleanup_closedir_ DIR *d = opendir(in->netns_dir);

@@ -276,9 +276,9 @@ void eg_state_load_all(eg_instance_t *in)
 	_cleanup_closedir_ DIR *d = opendir(in->state_dir);
 	if (!d)
 		return;
-	eg_nfnl_t nl;
+	eg_nfnl_t *nl = NULL;
 	hutch_err_t e = {0};
-	bool have_nl = eg_nfnl_open(&nl, &e) == 0;
+	bool have_nl = eg_nfnl_get(&in->nl_cache, &nl, &e) == 0;
 	struct dirent *de;
 	while ((de = readdir(d))) {
 		if (de->d_name[0] == '.' || strstr(de->d_name, ".tmp"))
@@ -296,13 +296,12 @@ void eg_state_load_all(eg_instance_t *in)
 			eg_sandbox_unref(sb);
 			continue;
 		}
-		if (have_nl && eg_sets_recover_learned(in, &nl, sb, &e) < 0)
+		if (have_nl && eg_sets_recover_learned(in, nl, sb, &e) < 0)
 			in->host->log(in->host, HUTCH_LOG_WARN, "sandbox %s: learned addresses: %s",
 				      sb->id, e.message);
 		in->host->log(in->host, HUTCH_LOG_INFO, "sandbox %s (%s) found from before a restart",
 			      sb->id, sb->ifname);
 		eg_sandbox_unref(sb);
 	}
-	if (have_nl)
-		eg_nfnl_close(&nl);
+	eg_nfnl_put(&in->nl_cache, nl);
 }

@@ -62,6 +62,11 @@ const char *world_base(void)
 	return g_base;
 }
 
+int world_inet_fd(void)
+{
+	return g_inet_fd;
+}
+
 const char *audit_path(void)
 {
 	return g_audit;
@@ -309,6 +314,8 @@ static void hosts_write(const char *changing)
 		changing);
 	for (int i = 1; i <= N_MANY; i++)
 		fprintf(f, "198.18.2.%d many.allowed.test\n", i);
+	for (int i = 1; i <= N_BENCH; i++)
+		fprintf(f, "198.18.%d.%d b%d.bench.test\n", 16 + i / 256, i % 256, i);
 	fclose(f);
 }
 
@@ -446,6 +453,7 @@ void world_setup(int dnsmasq_ttl)
 		"ip link set wan0 up; "
 		"ip route add local 198.18.1.0/24 dev lo; "
 		"ip route add local 198.18.2.0/24 dev lo; "
+		"ip route add local 198.18.16.0/20 dev lo; "
 		"ip route add local 169.254.169.254/32 dev lo; "
 		"ip -6 route add local 2001:db8:1::/64 dev lo; "
 		"ip -6 route add local fd00:ec2::254/128 dev lo; "

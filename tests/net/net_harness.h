@@ -9,7 +9,8 @@
  * "internet" I, which holds the peers:
  *
  *   I  wan0 198.18.0.1/24, 2001:db8::1/64
- *      every address in 198.18.1.0/24, 198.18.2.0/24, 169.254.169.254/32
+ *      every address in 198.18.1.0/24, 198.18.2.0/24, 198.18.16.0/20,
+ *      169.254.169.254/32
  *      and 2001:db8:1::/64 is local (AnyIP), served by
  *      - a TCP server on port 80 (and 853) that greets with
  *        "hello <local address> from <peer address>",
@@ -82,6 +83,7 @@ void harness_cleanup(void);
 #define IP6_DENIED "2001:db8:1::20"
 #define IP6_NEVER "2001:db8:1::70"
 #define N_MANY 40                    /* many.allowed.test: 198.18.2.1..40 */
+#define N_BENCH 1000                 /* b<i>.bench.test, i = 1..N_BENCH: 198.18.16.0 + i */
 
 /* ---- the world ---- */
 
@@ -91,6 +93,8 @@ void world_setup(int dnsmasq_ttl);
 /* Points changing.test at IP_CHANGING_2 and reloads dnsmasq. */
 void world_change_answer(void);
 const char *world_base(void);
+/* I's namespace, for servers a test or benchmark starts there itself. */
+int world_inet_fd(void);
 
 /* ---- the plugin ---- */
 
