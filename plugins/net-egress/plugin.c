@@ -43,7 +43,8 @@ static const hutch_config_field_t config_fields[] = {
 	E("disallowed_names", "\"forward\"", disallowed_names, disallowed_choices,
 	  "a query for a name the sandbox may not reach: forward (resolve it; connections to it time out), nxdomain or refused (never forwarded: no DNS tunnel out)"),
 	F(HUTCH_CONFIG_STRING_LIST, "blocked_cidrs",
-	  "[\"169.254.0.0/16\", \"fe80::/10\", \"fd00:ec2::254/128\"]", blocked_cidrs,
+	  "[\"169.254.0.0/16\", \"fe80::/10\", \"fd00:ec2::254/128\", \"100.100.100.200/32\"]",
+	  blocked_cidrs,
 	  "ranges no sandbox may reach whatever its policy (link-local and cloud metadata by default); the pools, loopback and multicast are always blocked"),
 	F(HUTCH_CONFIG_STRING, "interface_prefix", "\"hx\"", interface_prefix,
 	  "host-side veth names are <prefix><n>; 1-8 of [a-z0-9]"),
@@ -189,6 +190,19 @@ static int blocked_build(eg_instance_t *in, hutch_err_t *err)
 	eg_pool_cidr4(&in->pool, &in->blocked[n++]);
 	if (in->pool.has6)
 		eg_pool_cidr6(&in->pool, &in->blocked[n++]);
+	/* The IPv4 ones also as a NAT64 gateway would carry them
+	 * (64:ff9b::/96), so a host with one opens no side door. */
+	size_t n4 = n;
+	in->blocked = xrealloc(in->blocked, n4 * 2 * sizeof *in->blocked);
+	for (size_t i = 0; i < n4; i++) {
+		if (in->blocked[i].family != AF_INET)
+			continue;
+		eg_cidr_t m = {.family = AF_INET6, .plen = (uint8_t)(96 + in->blocked[i].plen)};
+		static const uint8_t nat64[12] = {0x00, 0x64, 0xff, 0x9b};
+		memcpy(m.addr, nat64, 12);
+		memcpy(m.addr + 12, in->blocked[i].addr, 4);
+		in->blocked[n++] = m;
+	}
 	in->n_blocked = eg_cidrs_normalize(in->blocked, n);
 	return 0;
 }

@@ -135,6 +135,8 @@ static void case_literal_ip(void)
 		expect_dropped(&sb, forms[i], forms[i]);
 	expect_connects(&sb, IP6_ALLOWED, "an IPv6 address in no deny");
 	expect_dropped(&sb, IP6_DENIED, "the denied host's IPv6 address");
+	expect_dropped(&sb, "64:ff9b::a9fe:a9fe", "the metadata address through NAT64");
+	expect_dropped(&sb, "fd00:ec2::254", "the IPv6 metadata address");
 	const char *needles[] = {"\"event\":\"egress.drop\"", "\"address\":\"" IP_DENIED "\"",
 				 "\"reason\":\"denied\"", "\"name\":\"denied.test\"", NULL};
 	char *line = audit_grep(2000, needles);
