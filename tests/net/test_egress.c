@@ -223,6 +223,30 @@ static void case_changing_answer(void)
 	sandbox_detach(&g_eg, &sb);
 }
 
+/* ---- NAT ---- */
+
+/* The peer sees the host's uplink address with nat (the default), the
+ * sandbox's own without (I routes the pool back through H). */
+static void case_nat(void)
+{
+	start("uplink = \"up0\"");
+	sandbox_t sb;
+	sandbox_attach(&g_eg, &sb, NULL, NULL, 0, false);
+	probe_t p = {.kind = PROBE_TCP, .addr = IP_OTHER, .port = 80, .timeout_ms = 2000};
+	sandbox_probe(&sb, &p);
+	CHECK(p.error == 0 && strstr(p.reply, "from " IP_HOST_UPLINK), "with nat: %s", p.reply);
+	sandbox_detach(&g_eg, &sb);
+	egress_unload(&g_eg);
+	egress_load(&g_eg, "nat = false");
+	sandbox_attach(&g_eg, &sb, NULL, NULL, 0, false);
+	probe_t q = {.kind = PROBE_TCP, .addr = IP_OTHER, .port = 80, .timeout_ms = 2000};
+	sandbox_probe(&sb, &q);
+	char want[96];
+	snprintf(want, sizeof want, "from %s\n", sb.addr);
+	CHECK(q.error == 0 && strstr(q.reply, want), "without nat: %s", q.reply);
+	sandbox_detach(&g_eg, &sb);
+}
+
 /* ---- isolation ---- */
 
 static void case_isolation(void)
@@ -798,6 +822,7 @@ static const struct {
 	{"cname", case_cname},
 	{"changing_answer", case_changing_answer},
 	{"isolation", case_isolation},
+	{"nat", case_nat},
 	{"udp", case_udp},
 	{"policy_update", case_policy_update},
 	{"default_deny", case_default_deny},
