@@ -335,7 +335,8 @@ int eg_sandbox_set_rules(eg_instance_t *in, eg_nfnl_t *nl, eg_sandbox_t *sb, eg_
 	}
 	int64_t now = eg_now_ms();
 	entries_prune(sb, now);
-	qsort(sb->learned, sb->n_learned, sizeof *sb->learned, entry_cmp);
+	if (sb->n_learned > 1) /* qsort takes no NULL table, even empty */
+		qsort(sb->learned, sb->n_learned, sizeof *sb->learned, entry_cmp);
 	eg_nfnl_begin(nl);
 	if (sb->rules)
 		eg_sets_rules(in, nl, sb, sb->rules, false);
