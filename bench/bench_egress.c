@@ -156,10 +156,11 @@ static void bench_connect(egress_t *eg)
 	sandbox_attach(eg, &open, NULL, NULL, 0, false);
 	expect_resolves(&named, "allowed.test", IP_ALLOWED);
 	samples_t ours = {0}, base = {0};
-	/* Interleaved in chunks, so drift in the machine's load hits both. */
-	for (int chunk = 0; chunk < 10; chunk++) {
-		connect_job_t a = {IP_ALLOWED, g_rounds / 10, &ours};
-		connect_job_t b = {IP_ALLOWED, g_rounds / 10, &base};
+	/* Interleaved in chunks of 10, so drift in the machine's load hits
+	 * both alike. */
+	for (int chunk = 0; chunk < g_rounds / 10; chunk++) {
+		connect_job_t a = {IP_ALLOWED, 10, &ours};
+		connect_job_t b = {IP_ALLOWED, 10, &base};
 		in_netns(named.nsfd, connect_loop, &a);
 		in_netns(open.nsfd, connect_loop, &b);
 	}
@@ -230,9 +231,9 @@ static void bench_dns(egress_t *eg)
 	sandbox_attach(eg, &sb, NULL, &names, 1, true);
 	sandbox_attach(eg, &open, NULL, NULL, 0, false);
 	samples_t ours = {0}, base = {0}, same = {0}, same_base = {0}, unr = {0}, unr_base = {0};
-	int per = g_rounds / 10 > 0 ? g_rounds / 10 : 1;
+	int per = 10, chunks = g_rounds / per;
 	int next = 1;
-	for (int chunk = 0; chunk < 10 && next + per <= N_BENCH; chunk++) {
+	for (int chunk = 0; chunk < chunks && next + per <= N_BENCH; chunk++) {
 		/* A new allowed name each time: its address is committed to the
 		 * set before the answer goes back. */
 		dns_job_t a = {sb.dns, next, per, &ours};
@@ -244,7 +245,7 @@ static void bench_dns(egress_t *eg)
 	}
 	report("dns_new_name", "DNS via resolver, new allowed name (commit)", &ours,
 	       "straight to the upstream", &base, "ms");
-	for (int chunk = 0; chunk < 10; chunk++) {
+	for (int chunk = 0; chunk < chunks; chunk++) {
 		dns_job_t a = {sb.dns, 0, per, &same};
 		in_netns(sb.nsfd, dns_loop, &a);
 		dns_job_t b = {IP_DNS_UPSTREAM, 0, per, &same_base};
