@@ -16,7 +16,8 @@
  * names to that sandbox's elements before it releases the answer.
  *
  * Files, one concept each:
- *   plugin.c     descriptor, config table, init/fini, the network ops
+ *   plugin.c     descriptor, config table, init/fini, the ops table
+ *   lifecycle.c  attach, detach, policy changes, leftovers (gc)
  *   addr_pool.c  the address pools and slot allocation
  *   netns.c      making and removing a sandbox's network namespace
  *   link.c       the veth pair, addresses and routes (libnl)
@@ -218,6 +219,19 @@ static inline void eg_log(const eg_instance_t *in, hutch_log_level_t level, cons
 }
 
 int64_t eg_now_ms(void);
+
+/* ---- lifecycle.c ---- */
+
+/* The network ops (see hutch_network_ops_t). */
+int eg_attach(eg_instance_t *in, const hutch_net_attach_t *req, hutch_net_attachment_t *out,
+	      hutch_err_t *err);
+int eg_detach(eg_instance_t *in, const char *sandbox_id, hutch_err_t *err);
+int eg_policy_update(eg_instance_t *in, const char *sandbox_id,
+		     const hutch_net_policy_t *const *policies, size_t n, bool set, hutch_err_t *err);
+int eg_gc(eg_instance_t *in, const char *const *live_ids, size_t n, hutch_err_t *err);
+/* Removes what no registered sandbox owns: interfaces, set elements and
+ * pinned namespaces of ours (init, gc). */
+int eg_gc_orphans(eg_instance_t *in, hutch_err_t *err);
 
 /* ---- sandbox.c ---- */
 
