@@ -239,17 +239,6 @@ static int listen_all(daemon_t *d, hutch_err_t *err)
 		return r;
 	if ((r = api_daemon_register(d, err)) < 0 || (r = api_sandbox_register(d, err)) < 0)
 		return r;
-	_cleanup_free_ char *sock_dir = xstrdup(c->daemon.socket);
-	char *slash = strrchr(sock_dir, '/');
-	if (slash && slash != sock_dir) {
-		*slash = '\0';
-		if ((r = mkdir_p(sock_dir, 0755, err)) < 0)
-			return r;
-	}
-	r = grpc_server_listen_unix(d->grpc, c->daemon.socket, (mode_t)c->daemon.socket_mode, err);
-	if (r < 0)
-		return hutch_err_prefix(err, "listen on %s", c->daemon.socket);
-	log_info("API on unix:%s", c->daemon.socket);
 	if (c->api.tcp_listen) {
 		char host[256];
 		int port;
@@ -268,6 +257,21 @@ static int listen_all(daemon_t *d, hutch_err_t *err)
 		log_info("API on tcp:%s:%d (%s)", host, grpc_server_bound_port(d->grpc),
 			 c->api.tls_cert ? "TLS" : "plaintext h2c");
 	}
+	/* The unix socket last: once it accepts, every listener does (clients
+	 * and tests take it as the sign that hutchd is ready). */
+	if ((r = http_api_start(d, err)) < 0)
+		return r;
+	_cleanup_free_ char *sock_dir = xstrdup(c->daemon.socket);
+	char *slash = strrchr(sock_dir, '/');
+	if (slash && slash != sock_dir) {
+		*slash = '\0';
+		if ((r = mkdir_p(sock_dir, 0755, err)) < 0)
+			return r;
+	}
+	r = grpc_server_listen_unix(d->grpc, c->daemon.socket, (mode_t)c->daemon.socket_mode, err);
+	if (r < 0)
+		return hutch_err_prefix(err, "listen on %s", c->daemon.socket);
+	log_info("API on unix:%s", c->daemon.socket);
 	return 0;
 }
 
@@ -427,7 +431,7 @@ int daemon_run(const daemon_opts_t *opts, hutch_err_t *err)
 	if ((r = sandbox_mgr_new(&deps, &d.sandboxes, err)) < 0 ||
 	    (r = sandbox_mgr_recover(d.sandboxes, err)) < 0)
 		goto out;
-	if ((r = listen_all(&d, err)) < 0 || (r = http_api_start(&d, err)) < 0)
+	if ((r = listen_all(&d, err)) < 0)
 		goto out;
 
 	uv_signal_init(&d.loop, &d.sig_term);
