@@ -144,7 +144,7 @@ static const hutch_config_field_t integration_fields[] = {
 #undef I
 
 static const char *const top_keys[] = {"daemon", "api", "plugins", "plugin", "sandbox",
-				       "secrets", "http", "integration", NULL};
+				       "secrets", "http", "integration", "images", NULL};
 
 static char *read_file(const char *path, size_t *len, hutch_err_t *err)
 {

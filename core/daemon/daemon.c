@@ -16,6 +16,8 @@
 #include "config_bind.h"
 #include "log.h"
 #include "sandbox_mgr.h"
+#include "image_config.h"
+#include "image_service.h"
 #include "secret_store.h"
 #include "strbuf.h"
 
@@ -237,7 +239,8 @@ static int listen_all(daemon_t *d, hutch_err_t *err)
 	int r = grpc_server_new(&d->loop, &o, &d->grpc, err);
 	if (r < 0)
 		return r;
-	if ((r = api_daemon_register(d, err)) < 0 || (r = api_sandbox_register(d, err)) < 0)
+	if ((r = api_daemon_register(d, err)) < 0 || (r = api_sandbox_register(d, err)) < 0 ||
+	    (r = api_image_register(d, err)) < 0)
 		return r;
 	if (c->api.tcp_listen) {
 		char host[256];
@@ -356,6 +359,9 @@ static void daemon_free(daemon_t *d)
 {
 	sandbox_mgr_free(d->sandboxes);
 	d->sandboxes = NULL;
+	/* After the sandboxes: they let go of their images' pins. */
+	image_service_free(d->images);
+	d->images = NULL;
 	secrets_free(d->secrets);
 	d->secrets = NULL;
 	caps_free(d->caps, d->plugins.n);
@@ -431,6 +437,15 @@ int daemon_run(const daemon_opts_t *opts, hutch_err_t *err)
 	if ((r = sandbox_mgr_new(&deps, &d.sandboxes, err)) < 0 ||
 	    (r = sandbox_mgr_recover(d.sandboxes, err)) < 0)
 		goto out;
+	image_service_deps_t ideps = {
+		.loop = &d.loop,
+		.store = d.store,
+		.plugins = &d.plugins,
+		.cfg = &d.cfg,
+		.sandboxes = d.sandboxes,
+	};
+	if ((r = image_service_new(&ideps, &d.images, err)) < 0)
+		goto out;
 	if ((r = listen_all(&d, err)) < 0)
 		goto out;
 
@@ -487,6 +502,11 @@ int daemon_check_config(const char *file, const char *plugin_dir, FILE *out,
 	if (r == 0)
 		r = plugin_set_load(&d.plugins, &d.cfg, d.plugin_dir, err);
 	if (r == 0) {
+		image_config_t ic;
+		if ((r = image_config_load(&d.cfg, &ic, err)) == 0)
+			image_config_free(&ic);
+	}
+	if (r == 0) {
 		fprintf(out, "%s: ok\n", file ? file : "(built-in defaults)");
 		for (size_t i = 0; i < d.plugins.n; i++) {
 			const plugin_t *p = d.plugins.all[i];
@@ -504,6 +524,7 @@ int daemon_describe(const char *name, const char *plugin_dir, FILE *out,
 	if (strcmp(name, "daemon") == 0 || strcmp(name, "hutchd") == 0) {
 		fprintf(out, "hutchd %s: options of hutchd.toml\n\n", HUTCH_VERSION);
 		daemon_config_describe(out);
+		image_config_describe(out);
 		return 0;
 	}
 	_cleanup_free_ char *dir = plugin_dir ? xstrdup(plugin_dir) : plugin_dir_default();

@@ -26,6 +26,7 @@
 typedef struct sandbox_mgr sandbox_mgr_t;
 typedef struct sandbox sandbox_t;
 typedef struct secrets secrets_t;
+typedef struct image_service image_service_t;
 
 /* Cached answer of a plugin's capabilities op. */
 typedef struct plugin_caps {
@@ -61,6 +62,7 @@ typedef struct daemon {
 	bool stopping;
 	sandbox_mgr_t *sandboxes;
 	secrets_t *secrets;
+	image_service_t *images;
 	http_server_t *http;  /* [http] listener, or NULL */
 	unsigned http_jobs;   /* identity plugin calls on the pool (HTTP, Identity API) */
 } daemon_t;

@@ -8,6 +8,7 @@
 #include <stdbool.h>
 #include <stdio.h>
 
+#include "hutch/v1/image.pb-c.h"
 #include "hutch_client.h"
 
 typedef struct cli {
@@ -36,6 +37,17 @@ int cmd_cp(cli_t *cli, int argc, char **argv);
 int cmd_policy(cli_t *cli, int argc, char **argv);
 int cmd_secret(cli_t *cli, int argc, char **argv);
 int cmd_identity(cli_t *cli, int argc, char **argv);
+int cmd_image(cli_t *cli, int argc, char **argv);
+/* hutch image build (cmd_image_build.c). */
+int cmd_image_build(cli_t *cli, int argc, char **argv);
+/* Imports a tar file, or a directory (an OCI layout, sent as a tar), as
+ * image name; *out the image (free_unpacked). */
+int cli_image_import(hutch_client_t *c, const char *path, const char *name, const char *ref,
+		     Hutch__V1__Image **out, hutch_err_t *err);
+/* Writes a tar of dir's contents (names relative to dir) into fd. */
+int cli_tar_dir(const char *dir, int fd, hutch_err_t *err);
+/* "12.3 MiB" into buf. */
+const char *cli_human_size(int64_t bytes, char *buf, size_t cap);
 /* KEY=VALUE lines of an env file into a KeyValue array (values to be wiped
  * by the caller). */
 int cli_read_env_file(FILE *f, const char *what, Hutch__V1__KeyValue ***out, size_t *n);

@@ -56,7 +56,7 @@ static int remote_is_dir(hutch_client_t *c, const char *id, const char *path, bo
 }
 
 /* Writes a tar of dir's contents (names relative to dir) into fd. */
-static int tar_dir(const char *dir, int fd, hutch_err_t *err)
+int cli_tar_dir(const char *dir, int fd, hutch_err_t *err)
 {
 	struct archive *a = archive_write_new();
 	archive_write_set_format_pax_restricted(a);
@@ -149,7 +149,7 @@ static int upload(hutch_client_t *c, const char *src, const char *id, const char
 			hutch_err_sys(&err, errno, "temporary file");
 			return cli_fail(&err);
 		}
-		r = tar_dir(src, fileno(tmp), &err);
+		r = cli_tar_dir(src, fileno(tmp), &err);
 		if (r == 0 && lseek(fileno(tmp), 0, SEEK_SET) < 0)
 			r = hutch_err_sys(&err, errno, "rewind");
 		if (r == 0)

@@ -24,6 +24,8 @@ static void usage(FILE *out)
 		"  policy create|ls|inspect|rm    network policies\n"
 		"  secret set|ls|inspect|rm|integrations\n"
 		"  identity verify|rotate         workload tokens: check one; rotate the signing key\n"
+		"  image build|ls|inspect|rm|gc|export|import\n"
+		"                                 images: build FILE.toml (see docs/images.md)\n"
 		"\n"
 		"global options:\n"
 		"  --socket PATH     hutchd's unix socket (default $HUTCH_SOCKET or %s)\n"
@@ -112,6 +114,7 @@ int main(int argc, char **argv)
 		{"exec", cmd_exec},     {"cp", cmd_cp},           {"policy", cmd_policy},
 		{"secret", cmd_secret},
 		{"identity", cmd_identity},
+		{"image", cmd_image},
 	};
 	for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++)
 		if (strcmp(cmd, cmds[i].name) == 0)

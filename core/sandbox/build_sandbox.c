@@ -1,0 +1,412 @@
+#include "build_sandbox.h"
+
+#include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cleanup.h"
+#include "host_api.h"
+#include "log.h"
+#include "proc.h"
+#include "strbuf.h"
+
+struct build_sandbox {
+	build_sandbox_deps_t deps;
+	char id[32];
+	char *dir;             /* run_root/<id> */
+	size_t n_attached;     /* network plugins attached so far */
+	bool created;          /* the runtime has it */
+	bool stopped;
+};
+
+static int64_t now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+const char *build_sandbox_id(const build_sandbox_t *b)
+{
+	return b->id;
+}
+
+static plugin_t *runtime(const build_sandbox_t *b)
+{
+	return b->deps.plugins->runtime;
+}
+
+static int write_text(const char *dir, const char *name, const char *text, hutch_err_t *err)
+{
+	_cleanup_free_ char *path = xasprintf("%s/%s", dir, name);
+	_cleanup_close_ int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	size_t n = strlen(text);
+	if (fd < 0 || write(fd, text, n) != (ssize_t)n)
+		return hutch_err_sys(err, errno ? errno : EIO, "write %s", path);
+	return 0;
+}
+
+static void remove_tree(const char *dir)
+{
+	const char *argv[] = {"rm", "-rf", "--one-file-system", dir, NULL};
+	hutch_err_t e = {0};
+	if (proc_run_argv(argv, 60000, NULL, 0, &e) < 0)
+		log_warn("remove %s: %s", dir, e.message);
+}
+
+static void network_detach(build_sandbox_t *b)
+{
+	plugin_set_t *ps = b->deps.plugins;
+	for (size_t i = b->n_attached; i-- > 0;) {
+		plugin_t *p = ps->network[i];
+		hutch_err_t e = {0};
+		if (p->ops.network.detach(p->instance, b->id, &e) < 0)
+			log_warn("build sandbox %s: %s: detach: %s", b->id, p->name, e.message);
+	}
+	b->n_attached = 0;
+}
+
+/* The network chain, as sandbox_mgr attaches it for any sandbox. */
+static int network_attach(build_sandbox_t *b, const build_sandbox_opts_t *o,
+			  hutch_net_attachment_t *att, hutch_err_t *err)
+{
+	plugin_set_t *ps = b->deps.plugins;
+	memset(att, 0, sizeof *att);
+	att->size = sizeof *att;
+	for (size_t i = 0; i < ps->n_network; i++) {
+		plugin_t *p = ps->network[i];
+		hutch_net_attach_t req = {
+			.size = sizeof req,
+			.sandbox_id = b->id,
+			.tenant = o->tenant,
+			.netns_path = att->netns_path[0] ? att->netns_path : NULL,
+			.policies = o->policies,
+			.n_policies = o->n_policies,
+			.policies_set = o->policies_set,
+		};
+		int r = p->ops.network.attach(p->instance, &req, att, err);
+		if (r < 0)
+			return hutch_err_prefix(err, "%s", p->name);
+		b->n_attached = i + 1;
+	}
+	return 0;
+}
+
+/* /etc/hosts, hostname and resolv.conf, bound read-only into the sandbox
+ * (and so never part of a committed layer). */
+static int write_etc(build_sandbox_t *b, const hutch_net_attachment_t *att, hutch_err_t *err)
+{
+	_cleanup_free_ char *etc = xasprintf("%s/etc", b->dir);
+	int r = mkdir_p(etc, 0755, err);
+	if (r < 0)
+		return r;
+	_cleanup_sb_ strbuf_t hosts = STRBUF_INIT;
+	sb_printf(&hosts, "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t%s\n",
+		  b->id);
+	_cleanup_sb_ strbuf_t resolv = STRBUF_INIT;
+	if (att && att->dns_server[0]) {
+		sb_printf(&resolv, "nameserver %s\n", att->dns_server);
+		if (att->search_domain[0])
+			sb_printf(&resolv, "search %s\n", att->search_domain);
+		sb_append(&resolv, "options timeout:2 attempts:2\n");
+	} else {
+		sb_append(&resolv, "# no network: no resolver\nnameserver 127.0.0.1\n");
+	}
+	_cleanup_free_ char *hostname = xasprintf("%s\n", b->id);
+	if ((r = write_text(etc, "hosts", hosts.buf, err)) < 0 ||
+	    (r = write_text(etc, "hostname", hostname, err)) < 0 ||
+	    (r = write_text(etc, "resolv.conf", resolv.buf, err)) < 0)
+		return r;
+	return 0;
+}
+
+int build_sandbox_create(const build_sandbox_deps_t *deps, const build_sandbox_opts_t *o,
+			 build_sandbox_t **out, hutch_err_t *err)
+{
+	if (!deps->plugins->runtime)
+		return hutch_err_set(err, ENOTSUP, "no runtime plugin");
+	if (o->network && deps->plugins->n_network == 0)
+		return hutch_err_set(err, ENOTSUP,
+				     "this build step needs network access, and no network plugin is configured ([plugins] network): build sandboxes have no network without one");
+	build_sandbox_t *b = xcalloc(1, sizeof *b);
+	b->deps = *deps;
+	uint8_t rnd[6];
+	if (getrandom(rnd, sizeof rnd, 0) != (ssize_t)sizeof rnd)
+		for (size_t i = 0; i < sizeof rnd; i++)
+			rnd[i] = (uint8_t)rand();
+	snprintf(b->id, sizeof b->id, "bld-%02x%02x%02x%02x%02x%02x", rnd[0], rnd[1], rnd[2], rnd[3],
+		 rnd[4], rnd[5]);
+	b->dir = xasprintf("%s/%s", deps->run_root, b->id);
+	int r = mkdir_p(b->dir, 0700, err);
+	if (r < 0) {
+		free(b->dir);
+		free(b);
+		return r;
+	}
+	hutch_net_attachment_t att = {.size = sizeof att};
+	if (o->network && (r = network_attach(b, o, &att, err)) < 0)
+		goto fail;
+	if ((r = write_etc(b, o->network ? &att : NULL, err)) < 0)
+		goto fail;
+
+	/* Mounts: the /etc files, then the caller's. */
+	size_t nm = 3 + o->n_mounts;
+	hutch_mount_t *mounts = xcalloc(nm, sizeof *mounts);
+	static const char *const etc_names[] = {"hosts", "hostname", "resolv.conf"};
+	char *etc_src[3], *etc_dst[3];
+	for (size_t i = 0; i < 3; i++) {
+		etc_src[i] = xasprintf("%s/etc/%s", b->dir, etc_names[i]);
+		etc_dst[i] = xasprintf("/etc/%s", etc_names[i]);
+		mounts[i] = (hutch_mount_t){etc_src[i], etc_dst[i], HUTCH_MOUNT_READONLY};
+	}
+	for (size_t i = 0; i < o->n_mounts; i++)
+		mounts[3 + i] = o->mounts[i];
+	hutch_kv_t *env = xcalloc(o->n_env + 1, sizeof *env);
+	size_t ne = 0;
+	bool has_path = false;
+	for (size_t i = 0; i < o->n_env; i++) {
+		env[ne++] = o->env[i];
+		has_path |= strcmp(o->env[i].key, "PATH") == 0;
+	}
+	if (!has_path)
+		env[ne++] = (hutch_kv_t){"PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"};
+	hutch_sandbox_spec_t rs = {
+		.size = sizeof rs,
+		.id = b->id,
+		.tenant = o->tenant,
+		.name = NULL,
+		.hostname = b->id,
+		.layers = o->layers,
+		.n_layers = o->n_layers,
+		.argv = NULL, /* the runtime's idle init: commands come by exec */
+		.init_stdin_fd = -1,
+		.init_stdout_fd = -1,
+		.init_stderr_fd = -1,
+		.env = env,
+		.n_env = ne,
+		.workdir = "/",
+		.cpu_millis = o->cpu_millis,
+		.memory_bytes = o->memory_bytes,
+		.pids_max = o->pids_max,
+		.disk_bytes = o->disk_bytes,
+		.mounts = mounts,
+		.n_mounts = nm,
+		.netns_path = att.netns_path[0] ? att.netns_path : NULL,
+	};
+	hutch_sandbox_status_t st = {.size = sizeof st};
+	plugin_t *rt = runtime(b);
+	r = rt->ops.runtime.sandbox_create(rt->instance, &rs, &st, err);
+	for (size_t i = 0; i < 3; i++) {
+		free(etc_src[i]);
+		free(etc_dst[i]);
+	}
+	free(mounts);
+	free(env);
+	if (r < 0) {
+		hutch_err_prefix(err, "build sandbox: %s", rt->name);
+		goto fail;
+	}
+	b->created = true;
+	*out = b;
+	return 0;
+fail:
+	network_detach(b);
+	remove_tree(b->dir);
+	free(b->dir);
+	free(b);
+	return r;
+}
+
+/* ---- exec ---- */
+
+static bool cancelled(const build_exec_t *x)
+{
+	return x->cancel && atomic_load(x->cancel);
+}
+
+/* Runs argv (on the host) with stdout/stderr streamed to x->on_output,
+ * the cancel flag polled and the timeout enforced. */
+static int run_streamed(const char *const *argv, int netns_fd, const build_exec_t *x,
+			int *exit_code, hutch_err_t *err)
+{
+	int r;
+	int out_p[2] = {-1, -1}, err_p[2] = {-1, -1};
+	pid_t pid = -1;
+	_cleanup_close_ int pidfd = -1;
+	if (pipe2(out_p, O_CLOEXEC | O_NONBLOCK) < 0 || pipe2(err_p, O_CLOEXEC | O_NONBLOCK) < 0) {
+		r = hutch_err_sys(err, errno, "pipe");
+		goto out;
+	}
+	hutch_spawn_opts_t so = {
+		.size = sizeof so,
+		.argv = argv,
+		.envp = x->host_envp,
+		.stdin_fd = -1,
+		.stdout_fd = out_p[1],
+		.stderr_fd = err_p[1],
+		.netns_fd = netns_fd,
+		.new_session = true,
+	};
+	r = proc_spawn(&so, &pid, &pidfd, err);
+	close(out_p[1]);
+	close(err_p[1]);
+	out_p[1] = err_p[1] = -1;
+	if (r < 0)
+		goto out;
+
+	int64_t deadline = x->timeout_ms > 0 ? now_ms() + x->timeout_ms : 0;
+	bool exited = false, timed_out = false, was_cancelled = false;
+	int st = 0;
+	bool reaped = false;
+	char buf[16384];
+	while (!exited || out_p[0] >= 0 || err_p[0] >= 0) {
+		if (!timed_out && !was_cancelled && !exited) {
+			if (deadline && now_ms() >= deadline)
+				timed_out = true;
+			else if (cancelled(x))
+				was_cancelled = true;
+			if (timed_out || was_cancelled)
+				kill(-pid, SIGKILL); /* its session: helpers too */
+		}
+		struct pollfd pfds[3] = {
+			{.fd = exited ? -1 : pidfd, .events = POLLIN},
+			{.fd = out_p[0], .events = POLLIN},
+			{.fd = err_p[0], .events = POLLIN},
+		};
+		/* Wake at least every 200 ms to see a cancel; without a pidfd,
+		 * every 20 ms to ask waitpid. */
+		int pr = poll(pfds, 3, pidfd < 0 ? 20 : 200);
+		if (pr < 0 && errno != EINTR)
+			break;
+		if (!exited && pidfd < 0 && waitpid(pid, &st, WNOHANG) == pid)
+			reaped = exited = true;
+		if (!exited && pfds[0].revents)
+			exited = true;
+		for (int k = 1; k <= 2; k++) {
+			int *fd = k == 1 ? &out_p[0] : &err_p[0];
+			if (*fd < 0)
+				continue;
+			for (;;) {
+				ssize_t n = read(*fd, buf, sizeof buf);
+				if (n > 0) {
+					if (x->on_output)
+						x->on_output(x->data, k, buf, (size_t)n);
+					continue;
+				}
+				if (n < 0 && errno == EINTR)
+					continue;
+				if (n < 0 && errno == EAGAIN) {
+					/* Once the command is gone, a background child that
+					 * kept the pipe must not hold the step forever. */
+					if (exited && pr == 0) {
+						close(*fd);
+						*fd = -1;
+					}
+					break;
+				}
+				close(*fd);
+				*fd = -1;
+				break;
+			}
+		}
+	}
+	while (!reaped && waitpid(pid, &st, 0) < 0 && errno == EINTR)
+		;
+	int code, sig;
+	proc_status_decode(st, &code, &sig);
+	if (sig)
+		code = 128 + sig;
+	*exit_code = code;
+	if (timed_out)
+		r = hutch_err_set(err, ETIMEDOUT, "timed out after %lld s", (long long)(x->timeout_ms / 1000));
+	else if (was_cancelled)
+		r = hutch_err_set(err, ECANCELED, "cancelled");
+	else
+		r = 0;
+out:
+	for (int i = 0; i < 2; i++) {
+		if (out_p[i] >= 0)
+			close(out_p[i]);
+		if (err_p[i] >= 0)
+			close(err_p[i]);
+	}
+	return r;
+}
+
+int build_sandbox_exec(build_sandbox_t *b, const build_exec_t *x, int *exit_code,
+		       hutch_err_t *err)
+{
+	plugin_t *rt = runtime(b);
+	hutch_exec_spec_t es = {
+		.size = sizeof es,
+		.argv = x->argv,
+		.env = x->env,
+		.n_env = x->n_env,
+		.cwd = x->cwd,
+	};
+	hutch_command_t cmd = {.size = sizeof cmd, .netns_fd = -1};
+	int r = rt->ops.runtime.exec_command(rt->instance, b->id, &es, &cmd, err);
+	if (r < 0)
+		return hutch_err_prefix(err, "%s", rt->name);
+	r = run_streamed((const char *const *)cmd.argv, cmd.netns_fd, x, exit_code, err);
+	if (cmd.netns_fd >= 0)
+		close(cmd.netns_fd);
+	strv_free(cmd.argv);
+	return r;
+}
+
+int build_host_exec(const build_exec_t *x, int *exit_code, hutch_err_t *err)
+{
+	return run_streamed(x->argv, -1, x, exit_code, err);
+}
+
+/* ---- commit and destroy ---- */
+
+static void stop(build_sandbox_t *b)
+{
+	if (!b->created || b->stopped)
+		return;
+	plugin_t *rt = runtime(b);
+	hutch_err_t e = {0};
+	if (rt->ops.runtime.sandbox_stop(rt->instance, b->id, 0, &e) < 0)
+		log_warn("build sandbox %s: stop: %s", b->id, e.message);
+	b->stopped = true;
+}
+
+int build_sandbox_commit(build_sandbox_t *b, const char *dest_dir, hutch_err_t *err)
+{
+	plugin_t *rt = runtime(b);
+	if (rt->ops_size < offsetof(hutch_runtime_ops_t, sandbox_commit) + sizeof(void *) ||
+	    !rt->ops.runtime.sandbox_commit)
+		return hutch_err_set(err, ENOTSUP,
+				     "runtime %s cannot commit a sandbox's writable layer (no sandbox_commit op): images cannot be built with it",
+				     rt->name);
+	stop(b);
+	int r = rt->ops.runtime.sandbox_commit(rt->instance, b->id, dest_dir, err);
+	return r < 0 ? hutch_err_prefix(err, "%s", rt->name) : 0;
+}
+
+void build_sandbox_destroy(build_sandbox_t *b)
+{
+	if (!b)
+		return;
+	stop(b);
+	if (b->created) {
+		plugin_t *rt = runtime(b);
+		hutch_err_t e = {0};
+		if (rt->ops.runtime.sandbox_destroy(rt->instance, b->id, &e) < 0)
+			log_error("build sandbox %s: destroy: %s", b->id, e.message);
+	}
+	network_detach(b);
+	remove_tree(b->dir);
+	free(b->dir);
+	free(b);
+}
