@@ -663,10 +663,13 @@ static int do_step(bctx_t *c, const Hutch__V1__ImageStep *s, hutch_err_t *err)
 	}
 	const char *scope = c->req->tenant;
 	bool waited;
+	/* An identical step being built by another build: wait for it, then
+	 * take its result from the cache. */
+	if (image_store_key_busy(c->d->store, key))
+		emit_step(c, &(step_info_t){.state = HUTCH__V1__BUILD_STEP_STATE__BUILD_STEP_STATE_WAITING,
+					   .description = desc, .key = key});
 	if (image_store_key_lock(c->d->store, key, c->io->cancel, &waited) < 0)
 		return hutch_err_set(err, ECANCELED, "cancelled");
-	if (waited)
-		log_info("images: step %s waited for an identical build", key);
 	image_cache_entry_t e;
 	int r = 0;
 	if (!c->req->no_cache && cache_take(c, scope, key, desc, false, &e)) {
@@ -859,13 +862,13 @@ static int do_base(bctx_t *c, hutch_err_t *err)
 	const char *scope = b->kind_case == HUTCH__V1__IMAGE_BASE__KIND_REGISTRY ? c->req->tenant : NULL;
 	image_cache_entry_t e;
 	bool waited;
+	if (image_store_key_busy(c->d->store, key))
+		emit_step(c, &(step_info_t){.state = HUTCH__V1__BUILD_STEP_STATE__BUILD_STEP_STATE_WAITING,
+					   .description = desc, .key = key});
 	if (image_store_key_lock(c->d->store, key, c->io->cancel, &waited) < 0) {
 		r = hutch_err_set(err, ECANCELED, "cancelled");
 		goto fail;
 	}
-	if (waited)
-		emit_step(c, &(step_info_t){.state = HUTCH__V1__BUILD_STEP_STATE__BUILD_STEP_STATE_WAITING,
-					   .description = desc, .key = key});
 	bool need_config = b->kind_case == HUTCH__V1__IMAGE_BASE__KIND_REGISTRY;
 	bool hit = cache_take(c, c->req->tenant, key, desc, need_config, &e) ||
 		   (scope == NULL && cache_take(c, NULL, key, desc, need_config, &e));

@@ -733,6 +733,14 @@ int image_store_key_lock(image_store_t *s, const char *key, const atomic_bool *c
 	return 0;
 }
 
+bool image_store_key_busy(image_store_t *s, const char *key)
+{
+	pthread_mutex_lock(&s->lock);
+	bool busy = key_find(s, key) != NULL;
+	pthread_mutex_unlock(&s->lock);
+	return busy;
+}
+
 void image_store_key_unlock(image_store_t *s, const char *key)
 {
 	pthread_mutex_lock(&s->lock);

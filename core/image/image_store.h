@@ -115,6 +115,8 @@ void image_store_cache_drop(image_store_t *s, const char *tenant, const char *ke
 int image_store_key_lock(image_store_t *s, const char *key, const atomic_bool *cancel,
 			 bool *waited);
 void image_store_key_unlock(image_store_t *s, const char *key);
+/* Whether another thread holds key now (to say so before waiting). */
+bool image_store_key_busy(image_store_t *s, const char *key);
 
 /* ---- uploaded files ---- */
 

@@ -220,10 +220,86 @@ static char *archive_rel(const char *p)
 	return steal_ptr(&copy);
 }
 
-/* Unpacks the archive into dir: directories and regular files only (no
- * links, devices or absolute paths: none of them belongs in an image
- * archive), every file created below dir without following symlinks. */
-static int unpack(const char *tar_path, const char *dir, hutch_err_t *err)
+/* Links in an archive (docker-archives made by skopeo point
+ * <id>/layer.tar at ../<digest>.tar). They are never made on disk: each
+ * becomes an alias, checked to stay inside the archive, that paths are
+ * resolved through before a file is opened. */
+typedef struct archive_links {
+	char **from;   /* clean relative paths */
+	char **to;
+	size_t n;
+} archive_links_t;
+
+static void links_free(archive_links_t *l)
+{
+	strv_free(l->from);
+	strv_free(l->to);
+	memset(l, 0, sizeof *l);
+}
+
+/* dir + "/" + target, with "." and ".." applied; NULL if it leaves the
+ * archive or target is absolute. */
+static char *join_inside(const char *dir, const char *target)
+{
+	if (!target || !*target || target[0] == '/')
+		return NULL;
+	char **parts = NULL;
+	_cleanup_free_ char *all = dir ? xasprintf("%s/%s", dir, target) : xstrdup(target);
+	char *save = NULL;
+	for (char *c = strtok_r(all, "/", &save); c; c = strtok_r(NULL, "/", &save)) {
+		if (strcmp(c, ".") == 0)
+			continue;
+		if (strcmp(c, "..") == 0) {
+			size_t n = strv_len(parts);
+			if (n == 0) {
+				strv_free(parts);
+				return NULL;
+			}
+			free(parts[n - 1]);
+			parts[n - 1] = NULL;
+			continue;
+		}
+		strv_push(&parts, xstrdup(c));
+	}
+	strbuf_t sb = STRBUF_INIT;
+	for (char **p = parts; p && *p; p++)
+		sb_printf(&sb, "%s%s", sb.len ? "/" : "", *p);
+	strv_free(parts);
+	if (!sb.len) {
+		sb_free(&sb);
+		return NULL;
+	}
+	return sb_steal(&sb);
+}
+
+/* rel with every alias on its way applied (at most 16 of them). */
+static char *links_resolve(const archive_links_t *l, const char *rel)
+{
+	char *cur = xstrdup(rel);
+	for (int hops = 0; hops < 16; hops++) {
+		bool changed = false;
+		/* The longest prefix (component-wise) that is an alias. */
+		for (size_t i = 0; i < l->n && !changed; i++) {
+			size_t fl = strlen(l->from[i]);
+			if (strncmp(cur, l->from[i], fl) != 0 || (cur[fl] != '\0' && cur[fl] != '/'))
+				continue;
+			char *next = cur[fl] ? xasprintf("%s%s", l->to[i], cur + fl) : xstrdup(l->to[i]);
+			free(cur);
+			cur = next;
+			changed = true;
+		}
+		if (!changed)
+			return cur;
+	}
+	free(cur);
+	return NULL;
+}
+
+/* Unpacks the archive into dir: directories and regular files; links
+ * become aliases (archive_links_t); devices, absolute paths and paths out
+ * of the archive are refused. Every file is created below dir without
+ * following symlinks. */
+static int unpack(const char *tar_path, const char *dir, archive_links_t *links, hutch_err_t *err)
 {
 	_cleanup_close_ int root = open(dir, O_DIRECTORY | O_RDONLY | O_CLOEXEC);
 	if (root < 0)
@@ -256,9 +332,30 @@ static int unpack(const char *tar_path, const char *dir, hutch_err_t *err)
 			break;
 		}
 		mode_t type = archive_entry_filetype(e);
+		const char *hard = archive_entry_hardlink(e);
+		if (type == AE_IFLNK || hard) {
+			const char *slash = strrchr(rel, '/');
+			_cleanup_free_ char *link_dir = slash ? xstrndup(rel, (size_t)(slash - rel)) : NULL;
+			/* A symlink's target is relative to its directory, a hard
+			 * link's to the archive's root. */
+			char *to = type == AE_IFLNK ? join_inside(link_dir, archive_entry_symlink(e)) : join_inside(NULL, hard);
+			if (!to) {
+				r = hutch_err_set(err, EINVAL, "archive entry `%.200s`: a link out of the archive", rel);
+				break;
+			}
+			if (links->n >= 10000) {
+				free(to);
+				r = hutch_err_set(err, E2BIG, "the archive has too many links");
+				break;
+			}
+			strv_push(&links->from, xstrdup(rel));
+			strv_push(&links->to, to);
+			links->n++;
+			continue;
+		}
 		if (type != AE_IFDIR && type != AE_IFREG) {
 			r = hutch_err_set(err, EINVAL,
-					  "archive entry `%.200s`: only files and directories belong in an image archive",
+					  "archive entry `%.200s`: only files, directories and links belong in an image archive",
 					  rel);
 			break;
 		}
@@ -308,12 +405,16 @@ static int unpack(const char *tar_path, const char *dir, hutch_err_t *err)
 	return r;
 }
 
-/* Opens rel (a relative path from the archive) below root, read-only. */
-static int open_rel(int root, const char *rel_in, hutch_err_t *err)
+/* Opens rel (a relative path from the archive, links resolved) below
+ * root, read-only. */
+static int open_rel(int root, const archive_links_t *links, const char *rel_in, hutch_err_t *err)
 {
-	_cleanup_free_ char *rel = archive_rel(rel_in);
-	if (!rel)
+	_cleanup_free_ char *clean = archive_rel(rel_in);
+	if (!clean)
 		return hutch_err_set(err, EINVAL, "`%.200s` is not a path inside the archive", rel_in);
+	_cleanup_free_ char *rel = links_resolve(links, clean);
+	if (!rel)
+		return hutch_err_set(err, EINVAL, "`%.200s`: too many links", rel_in);
 	const char *slash = strrchr(rel, '/');
 	_cleanup_free_ char *parent = slash ? xstrndup(rel, (size_t)(slash - rel)) : xstrdup(".");
 	_cleanup_close_ int pfd = layer_open_dir_beneath(root, parent, false, err);
@@ -326,9 +427,10 @@ static int open_rel(int root, const char *rel_in, hutch_err_t *err)
 	return fd;
 }
 
-static int read_rel(int root, const char *rel, char **out, size_t *len, hutch_err_t *err)
+static int read_rel(int root, const archive_links_t *links, const char *rel, char **out, size_t *len,
+		    hutch_err_t *err)
 {
-	_cleanup_close_ int fd = open_rel(root, rel, err);
+	_cleanup_close_ int fd = open_rel(root, links, rel, err);
 	if (fd < 0)
 		return fd;
 	strbuf_t sb = STRBUF_INIT;
@@ -355,10 +457,11 @@ static int read_rel(int root, const char *rel, char **out, size_t *len, hutch_er
 }
 
 /* A blob of an OCI layout, checked against its digest. */
-static int read_blob(int root, const char *digest, char **out, size_t *len, hutch_err_t *err)
+static int read_blob(int root, const archive_links_t *links, const char *digest, char **out, size_t *len,
+		     hutch_err_t *err)
 {
 	_cleanup_free_ char *rel = xasprintf("blobs/sha256/%s", digest_hex(digest));
-	int r = read_rel(root, rel, out, len, err);
+	int r = read_rel(root, links, rel, out, len, err);
 	if (r < 0)
 		return r;
 	char got[DIGEST_STR_MAX];
@@ -375,6 +478,7 @@ typedef struct import_ctx {
 	image_store_t *store;
 	const char *dir;        /* the unpacked archive */
 	int root;
+	archive_links_t links;
 	oci_imported_t *out;
 	char ***pinned;
 	hutch_err_t *err;
@@ -391,7 +495,8 @@ static void pin_push(import_ctx_t *c, const char *digest)
 static int import_layer(import_ctx_t *c, const char *rel, const char *want_diff_id,
 			const char *cache_key, hutch_err_t *err)
 {
-	_cleanup_free_ char *clean = archive_rel(rel);
+	_cleanup_free_ char *given = archive_rel(rel);
+	_cleanup_free_ char *clean = given ? links_resolve(&c->links, given) : NULL;
 	if (!clean)
 		return hutch_err_set(err, EINVAL, "layer `%.200s` is not a path inside the archive", rel);
 	/* It was unpacked as a regular file below dir with no symlink on the
@@ -419,7 +524,6 @@ static int import_layer(import_ctx_t *c, const char *rel, const char *want_diff_
 	if (want_diff_id && strcmp(want_diff_id, digest) != 0)
 		return hutch_err_set(err, EINVAL, "layer %zu unpacks to %s, the image config says %s", i + 1,
 				     digest, want_diff_id);
-	unlink(path); /* its space back as soon as it is in the store */
 	return 0;
 }
 
@@ -443,7 +547,7 @@ static int import_oci(import_ctx_t *c, const char *ref, oci_config_t *conf, hutc
 {
 	char *json;
 	size_t len;
-	int r = read_rel(c->root, "index.json", &json, &len, err);
+	int r = read_rel(c->root, &c->links, "index.json", &json, &len, err);
 	if (r < 0)
 		return r;
 	oci_manifest_t m;
@@ -477,7 +581,7 @@ static int import_oci(import_ctx_t *c, const char *ref, oci_config_t *conf, hutc
 		}
 		snprintf(want, sizeof want, "%s", pick->digest);
 		oci_index_free(&idx);
-		if ((r = read_blob(c->root, want, &json, &len, err)) < 0)
+		if ((r = read_blob(c->root, &c->links, want, &json, &len, err)) < 0)
 			return hutch_err_prefix(err, "manifest");
 		r = oci_parse_manifest_or_index(json, len, &m, &idx, &is_index, err);
 		free(json);
@@ -490,7 +594,7 @@ static int import_oci(import_ctx_t *c, const char *ref, oci_config_t *conf, hutc
 			return hutch_err_set(err, EINVAL, "manifest %s: indexes nested too deep", want);
 		}
 	}
-	if ((r = read_blob(c->root, m.config.digest, &json, &len, err)) < 0) {
+	if ((r = read_blob(c->root, &c->links, m.config.digest, &json, &len, err)) < 0) {
 		oci_manifest_free(&m);
 		return hutch_err_prefix(err, "config");
 	}
@@ -503,7 +607,8 @@ static int import_oci(import_ctx_t *c, const char *ref, oci_config_t *conf, hutc
 		r = hutch_err_set(err, E2BIG, "%zu layers: at most %d", m.n_layers, IMAGE_CACHE_MAX_LAYERS);
 	for (size_t i = 0; i < m.n_layers && r == 0; i++) {
 		_cleanup_free_ char *rel = xasprintf("blobs/sha256/%s", digest_hex(m.layers[i].digest));
-		_cleanup_free_ char *path = xasprintf("%s/%s", c->dir, rel);
+		_cleanup_free_ char *real = links_resolve(&c->links, rel);
+		_cleanup_free_ char *path = xasprintf("%s/%s", c->dir, real ? real : rel);
 		char got[DIGEST_STR_MAX];
 		if ((r = digest_file(path, got, NULL, err)) < 0) {
 			r = hutch_err_set(err, ENOENT, "the archive has no blob %s (layer %zu)", m.layers[i].digest,
@@ -524,7 +629,7 @@ static int import_docker(import_ctx_t *c, const char *ref, oci_config_t *conf, h
 {
 	char *json;
 	size_t len;
-	int r = read_rel(c->root, "manifest.json", &json, &len, err);
+	int r = read_rel(c->root, &c->links, "manifest.json", &json, &len, err);
 	if (r < 0)
 		return r;
 	docker_archive_image_t *imgs;
@@ -546,7 +651,7 @@ static int import_docker(import_ctx_t *c, const char *ref, oci_config_t *conf, h
 		oci_docker_manifest_free(imgs, n);
 		return r;
 	}
-	if ((r = read_rel(c->root, pick->config, &json, &len, err)) == 0) {
+	if ((r = read_rel(c->root, &c->links, pick->config, &json, &len, err)) == 0) {
 		r = config_take(c, json, len, conf, err);
 		free(json);
 	}
@@ -592,7 +697,7 @@ int oci_archive_import(image_store_t *store, const char *tenant, const char *tar
 	import_ctx_t c = {.store = store, .dir = dir, .root = -1, .out = out, .pinned = pinned, .err = err};
 	oci_config_t conf = {0};
 	locale_t old = layer_locale_enter();
-	int r = unpack(tar_path, dir, err);
+	int r = unpack(tar_path, dir, &c.links, err);
 	layer_locale_leave(old);
 	if (r == 0) {
 		c.root = open(dir, O_DIRECTORY | O_RDONLY | O_CLOEXEC);
@@ -627,6 +732,7 @@ int oci_archive_import(image_store_t *store, const char *tenant, const char *tar
 	oci_config_free(&conf);
 	if (c.root >= 0)
 		close(c.root);
+	links_free(&c.links);
 	remove_tree(dir);
 	if (r < 0) {
 		for (char **p = *pinned; p && *p; p++)
