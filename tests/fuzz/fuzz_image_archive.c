@@ -1,9 +1,8 @@
 /* Fuzzes image imports (oci_layout.c): an archive that claims to be an OCI
  * layout or a docker-archive, unpacked, its JSON read, its blobs checked
  * and its layers stored in a scratch store. No crash, no leak; a failed
- * import leaves no scratch and no pins. The harness chroots into a scratch
- * directory holding only a static busybox (the store removes trees with
- * `rm`), so a bug it finds cannot reach the host's files. Run as root. */
+ * import leaves no scratch and no pins. Run as root; fuzz_scratch.h keeps
+ * a bug it finds from reaching the host's files. */
 #include <dirent.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -12,21 +11,19 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "fuzz_scratch.h"
 #include "oci_layout.h"
 #include "strbuf.h"
 
+#define SCRATCH "/tmp/hutch-fuzz-archive"
+
 static image_store_t *g_store;
 
-static void enter_scratch(void)
+int LLVMFuzzerInitialize(int *argc, char ***argv);
+int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
-	char root[] = "/tmp/hutch-fuzz-archive-XXXXXX";
-	if (!mkdtemp(root))
-		__builtin_trap();
-	char *cmd = xasprintf("mkdir %s/bin && cp /bin/busybox %s/bin/ && ln -s busybox %s/bin/rm", root, root, root);
-	if (system(cmd) != 0 || chroot(root) < 0 || chdir("/") < 0)
-		__builtin_trap();
-	free(cmd);
-	setenv("PATH", "/bin", 1);
+	fuzz_enter_scratch(SCRATCH, *argc, *argv);
+	return 0;
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -34,11 +31,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	hutch_err_t err = {0};
 	if (!g_store) {
-		enter_scratch();
-		if (mkdir("/state", 0700) < 0 || image_store_open("/state", &g_store, &err) < 0)
+		if (image_store_open(SCRATCH, &g_store, &err) < 0)
 			__builtin_trap();
 	}
-	const char *tar = "/in.tar";
+	const char *tar = SCRATCH "/in.tar";
 	FILE *f = fopen(tar, "wb");
 	if (!f || fwrite(data, 1, size, f) != size)
 		__builtin_trap();
@@ -55,7 +51,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	}
 	unlink(tar);
 	/* No scratch left behind. */
-	DIR *d = opendir("/state/images/tmp");
+	DIR *d = opendir(SCRATCH "/images/tmp");
 	struct dirent *de;
 	while (d && (de = readdir(d)))
 		if (de->d_name[0] != '.')

@@ -2,9 +2,8 @@
  * layers from registries and imports: whatever the tar says, nothing is
  * written outside the destination directory (checked: a canary directory
  * beside it stays empty), and what was extracted writes back as a tar.
- * Run as root, as hutchd (whiteouts are device nodes). The harness chroots
- * into a scratch directory first, so a bug it finds cannot write to the
- * host's files. */
+ * Run as root, as hutchd (whiteouts are device nodes); fuzz_scratch.h
+ * keeps a bug it finds from writing to the host's files. */
 #include <dirent.h>
 #include <fcntl.h>
 #include <ftw.h>
@@ -16,10 +15,18 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "fuzz_scratch.h"
 #include "layer_tar.h"
 #include "strbuf.h"
 
-static bool g_ready;
+#define SCRATCH "/tmp/hutch-fuzz-layer"
+
+int LLVMFuzzerInitialize(int *argc, char ***argv);
+int LLVMFuzzerInitialize(int *argc, char ***argv)
+{
+	fuzz_enter_scratch(SCRATCH, *argc, *argv);
+	return 0;
+}
 
 static int rm_one(const char *p, const struct stat *st, int type, struct FTW *ftw)
 {
@@ -33,22 +40,12 @@ static void rm_rf(const char *p)
 	nftw(p, rm_one, 16, FTW_DEPTH | FTW_PHYS);
 }
 
-/* A scratch root of our own, entered for good. */
-static void enter_scratch(void)
-{
-	char root[] = "/tmp/hutch-fuzz-layer-XXXXXX";
-	if (!mkdtemp(root) || chroot(root) < 0 || chdir("/") < 0)
-		__builtin_trap();
-	g_ready = true;
-}
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-	if (!g_ready)
-		enter_scratch();
-	const char *work = "/w", *dest = "/w/layer", *canary = "/w/canary", *tar = "/w/in.tar",
-		   *out = "/w/out.tar";
+	const char *work = SCRATCH "/w", *dest = SCRATCH "/w/layer", *canary = SCRATCH "/w/canary",
+		   *tar = SCRATCH "/w/in.tar", *out = SCRATCH "/w/out.tar";
 	rm_rf(work);
 	if (mkdir(work, 0755) < 0 || mkdir(dest, 0755) < 0 || mkdir(canary, 0755) < 0)
 		__builtin_trap();
@@ -66,10 +63,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		close(fd);
 	}
 	/* Nothing beside the layer changed: the canary is still empty, and
-	 * the scratch root holds only the work dir. */
+	 * the scratch holds only the work dir. */
 	if (rmdir(canary) < 0)
 		__builtin_trap();
-	DIR *d = opendir("/");
+	DIR *d = opendir(SCRATCH);
 	struct dirent *de;
 	while (d && (de = readdir(d)))
 		if (strcmp(de->d_name, ".") && strcmp(de->d_name, "..") && strcmp(de->d_name, "w"))
