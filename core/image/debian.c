@@ -32,10 +32,13 @@ static const struct {
 /* ---- which suites the mirror serves (asked once per daemon) ---- */
 
 static pthread_mutex_t g_probe_lock = PTHREAD_MUTEX_INITIALIZER;
+/* Answers are kept: a yes for good, a no (the mirror may have been
+ * unreachable for a moment) for a minute. */
 static struct {
 	char *mirror;
 	char *suite;
 	bool ok;
+	time_t when;
 } g_probed[16];
 static size_t g_n_probed;
 
@@ -50,7 +53,8 @@ static bool mirror_has(const char *mirror, const char *suite)
 {
 	pthread_mutex_lock(&g_probe_lock);
 	for (size_t i = 0; i < g_n_probed; i++)
-		if (strcmp(g_probed[i].mirror, mirror) == 0 && strcmp(g_probed[i].suite, suite) == 0) {
+		if (strcmp(g_probed[i].mirror, mirror) == 0 && strcmp(g_probed[i].suite, suite) == 0 &&
+		    (g_probed[i].ok || time(NULL) - g_probed[i].when < 60)) {
 			bool ok = g_probed[i].ok;
 			pthread_mutex_unlock(&g_probe_lock);
 			return ok;
@@ -73,11 +77,18 @@ static bool mirror_has(const char *mirror, const char *suite)
 		curl_easy_cleanup(h);
 	}
 	pthread_mutex_lock(&g_probe_lock);
-	if (g_n_probed < ARRAY_SIZE(g_probed)) {
-		g_probed[g_n_probed].mirror = xstrdup(mirror);
-		g_probed[g_n_probed].suite = xstrdup(suite);
-		g_probed[g_n_probed].ok = ok;
+	size_t slot = g_n_probed;
+	for (size_t i = 0; i < g_n_probed; i++)
+		if (strcmp(g_probed[i].mirror, mirror) == 0 && strcmp(g_probed[i].suite, suite) == 0)
+			slot = i;
+	if (slot == g_n_probed && g_n_probed < ARRAY_SIZE(g_probed)) {
+		g_probed[slot].mirror = xstrdup(mirror);
+		g_probed[slot].suite = xstrdup(suite);
 		g_n_probed++;
+	}
+	if (slot < ARRAY_SIZE(g_probed)) {
+		g_probed[slot].ok = ok;
+		g_probed[slot].when = time(NULL);
 	}
 	pthread_mutex_unlock(&g_probe_lock);
 	return ok;

@@ -18,7 +18,7 @@ def test_debian_slim_runs_python_with_python_and_pip_on_path(tmp_path):
         b = build(d, path)
         assert b.final() == {1: "cached", 2: "built"}, b
         out = run_in(d, "py", "python3 --version; python --version; pip --version; "
-                     "command -v python pip python3; cat /answer; "
+                     "for p in python pip python3; do command -v $p; done; cat /answer; "
                      "python3 -c 'import ssl, sqlite3; print(\"stdlib ok\")'; cat /etc/debian_version")
         lines = out.splitlines()
         assert lines[0].startswith("Python 3.11.") and lines[1] == lines[0], out
