@@ -11,6 +11,9 @@ if [ "${1:-}" = "--quick" ]; then
 	shift
 fi
 scripts/install-deps.sh --test
+# The debian_slim base the image tests share is built once (minutes) and
+# kept here for both passes and later runs (tests/integration/debian_base.py).
+export HUTCH_TEST_CACHE="${HUTCH_TEST_CACHE:-$PWD/build-test-cache}"
 scripts/build.sh -DHUTCH_WERROR=ON -DHUTCH_TESTS=ON
 (cd "${HUTCH_BUILD_DIR:-build}" && ctest --output-on-failure -j"${HUTCH_TEST_JOBS:-2}" "$@")
 if [ "$quick" -eq 0 ]; then
