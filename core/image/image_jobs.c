@@ -108,8 +108,10 @@ static const Hutch__V1__Image *build_done(image_job_t *job, void *ctx, int *resu
 {
 	build_job_t *b = ctx;
 	(void)job;
-	if (*result < 0 || !b->img)
+	if (*result < 0 || !b->img) {
+		log_info("images: build of %s/%s failed: %s", b->tenant, b->name, err->message);
 		return NULL;
+	}
 	*result = image_record_put(b->svc, b->img, err);
 	return *result == 0 ? b->img : NULL;
 }

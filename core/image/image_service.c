@@ -200,11 +200,13 @@ int image_record_put(image_service_t *svc, Hutch__V1__Image *img, hutch_err_t *e
 			protobuf_c_message_free_unpacked(&old->base, NULL);
 		return hutch_err_prefix(err, "record image %s", img->name);
 	}
+	bool changed = !old || strcmp(old->digest, img->digest) != 0;
 	if (old) {
 		image_unpin_all(svc->store, old);
 		protobuf_c_message_free_unpacked(&old->base, NULL);
 	}
-	log_info("images: %s/%s is %s (%zu layers)", img->tenant, img->name, img->digest, img->n_layers);
+	if (changed)
+		log_info("images: %s/%s is %s (%zu layers)", img->tenant, img->name, img->digest, img->n_layers);
 	return 0;
 }
 

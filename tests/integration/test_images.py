@@ -228,11 +228,47 @@ def test_export_import_and_skopeo(tmp_path):
         assert run_in(d2, "from-docker", "cat /app/built; echo $GREETING") == "built\nhello\n"
         d2.cli("image", "import", layout, "--name", "from-dir", "--ref", "app")
         assert run_in(d2, "from-dir", "cat /app/built") == "built\n"
-        # An image built on an imported one.
+        # An image built on an imported one; and on a local layout, which
+        # the CLI imports first (as NAME-base).
         base = write_image(str(tmp_path), 'name = "on-top"\n[base]\nimage = "from-docker"\n'
                            '[[steps]]\nrun_commands = "echo top > /top"\n', name="top.toml")
         build(d2, base)
         assert run_in(d2, "on-top", "cat /top /app/built") == "top\nbuilt\n"
+        local = write_image(str(tmp_path), 'name = "local"\n[base]\noci_layout = "app.tar"\n'
+                            '[[steps]]\nrun_commands = "echo local > /l"\n', name="local.toml")
+        b = build(d2, local)
+        assert "importing" in b.out and b.final()[2] == "built", b
+        assert b"local-base" in d2.cli("image", "ls").stdout
+        assert run_in(d2, "local", "cat /l /app/built") == "local\nbuilt\n"
+
+
+def test_a_cancelled_build_leaves_nothing(tmp_path):
+    with daemon() as d:
+        path = write_image(str(tmp_path), 'name = "slow"\n[base]\nbusybox = true\n'
+                           '[[steps]]\nrun_commands = "echo started; touch /partial; sleep 60"\n')
+        env = dict(os.environ, HUTCH_SOCKET=d.sock)
+        p = subprocess.Popen([hutchtest.HUTCH, "image", "build", "--progress", "plain", path],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+        line = b""
+        deadline = time.time() + 30
+        while b"started" not in line and time.time() < deadline:
+            line = p.stdout.readline()
+        assert b"started" in line
+        sandboxes = os.path.join(d.run, "plugins", "runtime-gvisor", "sandboxes")
+        assert any(n.startswith("bld-") for n in os.listdir(sandboxes))
+        p.kill()  # the client goes away mid-step
+        p.wait()
+        # The step is killed, its sandbox and scratch removed, nothing cached.
+        deadline = time.time() + 20
+        while time.time() < deadline and (any(n.startswith("bld-") for n in os.listdir(sandboxes)) or
+                                          os.listdir(os.path.join(images_dir(d), "tmp"))):
+            time.sleep(0.2)
+        assert not [n for n in os.listdir(sandboxes) if n.startswith("bld-")]
+        assert os.listdir(os.path.join(images_dir(d), "tmp")) == []
+        assert os.listdir(os.path.join(d.run, "builds")) == []
+        assert cache_entries(d) == [] or all("global" in c for c in cache_entries(d))
+        assert b"slow" not in d.cli("image", "ls").stdout
+        assert "cancelled" in d.log() or "canceled" in d.log().lower()
 
 
 def test_garbage_collection(tmp_path):
@@ -379,3 +415,28 @@ def test_images_and_their_sandboxes_survive_a_restart(tmp_path):
         json.loads(d.cli("--json", "image", "gc").stdout)
         assert run_in(d, "keep", "cat /k") == "kept\n"
         assert build(d, path).ran() == []
+
+
+def test_identity_token_names_the_image(tmp_path):
+    import base64
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    cfg = ('[plugins]\nidentity = "identity-oidc"\n[http]\nlisten = "127.0.0.1:%d"\n'
+           '[plugin.identity-oidc]\nissuer = "http://127.0.0.1:%d"\n' % (port, port))
+    with daemon(cfg) as d:
+        path = write_image(str(tmp_path), 'name = "named"\n[base]\nbusybox = true\n'
+                           '[[steps]]\nrun_commands = "true"\n')
+        build(d, path)
+        digest = json.loads(d.cli("image", "inspect", "named").stdout)["digest"]
+        busybox = json.loads(d.cli("image", "inspect", "busybox").stdout)["digest"]
+        for image, want in (("named", digest), ("busybox", busybox), (digest, digest)):
+            sid = d.cli("sandbox", "create", "--image", image).stdout.decode().strip()
+            token = d.cli("exec", sid, "--", "cat", "/run/hutch/identity/token").stdout.decode().strip()
+            payload = token.split(".")[1]
+            claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+            assert claims["image_digest"] == want, (image, claims)
+            sb = json.loads(d.cli("--json", "sandbox", "inspect", sid).stdout)
+            assert sb["image_digest"] == want
+            d.cli("sandbox", "stop", sid)
