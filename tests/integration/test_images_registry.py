@@ -76,10 +76,12 @@ def umoci_image(tmp, env="GREETING=hello from umoci"):
     return layout
 
 
-def push(layout, dest, creds=None):
+def push(layout, dest, creds=None, fmt=None):
     args = ["skopeo", "copy", "--dest-tls-verify=false"]
     if creds:
         args += ["--dest-creds", creds]
+    if fmt:
+        args += ["--format", fmt]
     r = subprocess.run(args + ["oci:%s:1" % layout, "docker://" + dest], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
 
@@ -108,6 +110,16 @@ def test_pull_from_a_loopback_registry(tmp_path):
                             % (reg, manifest), name="pinned.toml")
         build(d, path2)
         assert run_in(d, "pinned", "cat from-registry") == "pulled\n"
+        # As a Docker v2 schema 2 image (and its gzip'ed layers) too.
+        push(layout, reg + "/test/docker:1", fmt="v2s2")
+        mt = json.loads(subprocess.run(
+            ["skopeo", "inspect", "--raw", "--tls-verify=false", "docker://%s/test/docker:1" % reg],
+            capture_output=True, text=True, check=True).stdout)["mediaType"]
+        assert mt == "application/vnd.docker.distribution.manifest.v2+json"
+        path3 = write_image(str(tmp_path), 'name = "v2s2"\n[base]\nregistry = "%s/test/docker:1"\n' % reg,
+                            name="v2s2.toml")
+        build(d, path3)
+        assert run_in(d, "v2s2", "cat from-registry; echo $GREETING") == "pulled\nhello from umoci\n"
         # A new push under the tag: the next build pulls it.
         layout2 = umoci_image(str(tmp_path / "v2"), env="GREETING=second push")
         push(layout2, reg + "/test/app:1")
