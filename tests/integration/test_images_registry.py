@@ -171,3 +171,80 @@ def _tools():
     for tool in ("docker-registry", "skopeo", "umoci"):
         if not shutil.which(tool):
             pytest.fail("%s is not installed (scripts/install-deps.sh --test installs it)" % tool)
+
+
+class LyingRegistry:
+    """A registry that lies: a plain socket HTTP server on loopback (no
+    name lookups) answering the Docker v2 API with what `routes` says."""
+
+    def __init__(self, routes):
+        import threading
+        self.routes = routes
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.addr = "127.0.0.1:%d" % self.sock.getsockname()[1]
+        self.stop = False
+        self.thread = threading.Thread(target=self.serve, daemon=True)
+        self.thread.start()
+
+    def serve(self):
+        while not self.stop:
+            try:
+                c, _ = self.sock.accept()
+            except OSError:
+                return
+            with c:
+                req = b""
+                while b"\r\n\r\n" not in req:
+                    chunk = c.recv(4096)
+                    if not chunk:
+                        break
+                    req += chunk
+                path = req.split(b" ")[1].decode() if b" " in req else "/"
+                status, ctype, body = self.routes.get(path, (404, "text/plain", b"not here"))
+                c.sendall(b"HTTP/1.1 %d X\r\nContent-Type: %s\r\nContent-Length: %d\r\n"
+                          b"Connection: close\r\n\r\n" % (status, ctype.encode(), len(body)) + body)
+
+    def close(self):
+        self.stop = True
+        self.sock.close()
+
+
+def test_a_lying_registry_is_refused_and_leaves_nothing(tmp_path):
+    import hashlib
+    sha = lambda b: "sha256:" + hashlib.sha256(b).hexdigest()  # noqa: E731
+    config = b'{"rootfs":{"type":"layers","diff_ids":[]}}'
+    promised = b"the layer the manifest promises"
+    manifest = json.dumps({
+        "schemaVersion": 2, "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": sha(config),
+                   "size": len(config)},
+        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": sha(promised),
+                    "size": len(promised)}]}).encode()
+    mt = "application/vnd.oci.image.manifest.v1+json"
+    routes = {
+        "/v2/garbage/manifests/1": (200, mt, b"{this is not json"),
+        "/v2/schema1/manifests/1": (200, mt, b'{"schemaVersion":1,"fsLayers":[]}'),
+        "/v2/swapped/manifests/1": (200, mt, manifest),
+        "/v2/swapped/blobs/" + sha(config): (200, "application/octet-stream", config),
+        "/v2/swapped/blobs/" + sha(promised): (200, "application/octet-stream", b"something else entirely"),
+        "/v2/pinned/manifests/" + sha(b"x"): (200, mt, manifest),
+    }
+    reg = LyingRegistry(routes)
+    try:
+        with daemon() as d:
+            cases = [("garbage:1", "invalid JSON"),
+                     ("schema1:1", "Docker schema 1 is not supported"),
+                     ("swapped:1", "the registry sent content whose digest is"),
+                     ("pinned@" + sha(b"x"), "the registry sent a manifest whose digest is")]
+            for ref, want in cases:
+                p = write_image(str(tmp_path), 'name = "lie"\n[base]\nregistry = "%s/%s"\n' % (reg.addr, ref))
+                b = build(d, p, check=False)
+                assert b.returncode == 1 and want in b.err, (ref, b)
+            assert b"lie" not in d.cli("image", "ls").stdout
+            assert os.listdir(os.path.join(d.state, "images", "tmp")) == []
+            # No layer but busybox's.
+            assert len(os.listdir(os.path.join(d.state, "images", "layers"))) == 1
+    finally:
+        reg.close()
