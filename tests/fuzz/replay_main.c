@@ -8,6 +8,9 @@
 #include <sys/stat.h>
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+/* Harnesses that set something up first (a scratch mount namespace) define
+ * it, as for libFuzzer. */
+__attribute__((weak)) int LLVMFuzzerInitialize(int *argc, char ***argv);
 
 static int run_file(const char *path)
 {
@@ -27,6 +30,8 @@ static int run_file(const char *path)
 int main(int argc, char **argv)
 {
 	int files = 0, bad = 0;
+	if (LLVMFuzzerInitialize)
+		LLVMFuzzerInitialize(&argc, &argv);
 	for (int i = 1; i < argc; i++) {
 		struct stat st;
 		if (stat(argv[i], &st) < 0) {
