@@ -147,6 +147,22 @@ static const char *APT_SCRIPT =
 	"apt-get clean\n"
 	"rm -rf /var/lib/apt/lists/*\n";
 
+/* pip ignores a plain-HTTP index unless its host is "trusted": the spec
+ * naming an http:// URL is the user trusting it (the build's network
+ * policy still decides whether it can be reached). */
+static void push_trusted_host(char ***argv, const char *url)
+{
+	if (strncmp(url, "http://", 7) != 0)
+		return;
+	const char *h = url + 7;
+	const char *end = h + strcspn(h, "/?#");
+	const char *at = memchr(h, '@', (size_t)(end - h));
+	if (at)
+		h = at + 1;
+	if (end > h)
+		strv_push(argv, xasprintf("--trusted-host=%.*s", (int)(end - h), h));
+}
+
 /* With a workdir the command runs there (made if missing, as a WORKDIR
  * would be). */
 static void push_cwd_wrapper(char ***argv, const char *workdir)
@@ -212,12 +228,18 @@ int build_step_run(bctx_t *c, const Hutch__V1__ImageStep *s, image_cache_entry_t
 		strv_push(&argv, xstrdup("--no-cache-dir"));
 		if (!image_step_needs_network(s))
 			strv_push(&argv, xstrdup("--no-index"));
-		if (p->index_url && *p->index_url)
+		if (p->index_url && *p->index_url) {
 			strv_push(&argv, xasprintf("--index-url=%s", p->index_url));
-		for (size_t i = 0; i < p->n_extra_index_urls; i++)
+			push_trusted_host(&argv, p->index_url);
+		}
+		for (size_t i = 0; i < p->n_extra_index_urls; i++) {
 			strv_push(&argv, xasprintf("--extra-index-url=%s", p->extra_index_urls[i]));
-		for (size_t i = 0; i < p->n_find_links; i++)
+			push_trusted_host(&argv, p->extra_index_urls[i]);
+		}
+		for (size_t i = 0; i < p->n_find_links; i++) {
 			strv_push(&argv, xasprintf("--find-links=%s", p->find_links[i]));
+			push_trusted_host(&argv, p->find_links[i]);
+		}
 		for (size_t i = 0; i < p->n_packages; i++)
 			strv_push(&argv, xstrdup(p->packages[i]));
 		/* Debian marks its Python externally managed; an image is

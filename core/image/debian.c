@@ -32,12 +32,13 @@ static const struct {
 /* ---- which suites the mirror serves (asked once per daemon) ---- */
 
 static pthread_mutex_t g_probe_lock = PTHREAD_MUTEX_INITIALIZER;
-/* Answers are kept: a yes for good, a no (the mirror may have been
- * unreachable for a moment) for a minute. */
+/* Answers are kept: a yes for good, anything else (the mirror may have
+ * been unreachable for a moment) for a minute. */
+enum { PROBE_UNREACHABLE = -1, PROBE_NO = 0, PROBE_YES = 1 };
 static struct {
 	char *mirror;
 	char *suite;
-	bool ok;
+	int answer;
 	time_t when;
 } g_probed[16];
 static size_t g_n_probed;
@@ -49,20 +50,22 @@ static size_t discard(char *p, size_t s, size_t n, void *d)
 	return s * n;
 }
 
-static bool mirror_has(const char *mirror, const char *suite)
+/* Whether the mirror serves suite: PROBE_YES, PROBE_NO (it answered
+ * otherwise), PROBE_UNREACHABLE (no answer). */
+static int mirror_has(const char *mirror, const char *suite)
 {
 	pthread_mutex_lock(&g_probe_lock);
 	for (size_t i = 0; i < g_n_probed; i++)
 		if (strcmp(g_probed[i].mirror, mirror) == 0 && strcmp(g_probed[i].suite, suite) == 0 &&
-		    (g_probed[i].ok || time(NULL) - g_probed[i].when < 60)) {
-			bool ok = g_probed[i].ok;
+		    (g_probed[i].answer == PROBE_YES || time(NULL) - g_probed[i].when < 60)) {
+			int answer = g_probed[i].answer;
 			pthread_mutex_unlock(&g_probe_lock);
-			return ok;
+			return answer;
 		}
 	pthread_mutex_unlock(&g_probe_lock);
 	_cleanup_free_ char *url = xasprintf("%s/dists/%s/Release", mirror, suite);
 	CURL *h = curl_easy_init();
-	bool ok = false;
+	int answer = PROBE_UNREACHABLE;
 	if (h) {
 		long code = 0;
 		curl_easy_setopt(h, CURLOPT_URL, url);
@@ -73,7 +76,7 @@ static bool mirror_has(const char *mirror, const char *suite)
 		curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, discard);
 		if (curl_easy_perform(h) == CURLE_OK &&
 		    curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &code) == CURLE_OK)
-			ok = code == 200;
+			answer = code == 200 ? PROBE_YES : PROBE_NO;
 		curl_easy_cleanup(h);
 	}
 	pthread_mutex_lock(&g_probe_lock);
@@ -87,11 +90,11 @@ static bool mirror_has(const char *mirror, const char *suite)
 		g_n_probed++;
 	}
 	if (slot < ARRAY_SIZE(g_probed)) {
-		g_probed[slot].ok = ok;
+		g_probed[slot].answer = answer;
 		g_probed[slot].when = time(NULL);
 	}
 	pthread_mutex_unlock(&g_probe_lock);
-	return ok;
+	return answer;
 }
 
 /* "3.11" < "3.13" as versions. */
@@ -111,37 +114,60 @@ static int version_cmp(const char *a, const char *b)
 	return 0;
 }
 
+static bool suite_allowed(const image_config_t *cfg, const char *suite)
+{
+	for (char **s = cfg->debian_suites; s && *s; s++)
+		if (strcmp(*s, suite) == 0)
+			return true;
+	return false;
+}
+
+/* "3.11" or "3.11.2" is the suite's Python when the minor versions match. */
+static bool python_matches(const char *want, const char *python)
+{
+	size_t pl = strlen(python);
+	return strncmp(want, python, pl) == 0 && (!want[pl] || want[pl] == '.');
+}
+
+/* A Python version names its suite without asking the mirror (a cached
+ * base then builds with the mirror out of reach); only "the newest", and
+ * the error listing what can be had, ask it. */
 int debian_pick(const image_config_t *cfg, const char *want, const char **suite,
 		const char **python, hutch_err_t *err)
 {
-	_cleanup_sb_ strbuf_t offered = STRBUF_INIT;
 	int best = -1;
-	for (size_t i = 0; i < ARRAY_SIZE(known_suites); i++) {
-		bool allowed = false;
-		for (char **s = cfg->debian_suites; s && *s; s++)
-			if (strcmp(*s, known_suites[i].suite) == 0)
-				allowed = true;
-		if (!allowed || !mirror_has(cfg->debian_mirror, known_suites[i].suite))
-			continue;
-		sb_printf(&offered, "%s%s (%s)", offered.len ? ", " : "", known_suites[i].python,
-			  known_suites[i].suite);
-		if (want && *want) {
-			/* "3.11" or "3.11.2": the suite's minor version must match. */
-			size_t pl = strlen(known_suites[i].python);
-			if (strncmp(want, known_suites[i].python, pl) == 0 && (!want[pl] || want[pl] == '.'))
+	if (want && *want) {
+		for (size_t i = 0; i < ARRAY_SIZE(known_suites); i++)
+			if (suite_allowed(cfg, known_suites[i].suite) && python_matches(want, known_suites[i].python))
 				best = (int)i;
-		} else if (best < 0 || version_cmp(known_suites[i].python, known_suites[best].python) > 0) {
-			best = (int)i;
+	}
+	_cleanup_sb_ strbuf_t offered = STRBUF_INIT;
+	bool any_answer = false;
+	if (best < 0) {
+		for (size_t i = 0; i < ARRAY_SIZE(known_suites); i++) {
+			if (!suite_allowed(cfg, known_suites[i].suite))
+				continue;
+			int has = mirror_has(cfg->debian_mirror, known_suites[i].suite);
+			any_answer |= has != PROBE_UNREACHABLE;
+			if (has == PROBE_NO)
+				continue;
+			sb_printf(&offered, "%s%s (%s)", offered.len ? ", " : "", known_suites[i].python,
+				  known_suites[i].suite);
+			if (!(want && *want) && (best < 0 || version_cmp(known_suites[i].python,
+									   known_suites[best].python) > 0))
+				best = (int)i;
 		}
 	}
 	if (best < 0) {
 		if (!offered.len)
 			return hutch_err_set(err, ENOENT,
-					     "debian_slim: the Debian mirror %s serves none of the suites in [images] debian_suites (or cannot be reached)",
+					     "debian_slim: the Debian mirror %s serves none of the suites in [images] debian_suites",
 					     cfg->debian_mirror);
 		return hutch_err_set(err, ENOENT,
-				     "debian_slim: Python %s cannot be provided; the configured Debian mirror offers Python %s",
-				     want, offered.buf);
+				     "debian_slim: Python %s cannot be provided; %s Python %s", want,
+				     any_answer ? "the configured Debian mirror offers"
+						: "[images] debian_suites allow (the mirror could not be asked)",
+				     offered.buf);
 	}
 	*suite = known_suites[best].suite;
 	*python = known_suites[best].python;
