@@ -16,6 +16,7 @@
 #include "host_api.h"
 #include "log.h"
 #include "proc.h"
+#include "rundir.h"
 #include "strbuf.h"
 
 struct build_sandbox {
@@ -42,24 +43,6 @@ const char *build_sandbox_id(const build_sandbox_t *b)
 static plugin_t *runtime(const build_sandbox_t *b)
 {
 	return b->deps.plugins->runtime;
-}
-
-static int write_text(const char *dir, const char *name, const char *text, hutch_err_t *err)
-{
-	_cleanup_free_ char *path = xasprintf("%s/%s", dir, name);
-	_cleanup_close_ int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-	size_t n = strlen(text);
-	if (fd < 0 || write(fd, text, n) != (ssize_t)n)
-		return hutch_err_sys(err, errno ? errno : EIO, "write %s", path);
-	return 0;
-}
-
-static void remove_tree(const char *dir)
-{
-	const char *argv[] = {"rm", "-rf", "--one-file-system", dir, NULL};
-	hutch_err_t e = {0};
-	if (proc_run_argv(argv, 60000, NULL, 0, &e) < 0)
-		log_warn("remove %s: %s", dir, e.message);
 }
 
 static void network_detach(build_sandbox_t *b)
@@ -105,27 +88,7 @@ static int network_attach(build_sandbox_t *b, const build_sandbox_opts_t *o,
 static int write_etc(build_sandbox_t *b, const hutch_net_attachment_t *att, hutch_err_t *err)
 {
 	_cleanup_free_ char *etc = xasprintf("%s/etc", b->dir);
-	int r = mkdir_p(etc, 0755, err);
-	if (r < 0)
-		return r;
-	_cleanup_sb_ strbuf_t hosts = STRBUF_INIT;
-	sb_printf(&hosts, "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n127.0.1.1\t%s\n",
-		  b->id);
-	_cleanup_sb_ strbuf_t resolv = STRBUF_INIT;
-	if (att && att->dns_server[0]) {
-		sb_printf(&resolv, "nameserver %s\n", att->dns_server);
-		if (att->search_domain[0])
-			sb_printf(&resolv, "search %s\n", att->search_domain);
-		sb_append(&resolv, "options timeout:2 attempts:2\n");
-	} else {
-		sb_append(&resolv, "# no network: no resolver\nnameserver 127.0.0.1\n");
-	}
-	_cleanup_free_ char *hostname = xasprintf("%s\n", b->id);
-	if ((r = write_text(etc, "hosts", hosts.buf, err)) < 0 ||
-	    (r = write_text(etc, "hostname", hostname, err)) < 0 ||
-	    (r = write_text(etc, "resolv.conf", resolv.buf, err)) < 0)
-		return r;
-	return 0;
+	return rundir_write_etc(etc, b->id, att, err);
 }
 
 int build_sandbox_create(const build_sandbox_deps_t *deps, const build_sandbox_opts_t *o,
@@ -219,7 +182,7 @@ int build_sandbox_create(const build_sandbox_deps_t *deps, const build_sandbox_o
 	return 0;
 fail:
 	network_detach(b);
-	remove_tree(b->dir);
+	rundir_remove(b->dir);
 	free(b->dir);
 	free(b);
 	return r;
@@ -406,7 +369,7 @@ void build_sandbox_destroy(build_sandbox_t *b)
 			log_error("build sandbox %s: destroy: %s", b->id, e.message);
 	}
 	network_detach(b);
-	remove_tree(b->dir);
+	rundir_remove(b->dir);
 	free(b->dir);
 	free(b);
 }

@@ -10,6 +10,7 @@
 
 #include "cleanup.h"
 #include "proc.h"
+#include "rundir.h"
 #include "strbuf.h"
 
 static pthread_mutex_t g_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -63,14 +64,6 @@ static int copy_file(const char *from, const char *to, mode_t mode, hutch_err_t 
 	return 0;
 }
 
-static int write_text(const char *path, const char *text, hutch_err_t *err)
-{
-	_cleanup_close_ int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-	if (fd < 0 || write(fd, text, strlen(text)) != (ssize_t)strlen(text))
-		return hutch_err_sys(err, errno ? errno : EIO, "write %s", path);
-	return 0;
-}
-
 static int make_busybox(const char *dir, hutch_err_t *err)
 {
 	const char *bb = NULL;
@@ -119,10 +112,10 @@ static int make_busybox(const char *dir, hutch_err_t *err)
 	_cleanup_free_ char *passwd = xasprintf("%s/etc/passwd", dir);
 	_cleanup_free_ char *group = xasprintf("%s/etc/group", dir);
 	_cleanup_free_ char *nsswitch = xasprintf("%s/etc/nsswitch.conf", dir);
-	if ((r = write_text(passwd, "root:x:0:0:root:/root:/bin/sh\n"
+	if ((r = rundir_write_text(passwd, "root:x:0:0:root:/root:/bin/sh\n"
 				    "nobody:x:65534:65534:nobody:/nonexistent:/bin/false\n", err)) < 0 ||
-	    (r = write_text(group, "root:x:0:\nnogroup:x:65534:\n", err)) < 0 ||
-	    (r = write_text(nsswitch, "hosts: files dns\n", err)) < 0)
+	    (r = rundir_write_text(group, "root:x:0:\nnogroup:x:65534:\n", err)) < 0 ||
+	    (r = rundir_write_text(nsswitch, "hosts: files dns\n", err)) < 0)
 		return r;
 	return 0;
 }

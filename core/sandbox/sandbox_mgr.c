@@ -18,6 +18,7 @@
 #include "secret_store.h"
 #include "port_forward.h"
 #include "proc.h"
+#include "rundir.h"
 #include "strbuf.h"
 
 #define KIND "sandbox"
@@ -593,67 +594,14 @@ static void network_detach_all(sandbox_t *sb)
 	sb->n_network_attached = 0;
 }
 
-static void remove_tree(const char *dir)
-{
-	const char *argv[] = {"rm", "-rf", "--one-file-system", dir, NULL};
-	char out[64];
-	hutch_err_t e = {0};
-	if (proc_run_argv(argv, 60000, out, sizeof out, &e) < 0)
-		log_warn("remove %s: %s", dir, e.message);
-}
-
 /* ---- /etc files ---- */
 
-static int write_file_at(const char *dir, const char *name, const char *text, hutch_err_t *err)
-{
-	_cleanup_free_ char *path = xasprintf("%s/%s", dir, name);
-	_cleanup_close_ int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-	if (fd < 0)
-		return hutch_err_sys(err, errno, "create %s", path);
-	size_t n = strlen(text);
-	if (write(fd, text, n) != (ssize_t)n)
-		return hutch_err_sys(err, errno ? errno : EIO, "write %s", path);
-	return 0;
-}
-
-/* The sandbox's /etc/hosts, /etc/hostname and /etc/resolv.conf: its own
- * name, its addresses, and the resolver the network chain gave it (none:
- * no network, so name lookups fail at once instead of reaching anywhere). */
+/* The sandbox's /etc/hosts, /etc/hostname and /etc/resolv.conf (see
+ * rundir_write_etc). */
 static int write_etc_files(sandbox_t *sb, const hutch_net_attachment_t *att, hutch_err_t *err)
 {
 	_cleanup_free_ char *dir = xasprintf("%s/etc", sb->run_dir);
-	int r = mkdir_p(dir, 0755, err);
-	if (r < 0)
-		return r;
-	_cleanup_sb_ strbuf_t hosts = STRBUF_INIT;
-	sb_printf(&hosts, "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n");
-	bool named = false;
-	for (int i = 0; i < HUTCH_NET_MAX_ADDRS; i++) {
-		if (!att->addresses[i][0])
-			continue;
-		char ip[64];
-		snprintf(ip, sizeof ip, "%s", att->addresses[i]);
-		ip[strcspn(ip, "/")] = '\0';
-		sb_printf(&hosts, "%s\t%s\n", ip, sb->id);
-		named = true;
-	}
-	if (!named)
-		sb_printf(&hosts, "127.0.1.1\t%s\n", sb->id);
-	_cleanup_sb_ strbuf_t resolv = STRBUF_INIT;
-	if (att->dns_server[0]) {
-		sb_printf(&resolv, "nameserver %s\n", att->dns_server);
-		if (att->search_domain[0])
-			sb_printf(&resolv, "search %s\n", att->search_domain);
-		sb_append(&resolv, "options timeout:2 attempts:2\n");
-	} else {
-		sb_append(&resolv, "# no network: no resolver\nnameserver 127.0.0.1\n");
-	}
-	_cleanup_free_ char *hostname = xasprintf("%s\n", sb->id);
-	if ((r = write_file_at(dir, "hosts", hosts.buf, err)) < 0 ||
-	    (r = write_file_at(dir, "hostname", hostname, err)) < 0 ||
-	    (r = write_file_at(dir, "resolv.conf", resolv.buf, err)) < 0)
-		return r;
-	return 0;
+	return rundir_write_etc(dir, sb->id, att, err);
 }
 
 /* ---- create ---- */
@@ -744,7 +692,7 @@ undo: {
 	rt = m->d.plugins->runtime;
 	rt->ops.runtime.sandbox_destroy(rt->instance, sb->id, &e2);
 	network_detach_all(sb);
-	remove_tree(sb->run_dir);
+	rundir_remove(sb->run_dir);
 }
 out:
 	j->result = r;
@@ -1235,7 +1183,7 @@ static void stop_work(uv_work_t *req)
 	if (idp && idp->ops.identity.subject_revoke)
 		idp->ops.identity.subject_revoke(idp->instance, sb->id);
 	network_detach_all(sb);
-	remove_tree(sb->run_dir);
+	rundir_remove(sb->run_dir);
 }
 
 static void stop_done(uv_work_t *req, int status)
@@ -1810,7 +1758,7 @@ static void cleanup_leftover(sandbox_mgr_t *m, const char *id)
 		p->ops.network.detach(p->instance, id, &e);
 	}
 	_cleanup_free_ char *dir = xasprintf("%s/%s", m->run_root, id);
-	remove_tree(dir);
+	rundir_remove(dir);
 }
 
 int sandbox_mgr_recover(sandbox_mgr_t *m, hutch_err_t *err)
