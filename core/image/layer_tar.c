@@ -179,6 +179,28 @@ static int write_simple(writer_t *w, const char *name, mode_t type, mode_t perm)
 	return r;
 }
 
+/* A directory's entries but . and .., sorted (layers and fingerprints
+ * must not depend on readdir's order). The caller frees each and the array. */
+static size_t sorted_names(DIR *d, char ***out)
+{
+	char **names = NULL;
+	size_t n = 0, cap = 0;
+	struct dirent *de;
+	while ((de = readdir(d))) {
+		if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
+			continue;
+		if (n == cap) {
+			cap = cap ? cap * 2 : 32;
+			names = xrealloc(names, cap * sizeof *names);
+		}
+		names[n++] = xstrdup(de->d_name);
+	}
+	if (n)
+		qsort(names, n, sizeof *names, cmp_names);
+	*out = names;
+	return n;
+}
+
 static int write_tree(writer_t *w, const char *dir, const char *rel);
 
 static int write_entry(writer_t *w, const char *path, const char *rel, const char *name)
@@ -266,20 +288,8 @@ static int write_tree(writer_t *w, const char *dir, const char *rel)
 	_cleanup_closedir_ DIR *d = opendir(dir);
 	if (!d)
 		return hutch_err_sys(w->err, errno, "open %s", dir);
-	char **names = NULL;
-	size_t n = 0, cap = 0;
-	struct dirent *de;
-	while ((de = readdir(d))) {
-		if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
-			continue;
-		if (n == cap) {
-			cap = cap ? cap * 2 : 32;
-			names = xrealloc(names, cap * sizeof *names);
-		}
-		names[n++] = xstrdup(de->d_name);
-	}
-	if (n)
-		qsort(names, n, sizeof *names, cmp_names);
+	char **names;
+	size_t n = sorted_names(d, &names);
 	int r = 0;
 	for (size_t i = 0; i < n; i++) {
 		if (r == 0) {
@@ -637,20 +647,8 @@ static int fp_tree(digest_ctx_t *h, const char *dir, const char *rel, int64_t *b
 	_cleanup_closedir_ DIR *d = opendir(dir);
 	if (!d)
 		return hutch_err_sys(err, errno, "open %s", dir);
-	char **names = NULL;
-	size_t n = 0, cap = 0;
-	struct dirent *de;
-	while ((de = readdir(d))) {
-		if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
-			continue;
-		if (n == cap) {
-			cap = cap ? cap * 2 : 32;
-			names = xrealloc(names, cap * sizeof *names);
-		}
-		names[n++] = xstrdup(de->d_name);
-	}
-	if (n)
-		qsort(names, n, sizeof *names, cmp_names);
+	char **names;
+	size_t n = sorted_names(d, &names);
 	int r = 0;
 	for (size_t i = 0; i < n; i++) {
 		if (r == 0) {
