@@ -15,6 +15,7 @@
 #include "cleanup.h"
 #include "host_api.h"
 #include "log.h"
+#include "net_chain.h"
 #include "proc.h"
 #include "rundir.h"
 #include "strbuf.h"
@@ -47,13 +48,7 @@ static plugin_t *runtime(const build_sandbox_t *b)
 
 static void network_detach(build_sandbox_t *b)
 {
-	plugin_set_t *ps = b->deps.plugins;
-	for (size_t i = b->n_attached; i-- > 0;) {
-		plugin_t *p = ps->network[i];
-		hutch_err_t e = {0};
-		if (p->ops.network.detach(p->instance, b->id, &e) < 0)
-			log_warn("build sandbox %s: %s: detach: %s", b->id, p->name, e.message);
-	}
+	net_chain_detach(b->deps.plugins, b->id, b->n_attached, "build sandbox");
 	b->n_attached = 0;
 }
 
@@ -61,26 +56,14 @@ static void network_detach(build_sandbox_t *b)
 static int network_attach(build_sandbox_t *b, const build_sandbox_opts_t *o,
 			  hutch_net_attachment_t *att, hutch_err_t *err)
 {
-	plugin_set_t *ps = b->deps.plugins;
-	memset(att, 0, sizeof *att);
-	att->size = sizeof *att;
-	for (size_t i = 0; i < ps->n_network; i++) {
-		plugin_t *p = ps->network[i];
-		hutch_net_attach_t req = {
-			.size = sizeof req,
-			.sandbox_id = b->id,
-			.tenant = o->tenant,
-			.netns_path = att->netns_path[0] ? att->netns_path : NULL,
-			.policies = o->policies,
-			.n_policies = o->n_policies,
-			.policies_set = o->policies_set,
-		};
-		int r = p->ops.network.attach(p->instance, &req, att, err);
-		if (r < 0)
-			return hutch_err_prefix(err, "%s", p->name);
-		b->n_attached = i + 1;
-	}
-	return 0;
+	hutch_net_attach_t req = {
+		.sandbox_id = b->id,
+		.tenant = o->tenant,
+		.policies = o->policies,
+		.n_policies = o->n_policies,
+		.policies_set = o->policies_set,
+	};
+	return net_chain_attach(b->deps.plugins, req, att, &b->n_attached, err);
 }
 
 /* /etc/hosts, hostname and resolv.conf, bound read-only into the sandbox

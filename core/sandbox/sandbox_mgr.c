@@ -12,6 +12,7 @@
 #include "image_builtin.h"
 #include "log.h"
 #include "metrics.h"
+#include "net_chain.h"
 #include "net_policy.h"
 #include "sandbox_identity.h"
 #include "sandbox_meta.h"
@@ -554,43 +555,27 @@ static void fill_runtime_spec(sandbox_t *sb, hutch_sandbox_spec_t *rs, const cha
 static int network_attach_all(sandbox_t *sb, const net_policy_set_t *policies,
 			      hutch_net_attachment_t *att, hutch_err_t *err)
 {
-	plugin_set_t *ps = sb->m->d.plugins;
-	memset(att, 0, sizeof *att);
-	att->size = sizeof *att;
 	_cleanup_free_ uint16_t *ports = xcalloc(sb->spec->n_ports + 1, sizeof *ports);
 	for (size_t i = 0; i < sb->spec->n_ports; i++)
 		ports[i] = (uint16_t)sb->spec->ports[i];
-	for (size_t i = 0; i < ps->n_network; i++) {
-		plugin_t *p = ps->network[i];
-		hutch_net_attach_t req = {
-			.size = sizeof req,
-			.sandbox_id = sb->id,
-			.tenant = sb->tenant,
-			.netns_path = att->netns_path[0] ? att->netns_path : NULL,
-			.policies = (const hutch_net_policy_t *const *)policies->items,
-			.n_policies = policies->n,
-			.policies_set = sb->spec->n_network_policies > 0,
-			.ports = ports,
-			.n_ports = sb->spec->n_ports,
-		};
-		int r = p->ops.network.attach(p->instance, &req, att, err);
-		if (r < 0)
-			return hutch_err_prefix(err, "%s", p->name);
-		sb->n_network_attached = i + 1;
-	}
-	return 0;
+	hutch_net_attach_t req = {
+		.sandbox_id = sb->id,
+		.tenant = sb->tenant,
+		.policies = (const hutch_net_policy_t *const *)policies->items,
+		.n_policies = policies->n,
+		.policies_set = sb->spec->n_network_policies > 0,
+		.ports = ports,
+		.n_ports = sb->spec->n_ports,
+	};
+	return net_chain_attach(sb->m->d.plugins, req, att, &sb->n_network_attached, err);
 }
 
+/* All of the chain when nothing is counted (a recovered sandbox). */
 static void network_detach_all(sandbox_t *sb)
 {
 	plugin_set_t *ps = sb->m->d.plugins;
-	size_t n = sb->n_network_attached ? sb->n_network_attached : ps->n_network;
-	for (size_t i = n; i-- > 0;) {
-		plugin_t *p = ps->network[i];
-		hutch_err_t e = {0};
-		if (p->ops.network.detach(p->instance, sb->id, &e) < 0)
-			log_error("sandbox %s: %s: detach: %s", sb->id, p->name, e.message);
-	}
+	net_chain_detach(ps, sb->id, sb->n_network_attached ? sb->n_network_attached : ps->n_network,
+			 "sandbox");
 	sb->n_network_attached = 0;
 }
 
