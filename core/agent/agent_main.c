@@ -415,17 +415,10 @@ static int resolve_command(exec_req_t *r, char *out, size_t cap)
 	return -err;
 }
 
-static void exec_start(uint32_t id, const agent_frame_t *f)
+/* The exec request's fields into r; false on a malformed field. Unknown
+ * fields are skipped: they are for newer agents. */
+static bool exec_req_parse(const agent_frame_t *f, exec_req_t *r)
 {
-	if (stream_find(id)) {
-		send_error(id, EEXIST, "stream %u already in use", id);
-		return;
-	}
-	exec_req_t *r = calloc(1, sizeof *r);
-	if (!r) {
-		send_error(id, ENOMEM, "out of memory");
-		return;
-	}
 	agent_field_iter_t it;
 	agent_field_t fld;
 	bool bad = false;
@@ -466,136 +459,167 @@ static void exec_start(uint32_t id, const agent_frame_t *f)
 			bad = !agent_field_u32(&fld, &r->cols);
 			break;
 		default:
-			break; /* unknown fields are for newer agents */
+			break;
 		}
 	}
-	if (bad || it.malformed || r->argc == 0) {
-		send_error(id, EINVAL, r->argc == 0 ? "exec: empty argv" : "exec: malformed request");
-		exec_req_free(r);
-		free(r);
-		return;
-	}
+	return !bad && !it.malformed;
+}
 
-	uid_t uid = 0;
-	gid_t gid = 0;
-	bool set_user = false;
+/* Resolves r->user into ca's uid/gid and gives the process the user's HOME
+ * unless the request sets one. <0 (-errno) with msg on failure. */
+static int exec_req_user(exec_req_t *r, child_args_t *ca, char *msg, size_t cap)
+{
+	if (!r->user[0])
+		return 0;
 	char home[PATH_MAX] = "";
-	if (r->user[0]) {
-		char msg[512];
-		int e = resolve_user(r->user, &uid, &gid, home, sizeof home, msg, sizeof msg);
-		if (e < 0) {
-			send_error(id, -e, "exec: %s", msg);
-			exec_req_free(r);
-			free(r);
-			return;
-		}
-		set_user = true;
-		if (home[0] && !env_has(r->envp, r->envc, "HOME") && r->envc < MAX_ARGS) {
-			size_t n = strlen(home) + 6;
-			r->envp[r->envc] = malloc(n);
-			if (r->envp[r->envc])
-				snprintf(r->envp[r->envc++], n, "HOME=%s", home);
-		}
+	int e = resolve_user(r->user, &ca->uid, &ca->gid, home, sizeof home, msg, cap);
+	if (e < 0)
+		return e;
+	ca->set_user = true;
+	if (home[0] && !env_has(r->envp, r->envc, "HOME") && r->envc < MAX_ARGS) {
+		size_t n = strlen(home) + 6;
+		r->envp[r->envc] = malloc(n);
+		if (r->envp[r->envc])
+			snprintf(r->envp[r->envc++], n, "HOME=%s", home);
 	}
+	return 0;
+}
 
-	int in[2] = {-1, -1}, out[2] = {-1, -1}, er[2] = {-1, -1};
-	int master = -1;
-	char slave[128] = "";
-	int err = 0;
+/* The process's standard streams: a pty (master kept here) or three
+ * pipes (stdin from /dev/null unless the request wants one). */
+typedef struct exec_stdio {
+	int in[2], out[2], er[2];
+	int master;
+	char slave[128];
+} exec_stdio_t;
+
+static void exec_stdio_close(exec_stdio_t *io)
+{
+	for (int i = 0; i < 2; i++) {
+		close_fd(&io->in[i]);
+		close_fd(&io->out[i]);
+		close_fd(&io->er[i]);
+	}
+	close_fd(&io->master);
+}
+
+static int exec_stdio_open(const exec_req_t *r, exec_stdio_t *io)
+{
 	if (r->tty) {
-		master = posix_openpt(O_RDWR | O_NOCTTY | O_CLOEXEC);
-		if (master < 0 || grantpt(master) < 0 || unlockpt(master) < 0 ||
-		    ptsname_r(master, slave, sizeof slave) != 0) {
-			err = errno ? errno : EIO;
-			goto fail;
-		}
+		io->master = posix_openpt(O_RDWR | O_NOCTTY | O_CLOEXEC);
+		if (io->master < 0 || grantpt(io->master) < 0 || unlockpt(io->master) < 0 ||
+		    ptsname_r(io->master, io->slave, sizeof io->slave) != 0)
+			return -(errno ? errno : EIO);
 		struct winsize ws = {.ws_row = (unsigned short)(r->rows ? r->rows : 24),
 				     .ws_col = (unsigned short)(r->cols ? r->cols : 80)};
-		ioctl(master, TIOCSWINSZ, &ws);
-	} else {
-		if (r->want_stdin) {
-			if (pipe2(in, O_CLOEXEC) < 0) {
-				err = errno;
-				goto fail;
-			}
-		} else {
-			in[0] = open("/dev/null", O_RDONLY | O_CLOEXEC);
-		}
-		if (pipe2(out, O_CLOEXEC) < 0 || pipe2(er, O_CLOEXEC) < 0) {
-			err = errno;
-			goto fail;
-		}
+		ioctl(io->master, TIOCSWINSZ, &ws);
+		return 0;
 	}
+	if (r->want_stdin) {
+		if (pipe2(io->in, O_CLOEXEC) < 0)
+			return -errno;
+	} else {
+		io->in[0] = open("/dev/null", O_RDONLY | O_CLOEXEC);
+	}
+	if (pipe2(io->out, O_CLOEXEC) < 0 || pipe2(io->er, O_CLOEXEC) < 0)
+		return -errno;
+	return 0;
+}
+
+/* Starts the process; its pid, or -errno. */
+static pid_t exec_spawn(exec_req_t *r, child_args_t *ca, exec_stdio_t *io)
+{
 	char path[PATH_MAX];
 	int rc = resolve_command(r, path, sizeof path);
-	if (rc < 0) {
-		err = -rc;
-		goto fail;
-	}
+	if (rc < 0)
+		return rc;
+	ca->r = r;
+	ca->path = path;
+	ca->in = io->in[0];
+	ca->out = io->out[1];
+	ca->errfd = io->er[1];
+	ca->slave = r->tty ? io->slave : NULL;
 	/* clone(CLONE_VM | CLONE_VFORK): no copy of the agent's address space
 	 * for a child that execs at once; under gVisor that halves the cost
 	 * of starting a process. We resume when it has exec'ed or failed. */
-	child_args_t ca = {
-		.r = r, .path = path, .in = in[0], .out = out[1], .errfd = er[1],
-		.slave = r->tty ? slave : NULL, .uid = uid, .gid = gid, .set_user = set_user,
-	};
 	size_t stack_size = 64 * 1024;
 	char *stack = malloc(stack_size);
-	if (!stack) {
-		err = ENOMEM;
-		goto fail;
-	}
-	pid_t pid = clone(exec_child, stack + stack_size, CLONE_VM | CLONE_VFORK | SIGCHLD, &ca);
+	if (!stack)
+		return -ENOMEM;
+	pid_t pid = clone(exec_child, stack + stack_size, CLONE_VM | CLONE_VFORK | SIGCHLD, ca);
+	int e = errno;
 	free(stack);
-	if (pid < 0) {
-		err = errno;
-		goto fail;
-	}
-	if (ca.child_errno) {
+	if (pid < 0)
+		return -e;
+	if (ca->child_errno) {
 		int st;
 		while (waitpid(pid, &st, 0) < 0 && errno == EINTR)
 			;
-		err = ca.child_errno;
-		goto fail;
+		return -ca->child_errno;
 	}
-	stream_t *s = stream_new(id, STREAM_EXEC);
-	if (!s) {
-		kill(pid, SIGKILL);
-		err = EMFILE;
-		goto fail;
-	}
-	s->pid = pid;
-	s->tty = r->tty;
-	if (r->tty) {
-		s->out_fd = master;
-		s->in_fd = fcntl(master, F_DUPFD_CLOEXEC, 0);
-		master = -1;
+	return pid;
+}
+
+/* The stream takes the parent's ends of the process's standard streams. */
+static void exec_stream_adopt(stream_t *s, exec_stdio_t *io)
+{
+	if (s->tty) {
+		s->out_fd = io->master;
+		s->in_fd = fcntl(io->master, F_DUPFD_CLOEXEC, 0);
+		io->master = -1;
 	} else {
-		close_fd(&in[0]);
-		close_fd(&out[1]);
-		close_fd(&er[1]);
-		s->in_fd = in[1];
-		s->out_fd = out[0];
-		s->err_fd = er[0];
+		s->in_fd = io->in[1];
+		s->out_fd = io->out[0];
+		s->err_fd = io->er[0];
+		io->in[1] = io->out[0] = io->er[0] = -1;
 	}
 	if (s->in_fd >= 0)
 		set_nonblock(s->in_fd);
 	set_nonblock(s->out_fd);
 	if (s->err_fd >= 0)
 		set_nonblock(s->err_fd);
+}
+
+static void exec_start(uint32_t id, const agent_frame_t *f)
+{
+	if (stream_find(id)) {
+		send_error(id, EEXIST, "stream %u already in use", id);
+		return;
+	}
+	exec_req_t *r = calloc(1, sizeof *r);
+	if (!r) {
+		send_error(id, ENOMEM, "out of memory");
+		return;
+	}
+	exec_stdio_t io = {{-1, -1}, {-1, -1}, {-1, -1}, -1, ""};
+	child_args_t ca = {0};
+	char msg[512];
+	if (!exec_req_parse(f, r) || r->argc == 0) {
+		send_error(id, EINVAL, r->argc == 0 ? "exec: empty argv" : "exec: malformed request");
+		goto out;
+	}
+	int e = exec_req_user(r, &ca, msg, sizeof msg);
+	if (e < 0) {
+		send_error(id, -e, "exec: %s", msg);
+		goto out;
+	}
+	e = exec_stdio_open(r, &io);
+	pid_t pid = e < 0 ? e : exec_spawn(r, &ca, &io);
+	stream_t *s = NULL;
+	if (pid >= 0 && !(s = stream_new(id, STREAM_EXEC))) {
+		kill(pid, SIGKILL);
+		pid = -EMFILE;
+	}
+	if (pid < 0) {
+		send_error(id, (int)-pid, "exec `%s`: %s", r->argv[0], strerror((int)-pid));
+		goto out;
+	}
+	s->pid = pid;
+	s->tty = r->tty;
+	exec_stream_adopt(s, &io);
 	send_u32(AGENT_STARTED, id, AGENT_F_PID, (uint32_t)pid);
-	exec_req_free(r);
-	free(r);
-	return;
-fail:
-	send_error(id, err, "exec `%s`: %s", r->argv[0], strerror(err));
-	close_fd(&in[0]);
-	close_fd(&in[1]);
-	close_fd(&out[0]);
-	close_fd(&out[1]);
-	close_fd(&er[0]);
-	close_fd(&er[1]);
-	close_fd(&master);
+out:
+	exec_stdio_close(&io);
 	exec_req_free(r);
 	free(r);
 }
@@ -1286,13 +1310,196 @@ static void terminate_all(int sig)
 	kill(-1, sig);
 }
 
-int main(int argc, char **argv)
+/* What each polled fd is for. */
+enum poll_role {
+	ROLE_SIGNALS,  /* the signalfd */
+	ROLE_FROM_HUTCHD, /* fd 0 */
+	ROLE_TO_HUTCHD,   /* fd 1 */
+	ROLE_STDOUT,   /* an exec's stdout (or pty) */
+	ROLE_STDERR,
+	ROLE_STDIN,
+	ROLE_META,     /* the metadata relay's own fds */
+};
+
+typedef struct poll_set {
+	struct pollfd *pfds;
+	stream_t **owners;
+	int *roles;
+	size_t cap;
+	nfds_t n;
+} poll_set_t;
+
+static bool poll_reserve(poll_set_t *ps, size_t need)
 {
-	if (argc < 2 || (strcmp(argv[1], "init") && strcmp(argv[1], "session"))) {
-		fprintf(stderr, "usage: hutch-agent init|session\n");
-		return 2;
+	if (need <= ps->cap)
+		return true;
+	ps->cap = need * 2;
+	ps->pfds = realloc(ps->pfds, ps->cap * sizeof *ps->pfds);
+	ps->owners = realloc(ps->owners, ps->cap * sizeof *ps->owners);
+	ps->roles = realloc(ps->roles, ps->cap * sizeof *ps->roles);
+	return ps->pfds && ps->owners && ps->roles;
+}
+
+static void poll_add(poll_set_t *ps, int fd, short events, stream_t *owner, int role)
+{
+	ps->pfds[ps->n] = (struct pollfd){.fd = fd, .events = events};
+	ps->owners[ps->n] = owner;
+	ps->roles[ps->n++] = role;
+}
+
+/* The exec streams' fds; lingering exits that are due are reported here,
+ * and timeout shrinks to the next linger deadline. */
+static void poll_add_streams(poll_set_t *ps, int *timeout)
+{
+	bool out_full = agent_buf_pending(&g_out) > OUT_HIGH_WATER;
+	int64_t now = now_ms();
+	for (stream_t *s = g_streams, *next; s; s = next) {
+		next = s->next;
+		if (s->kind == STREAM_GET) {
+			if (!out_full && (s->credit > 0 || !s->in_file))
+				*timeout = 0;
+			continue;
+		}
+		if (s->kind != STREAM_EXEC)
+			continue;
+		if (s->exited && s->linger_deadline && s->credit <= 0)
+			s->linger_deadline = now + LINGER_MS; /* waiting on the reader, not idle */
+		if (s->exited && s->linger_deadline && now >= s->linger_deadline) {
+			/* A background child holds the pipes: report now. */
+			close_fd(&s->out_fd);
+			close_fd(&s->err_fd);
+			exec_report_exit(s);
+			continue;
+		}
+		if (s->exited && s->linger_deadline) {
+			int left = (int)(s->linger_deadline - now);
+			if (*timeout < 0 || left < *timeout)
+				*timeout = left;
+		}
+		if (s->out_fd >= 0 && s->credit > 0 && !out_full)
+			poll_add(ps, s->out_fd, POLLIN, s, ROLE_STDOUT);
+		if (s->err_fd >= 0 && s->credit > 0 && !out_full)
+			poll_add(ps, s->err_fd, POLLIN, s, ROLE_STDERR);
+		if (s->in_fd >= 0 && agent_buf_pending(&s->stdin_buf) > 0)
+			poll_add(ps, s->in_fd, POLLOUT, s, ROLE_STDIN);
 	}
-	g_init_mode = strcmp(argv[1], "init") == 0;
+}
+
+static void read_signals(void)
+{
+	struct signalfd_siginfo si;
+	while (read(g_sigfd, &si, sizeof si) == sizeof si) {
+		if (si.ssi_signo == SIGCHLD)
+			reap();
+		else if (g_init_mode)
+			terminate_all((int)si.ssi_signo);
+	}
+}
+
+/* hutchd went away (or spoke garbage): a session agent exits with code,
+ * init waits for the next connection. -1: carry on. */
+static int hutchd_lost(int code)
+{
+	if (!g_init_mode)
+		return code;
+	disconnect();
+	return -1;
+}
+
+/* Frames from hutchd. -1: carry on; else the exit code. */
+static int read_from_hutchd(void)
+{
+	uint8_t buf[65536];
+	ssize_t r = read(0, buf, sizeof buf);
+	if (r == 0 || (r < 0 && errno != EAGAIN && errno != EINTR))
+		return hutchd_lost(0);
+	if (r > 0 && agent_buf_append(&g_in, buf, (size_t)r) < 0)
+		return 1;
+	agent_frame_t f;
+	long used;
+	while ((used = agent_frame_parse(g_in.data + g_in.off, agent_buf_pending(&g_in), &f)) > 0) {
+		handle_frame(&f);
+		agent_buf_consume(&g_in, (size_t)used);
+	}
+	if (used < 0) /* hutchd speaks another protocol: give up on it. */
+		return hutchd_lost(1);
+	return -1;
+}
+
+static int write_to_hutchd(void)
+{
+	ssize_t w = write(1, g_out.data + g_out.off, agent_buf_pending(&g_out));
+	if (w > 0)
+		agent_buf_consume(&g_out, (size_t)w);
+	else if (w < 0 && errno != EAGAIN && errno != EINTR)
+		return hutchd_lost(0);
+	return -1;
+}
+
+static bool stream_listed(const stream_t *s)
+{
+	for (stream_t *t = g_streams; t; t = t->next)
+		if (t == s)
+			return true;
+	return false;
+}
+
+/* Handles one round's events. -1: carry on; else the exit code. */
+static int poll_dispatch(poll_set_t *ps)
+{
+	for (nfds_t i = 0; i < ps->n; i++) {
+		if (!ps->pfds[i].revents || ps->roles[i] == ROLE_META)
+			continue;
+		stream_t *s = ps->owners[i];
+		/* A stream may have been freed by an earlier event in this
+		 * round: only touch ones still listed. */
+		if (s && !stream_listed(s))
+			continue;
+		int rc = -1;
+		switch (ps->roles[i]) {
+		case ROLE_SIGNALS:
+			read_signals();
+			break;
+		case ROLE_FROM_HUTCHD:
+			rc = read_from_hutchd();
+			break;
+		case ROLE_TO_HUTCHD:
+			rc = write_to_hutchd();
+			break;
+		case ROLE_STDOUT:
+			exec_pump_output(s, &s->out_fd, AGENT_STDOUT);
+			break;
+		case ROLE_STDERR:
+			exec_pump_output(s, &s->err_fd, AGENT_STDERR);
+			break;
+		case ROLE_STDIN:
+			exec_pump_stdin(s);
+			break;
+		}
+		if (rc >= 0)
+			return rc;
+	}
+	return -1;
+}
+
+/* Work that needs no fd: stdin bookkeeping, gets, exits. */
+static void streams_work(void)
+{
+	for (stream_t *s = g_streams, *next; s; s = next) {
+		next = s->next;
+		if (s->kind == STREAM_EXEC) {
+			exec_pump_stdin(s);
+			exec_maybe_finish(s);
+		} else if (s->kind == STREAM_GET && agent_buf_pending(&g_out) <= OUT_HIGH_WATER) {
+			for (int k = 0; k < 16; k++)
+				if (get_pump(s) != GET_MORE)
+					break;
+		}
+	}
+}
+
+static void agent_setup(void)
+{
 	if (g_init_mode)
 		meta_prepare();
 	signal(SIGPIPE, SIG_IGN);
@@ -1312,176 +1519,47 @@ int main(int argc, char **argv)
 	fcntl(0, F_SETFD, FD_CLOEXEC);
 	fcntl(1, F_SETFD, FD_CLOEXEC);
 	fcntl(2, F_SETFD, FD_CLOEXEC);
+}
 
+int main(int argc, char **argv)
+{
+	if (argc < 2 || (strcmp(argv[1], "init") && strcmp(argv[1], "session"))) {
+		fprintf(stderr, "usage: hutch-agent init|session\n");
+		return 2;
+	}
+	g_init_mode = strcmp(argv[1], "init") == 0;
+	agent_setup();
+	static poll_set_t ps;
 	for (;;) {
-		static struct pollfd *pfds;
-		static stream_t **owners;
-		static int *roles;
-		static size_t cap;
-		size_t need = 3 + 3 * g_n_streams + meta_max_fds();
-		if (need > cap) {
-			cap = need * 2;
-			pfds = realloc(pfds, cap * sizeof *pfds);
-			owners = realloc(owners, cap * sizeof *owners);
-			roles = realloc(roles, cap * sizeof *roles);
-			if (!pfds || !owners || !roles)
-				return 1;
-		}
-		nfds_t n = 0;
+		if (!poll_reserve(&ps, 3 + 3 * g_n_streams + meta_max_fds()))
+			return 1;
+		ps.n = 0;
 		int timeout = -1;
-
-		pfds[n] = (struct pollfd){.fd = g_sigfd, .events = POLLIN};
-		owners[n] = NULL, roles[n++] = 0;
-		if (g_connected) {
-			pfds[n] = (struct pollfd){.fd = 0, .events = POLLIN};
-			owners[n] = NULL, roles[n++] = 1;
-		}
-		bool out_full = agent_buf_pending(&g_out) > OUT_HIGH_WATER;
-		int64_t now = now_ms();
-		for (stream_t *s = g_streams, *next; s; s = next) {
-			next = s->next;
-			if (s->kind == STREAM_GET) {
-				if (!out_full && (s->credit > 0 || !s->in_file))
-					timeout = 0;
-				continue;
-			}
-			if (s->kind != STREAM_EXEC)
-				continue;
-			if (s->exited && s->linger_deadline && s->credit <= 0)
-				s->linger_deadline = now + LINGER_MS; /* waiting on the reader, not idle */
-			if (s->exited && s->linger_deadline && now >= s->linger_deadline) {
-				/* A background child holds the pipes: report now. */
-				close_fd(&s->out_fd);
-				close_fd(&s->err_fd);
-				exec_report_exit(s);
-				continue;
-			}
-			if (s->exited && s->linger_deadline) {
-				int left = (int)(s->linger_deadline - now);
-				if (timeout < 0 || left < timeout)
-					timeout = left;
-			}
-			if (s->out_fd >= 0 && s->credit > 0 && !out_full) {
-				pfds[n] = (struct pollfd){.fd = s->out_fd, .events = POLLIN};
-				owners[n] = s, roles[n++] = 3;
-			}
-			if (s->err_fd >= 0 && s->credit > 0 && !out_full) {
-				pfds[n] = (struct pollfd){.fd = s->err_fd, .events = POLLIN};
-				owners[n] = s, roles[n++] = 4;
-			}
-			if (s->in_fd >= 0 && agent_buf_pending(&s->stdin_buf) > 0) {
-				pfds[n] = (struct pollfd){.fd = s->in_fd, .events = POLLOUT};
-				owners[n] = s, roles[n++] = 5;
-			}
-		}
-		size_t meta_first = n;
-		size_t meta_n = meta_add_fds(pfds + n, &timeout);
+		poll_add(&ps, g_sigfd, POLLIN, NULL, ROLE_SIGNALS);
+		if (g_connected)
+			poll_add(&ps, 0, POLLIN, NULL, ROLE_FROM_HUTCHD);
+		poll_add_streams(&ps, &timeout);
+		size_t meta_first = ps.n;
+		size_t meta_n = meta_add_fds(ps.pfds + ps.n, &timeout);
 		for (size_t k = 0; k < meta_n; k++)
-			owners[n + k] = NULL, roles[n + k] = 6;
-		n += meta_n;
+			ps.owners[ps.n + k] = NULL, ps.roles[ps.n + k] = ROLE_META;
+		ps.n += meta_n;
 		/* After the streams: finishing one (a lingering exit) queues
 		 * output in this very round. */
-		if (g_connected && agent_buf_pending(&g_out) > 0) {
-			pfds[n] = (struct pollfd){.fd = 1, .events = POLLOUT};
-			owners[n] = NULL, roles[n++] = 2;
-		}
-		if (g_terminating && !g_streams) {
-			/* Exit when every child is gone. */
-			if (waitpid(-1, NULL, WNOHANG) < 0 && errno == ECHILD)
-				return 0;
-		}
+		if (g_connected && agent_buf_pending(&g_out) > 0)
+			poll_add(&ps, 1, POLLOUT, NULL, ROLE_TO_HUTCHD);
+		/* Terminating: exit when every child is gone. */
+		if (g_terminating && !g_streams && waitpid(-1, NULL, WNOHANG) < 0 && errno == ECHILD)
+			return 0;
 
-		int pr = poll(pfds, n, timeout);
+		int pr = poll(ps.pfds, ps.n, timeout);
 		if (pr < 0 && errno != EINTR)
 			return 1;
-
 		if (pr > 0 && meta_n)
-			meta_handle_fds(pfds + meta_first, meta_n);
-		for (nfds_t i = 0; pr > 0 && i < n; i++) {
-			if (!pfds[i].revents || roles[i] == 6)
-				continue;
-			stream_t *s = owners[i];
-			/* A stream may have been freed by an earlier event in this
-			 * round: only touch ones still listed. */
-			if (s) {
-				bool live = false;
-				for (stream_t *t = g_streams; t; t = t->next)
-					if (t == s)
-						live = true;
-				if (!live)
-					continue;
-			}
-			switch (roles[i]) {
-			case 0: {
-				struct signalfd_siginfo si;
-				while (read(g_sigfd, &si, sizeof si) == sizeof si) {
-					if (si.ssi_signo == SIGCHLD)
-						reap();
-					else if (g_init_mode)
-						terminate_all((int)si.ssi_signo);
-				}
-				break;
-			}
-			case 1: {
-				uint8_t buf[65536];
-				ssize_t r = read(0, buf, sizeof buf);
-				if (r == 0 || (r < 0 && errno != EAGAIN && errno != EINTR)) {
-					if (!g_init_mode)
-						return 0;
-					disconnect();
-					break;
-				}
-				if (r > 0 && agent_buf_append(&g_in, buf, (size_t)r) < 0)
-					return 1;
-				agent_frame_t f;
-				long used;
-				while ((used = agent_frame_parse(g_in.data + g_in.off,
-								 agent_buf_pending(&g_in), &f)) > 0) {
-					handle_frame(&f);
-					agent_buf_consume(&g_in, (size_t)used);
-				}
-				if (used < 0) {
-					/* hutchd speaks another protocol: give up on it. */
-					if (!g_init_mode)
-						return 1;
-					disconnect();
-				}
-				break;
-			}
-			case 2: {
-				ssize_t w = write(1, g_out.data + g_out.off, agent_buf_pending(&g_out));
-				if (w > 0)
-					agent_buf_consume(&g_out, (size_t)w);
-				else if (w < 0 && errno != EAGAIN && errno != EINTR) {
-					if (!g_init_mode)
-						return 0;
-					disconnect();
-				}
-				break;
-			}
-			case 3:
-				exec_pump_output(s, &s->out_fd, AGENT_STDOUT);
-				break;
-			case 4:
-				exec_pump_output(s, &s->err_fd, AGENT_STDERR);
-				break;
-			case 5:
-				exec_pump_stdin(s);
-				break;
-			}
-		}
-		/* Work that needs no fd: stdin bookkeeping, gets, exits. */
-		for (stream_t *s = g_streams, *next; s; s = next) {
-			next = s->next;
-			if (s->kind == STREAM_EXEC) {
-				exec_pump_stdin(s);
-				exec_maybe_finish(s);
-			} else if (s->kind == STREAM_GET &&
-				   agent_buf_pending(&g_out) <= OUT_HIGH_WATER) {
-				for (int k = 0; k < 16; k++)
-					if (get_pump(s) != GET_MORE)
-						break;
-			}
-		}
+			meta_handle_fds(ps.pfds + meta_first, meta_n);
+		int rc = pr > 0 ? poll_dispatch(&ps) : -1;
+		if (rc >= 0)
+			return rc;
+		streams_work();
 	}
 }

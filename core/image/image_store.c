@@ -791,17 +791,20 @@ static int64_t tree_bytes(const char *dir)
 	return bytes;
 }
 
-int image_store_gc(image_store_t *s, char *const *keep, size_t n_keep, image_gc_result_t *res,
-		   hutch_err_t *err)
-{
-	memset(res, 0, sizeof *res);
-	char **sorted = xcalloc(n_keep + 1, sizeof *sorted);
-	for (size_t i = 0; i < n_keep; i++)
-		sorted[i] = keep[i];
-	qsort(sorted, n_keep, sizeof *sorted, cmp_str);
+/* What a sweep needs: the digests to keep (sorted) and the tally. */
+typedef struct gc_sweep {
+	image_store_t *s;
+	char **keep;
+	size_t n_keep;
+	image_gc_result_t *res;
+} gc_sweep_t;
 
-	/* Layers: unpublished under the lock (a pin taken before a lookup
-	 * then either sees the layer stay or sees it gone), removed after. */
+/* Layers: unpublished under the lock (a pin taken before a lookup then
+ * either sees the layer stay or sees it gone), removed after; a layer's
+ * blob goes with it. */
+static void gc_layers(gc_sweep_t *g)
+{
+	image_store_t *s = g->s;
 	_cleanup_free_ char *layers = xasprintf("%s/layers", s->dir);
 	DIR *d = opendir(layers);
 	struct dirent *de;
@@ -810,58 +813,83 @@ int image_store_gc(image_store_t *s, char *const *keep, size_t n_keep, image_gc_
 			continue;
 		_cleanup_free_ char *digest = xasprintf(DIGEST_PREFIX "%s", de->d_name);
 		_cleanup_free_ char *path = xasprintf("%s/%s", layers, de->d_name);
-		if (digest_valid(digest) && kept(sorted, n_keep, digest))
+		if (digest_valid(digest) && kept(g->keep, g->n_keep, digest))
 			continue;
 		_cleanup_free_ char *trash = image_store_tmp_path(s, "gc");
 		pthread_mutex_lock(&s->lock);
 		bool pinned = digest_valid(digest) && pin_find(s, digest);
 		int r = pinned ? -1 : rename(path, trash);
 		pthread_mutex_unlock(&s->lock);
-		if (r == 0) {
-			res->freed_bytes += tree_bytes(trash);
-			remove_tree(trash);
-			res->layers_removed++;
-			/* Its blob goes with it. */
-			_cleanup_free_ char *blob = image_store_blob_path(s, digest);
-			struct stat st;
-			pthread_mutex_lock(&s->lock);
-			if (!pin_find(s, digest) && stat(blob, &st) == 0 && unlink(blob) == 0)
-				res->freed_bytes += st.st_size;
-			pthread_mutex_unlock(&s->lock);
-		}
+		if (r != 0)
+			continue;
+		g->res->freed_bytes += tree_bytes(trash);
+		remove_tree(trash);
+		g->res->layers_removed++;
+		_cleanup_free_ char *blob = image_store_blob_path(s, digest);
+		struct stat st;
+		pthread_mutex_lock(&s->lock);
+		if (!pin_find(s, digest) && stat(blob, &st) == 0 && unlink(blob) == 0)
+			g->res->freed_bytes += st.st_size;
+		pthread_mutex_unlock(&s->lock);
 	}
 	if (d)
 		closedir(d);
+}
 
-	/* Blobs: a layer's blob goes with its layer. */
+/* Blobs that are neither kept, pinned nor a present layer's. */
+static void gc_blobs(gc_sweep_t *g)
+{
+	image_store_t *s = g->s;
 	_cleanup_free_ char *blobs = xasprintf("%s/blobs/sha256", s->dir);
-	d = opendir(blobs);
+	DIR *d = opendir(blobs);
+	struct dirent *de;
 	while (d && (de = readdir(d))) {
 		if (de->d_name[0] == '.')
 			continue;
 		_cleanup_free_ char *digest = xasprintf(DIGEST_PREFIX "%s", de->d_name);
-		if (digest_valid(digest) && kept(sorted, n_keep, digest))
+		if (digest_valid(digest) && kept(g->keep, g->n_keep, digest))
 			continue;
 		_cleanup_free_ char *path = xasprintf("%s/%s", blobs, de->d_name);
 		pthread_mutex_lock(&s->lock);
 		bool pinned = digest_valid(digest) && pin_find(s, digest);
 		bool in_use = digest_valid(digest) && image_store_layer_exists(s, digest);
 		struct stat st;
-		int r = -1;
-		if (!pinned && !in_use && stat(path, &st) == 0 && unlink(path) == 0) {
-			res->freed_bytes += st.st_size;
-			r = 0;
-		}
+		bool removed = !pinned && !in_use && stat(path, &st) == 0 && unlink(path) == 0;
+		if (removed)
+			g->res->freed_bytes += st.st_size;
 		pthread_mutex_unlock(&s->lock);
-		if (r == 0)
-			res->blobs_removed++;
+		if (removed)
+			g->res->blobs_removed++;
 	}
 	if (d)
 		closedir(d);
+}
 
-	/* Cache entries whose layers are gone. */
-	_cleanup_free_ char *cache = xasprintf("%s/cache", s->dir);
-	d = opendir(cache);
+/* Whether a cache entry names a layer or config that is gone. */
+static bool cache_entry_stale(image_store_t *s, const char *path)
+{
+	char *text;
+	size_t len;
+	if (read_small(path, 64 * 1024, &text, &len) < 0)
+		return false;
+	bool stale = false;
+	for (char *save = NULL, *l = strtok_r(text, "\n", &save); l && !stale;
+	     l = strtok_r(NULL, "\n", &save)) {
+		if (strncmp(l, "layer ", 6) == 0)
+			stale = !image_store_layer_exists(s, l + 6);
+		else if (strncmp(l, "config ", 7) == 0)
+			stale = !image_store_blob_exists(s, l + 7);
+	}
+	free(text);
+	return stale;
+}
+
+/* Cache entries whose layers are gone. */
+static void gc_cache(gc_sweep_t *g)
+{
+	_cleanup_free_ char *cache = xasprintf("%s/cache", g->s->dir);
+	DIR *d = opendir(cache);
+	struct dirent *de;
 	while (d && (de = readdir(d))) {
 		if (de->d_name[0] == '.')
 			continue;
@@ -872,20 +900,7 @@ int image_store_gc(image_store_t *s, char *const *keep, size_t n_keep, image_gc_
 			if (ce->d_name[0] == '.')
 				continue;
 			_cleanup_free_ char *path = xasprintf("%s/%s", scope, ce->d_name);
-			char *text;
-			size_t len;
-			if (read_small(path, 64 * 1024, &text, &len) < 0)
-				continue;
-			bool stale = false;
-			for (char *save = NULL, *l = strtok_r(text, "\n", &save); l && !stale;
-			     l = strtok_r(NULL, "\n", &save)) {
-				if (strncmp(l, "layer ", 6) == 0)
-					stale = !image_store_layer_exists(s, l + 6);
-				else if (strncmp(l, "config ", 7) == 0)
-					stale = !image_store_blob_exists(s, l + 7);
-			}
-			free(text);
-			if (stale)
+			if (cache_entry_stale(g->s, path))
 				unlink(path);
 		}
 		if (sd)
@@ -893,10 +908,15 @@ int image_store_gc(image_store_t *s, char *const *keep, size_t n_keep, image_gc_
 	}
 	if (d)
 		closedir(d);
+}
 
-	/* Uploaded files nobody used for an hour. */
+/* Uploaded files nobody used for an hour. */
+static void gc_uploads(gc_sweep_t *g)
+{
+	image_store_t *s = g->s;
 	_cleanup_free_ char *files = xasprintf("%s/files/sha256", s->dir);
-	d = opendir(files);
+	DIR *d = opendir(files);
+	struct dirent *de;
 	time_t now = time(NULL);
 	while (d && (de = readdir(d))) {
 		if (de->d_name[0] == '.')
@@ -907,12 +927,26 @@ int image_store_gc(image_store_t *s, char *const *keep, size_t n_keep, image_gc_
 		pthread_mutex_lock(&s->lock);
 		bool pinned = digest_valid(digest) && pin_find(s, digest);
 		if (!pinned && stat(path, &st) == 0 && now - st.st_mtime > 3600 && unlink(path) == 0)
-			res->freed_bytes += st.st_size;
+			g->res->freed_bytes += st.st_size;
 		pthread_mutex_unlock(&s->lock);
 	}
 	if (d)
 		closedir(d);
-	free(sorted);
+}
+
+int image_store_gc(image_store_t *s, char *const *keep, size_t n_keep, image_gc_result_t *res,
+		   hutch_err_t *err)
+{
 	(void)err;
+	memset(res, 0, sizeof *res);
+	gc_sweep_t g = {.s = s, .keep = xcalloc(n_keep + 1, sizeof(char *)), .n_keep = n_keep, .res = res};
+	for (size_t i = 0; i < n_keep; i++)
+		g.keep[i] = keep[i];
+	qsort(g.keep, n_keep, sizeof *g.keep, cmp_str);
+	gc_layers(&g);
+	gc_blobs(&g);
+	gc_cache(&g);
+	gc_uploads(&g);
+	free(g.keep);
 	return 0;
 }
