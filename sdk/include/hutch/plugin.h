@@ -803,32 +803,39 @@ typedef struct hutch_plugin {
 
 typedef const hutch_plugin_t *(*hutch_plugin_entry_fn)(void);
 
+/* C11's _Static_assert is static_assert in C++. */
+#ifdef __cplusplus
+#define HUTCH_STATIC_ASSERT(cond, msg) static_assert(cond, msg)
+#else
+#define HUTCH_STATIC_ASSERT(cond, msg) _Static_assert(cond, msg)
+#endif
+
 /* Layout guards: the descriptor's head is fixed for every 1.x, and every
  * versioned struct starts with its size. */
-_Static_assert(offsetof(hutch_plugin_t, size) == 0, "size first");
-_Static_assert(offsetof(hutch_plugin_t, abi_major) == 4, "abi_major at 4");
-_Static_assert(offsetof(hutch_plugin_t, abi_minor) == 6, "abi_minor at 6");
-_Static_assert(offsetof(hutch_plugin_t, kind) == 8, "kind at 8");
-_Static_assert(offsetof(hutch_runtime_ops_t, size) == 0, "size first");
-_Static_assert(offsetof(hutch_network_ops_t, size) == 0, "size first");
-_Static_assert(offsetof(hutch_storage_ops_t, size) == 0, "size first");
-_Static_assert(offsetof(hutch_identity_ops_t, size) == 0, "size first");
-_Static_assert(offsetof(hutch_accelerator_ops_t, size) == 0, "size first");
-_Static_assert(offsetof(hutch_host_t, size) == 0, "size first");
+HUTCH_STATIC_ASSERT(offsetof(hutch_plugin_t, size) == 0, "size first");
+HUTCH_STATIC_ASSERT(offsetof(hutch_plugin_t, abi_major) == 4, "abi_major at 4");
+HUTCH_STATIC_ASSERT(offsetof(hutch_plugin_t, abi_minor) == 6, "abi_minor at 6");
+HUTCH_STATIC_ASSERT(offsetof(hutch_plugin_t, kind) == 8, "kind at 8");
+HUTCH_STATIC_ASSERT(offsetof(hutch_runtime_ops_t, size) == 0, "size first");
+HUTCH_STATIC_ASSERT(offsetof(hutch_network_ops_t, size) == 0, "size first");
+HUTCH_STATIC_ASSERT(offsetof(hutch_storage_ops_t, size) == 0, "size first");
+HUTCH_STATIC_ASSERT(offsetof(hutch_identity_ops_t, size) == 0, "size first");
+HUTCH_STATIC_ASSERT(offsetof(hutch_accelerator_ops_t, size) == 0, "size first");
+HUTCH_STATIC_ASSERT(offsetof(hutch_host_t, size) == 0, "size first");
 
 /* The structs that grew, at the size of each minor (LP64: x86-64, arm64).
  * When a minor adds members, the sizes of the earlier ones stay here, each
  * through its HUTCH_*_SIZE_1_N macro. */
 #if defined(__LP64__)
-_Static_assert(HUTCH_SANDBOX_SPEC_SIZE_1_0 == 192, "hutch_sandbox_spec_t 1.0 size");
-_Static_assert(sizeof(hutch_sandbox_spec_t) == 224, "hutch_sandbox_spec_t 1.1 size");
-_Static_assert(HUTCH_SANDBOX_STATUS_SIZE_1_0 == 48, "hutch_sandbox_status_t 1.0 size");
-_Static_assert(sizeof(hutch_sandbox_status_t) == 312, "hutch_sandbox_status_t 1.1 size");
-_Static_assert(HUTCH_RUNTIME_OPS_SIZE_1_0 == 80, "hutch_runtime_ops_t 1.0 size");
-_Static_assert(sizeof(hutch_runtime_ops_t) == 88, "hutch_runtime_ops_t 1.1 size");
-_Static_assert(offsetof(hutch_child_status_t, detached) == 9 &&
-		       sizeof(hutch_child_status_t) == 12,
-	       "hutch_child_status_t grew in its padding: 12 bytes in 1.0 and 1.1");
+HUTCH_STATIC_ASSERT(HUTCH_SANDBOX_SPEC_SIZE_1_0 == 192, "hutch_sandbox_spec_t 1.0 size");
+HUTCH_STATIC_ASSERT(sizeof(hutch_sandbox_spec_t) == 224, "hutch_sandbox_spec_t 1.1 size");
+HUTCH_STATIC_ASSERT(HUTCH_SANDBOX_STATUS_SIZE_1_0 == 48, "hutch_sandbox_status_t 1.0 size");
+HUTCH_STATIC_ASSERT(sizeof(hutch_sandbox_status_t) == 312, "hutch_sandbox_status_t 1.1 size");
+HUTCH_STATIC_ASSERT(HUTCH_RUNTIME_OPS_SIZE_1_0 == 80, "hutch_runtime_ops_t 1.0 size");
+HUTCH_STATIC_ASSERT(sizeof(hutch_runtime_ops_t) == 88, "hutch_runtime_ops_t 1.1 size");
+HUTCH_STATIC_ASSERT(offsetof(hutch_child_status_t, detached) == 9 &&
+			    sizeof(hutch_child_status_t) == 12,
+		    "hutch_child_status_t grew in its padding: 12 bytes in 1.0 and 1.1");
 #endif
 
 /* Define the entry point: HUTCH_PLUGIN_DEFINE(my_descriptor); */
