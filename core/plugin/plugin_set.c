@@ -135,6 +135,23 @@ fail:
 	return r;
 }
 
+/* Says at start what a loaded plugin will not be asked to do, so that an
+ * operator who configured it does not take it for working. */
+static void warn_undriven(const plugin_set_t *set)
+{
+	if (set->storage)
+		log_warn("plugin %s: this hutchd does not drive storage plugins yet (no volume "
+			 "API); sandboxes that ask for volumes are refused", set->storage->name);
+	for (size_t i = 0; i < set->n_accelerators; i++)
+		log_warn("plugin %s: this hutchd does not drive accelerator plugins yet; "
+			 "sandboxes that ask for a gpu are refused", set->accelerators[i]->name);
+	/* loopback_addrs came with minor 1 (the minor says it exactly). */
+	if (set->identity && set->runtime->desc.abi_minor < 1)
+		log_warn("plugin %s: built for plugin ABI 1.0, it does not put the identity "
+			 "metadata address on its sandboxes' loopback; they read their identity "
+			 "token from its file only", set->runtime->name);
+}
+
 int plugin_set_start(plugin_set_t *set, host_core_t *core, const char *state_dir,
 		     const char *run_dir, hutch_err_t *err)
 {
@@ -156,6 +173,7 @@ int plugin_set_start(plugin_set_t *set, host_core_t *core, const char *state_dir
 			 plugin_kind_name(p->desc.kind), p->desc.abi_major, p->desc.abi_minor,
 			 p->path);
 	}
+	warn_undriven(set);
 	return 0;
 }
 

@@ -20,6 +20,7 @@
 #include "port_forward.h"
 #include "proc.h"
 #include "rundir.h"
+#include "runtime_call.h"
 #include "strbuf.h"
 
 #define KIND "sandbox"
@@ -1452,11 +1453,11 @@ static void oom_work(uv_work_t *req)
 {
 	oom_job_t *j = req->data;
 	plugin_t *rt = j->sb->m->d.plugins->runtime;
-	hutch_sandbox_status_t st = {.size = sizeof st};
+	hutch_sandbox_status_t st;
 	hutch_err_t e = {0};
 	j->kills = -1;
-	if (rt->ops.runtime.sandbox_status(rt->instance, j->sb->id, &st, &e) == 0)
-		j->kills = st.oom_kills >= 0 ? st.oom_kills : (st.oom_killed ? 1 : 0);
+	if (runtime_sandbox_status(rt, j->sb->id, &st, &e) == 0)
+		j->kills = runtime_status_oom_kills(&st);
 }
 
 static void oom_done(uv_work_t *req, int status)

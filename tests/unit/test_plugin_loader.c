@@ -149,6 +149,16 @@ static void good_plugin_runs(void)
 	CHECK_EQ_INT(p->ops.storage.volume_list(p->instance, "acme", on_volume, &l, &err), 0);
 	CHECK_EQ_INT(l.n, 1);
 	CHECK_STR(l.names[0], "data");
+	/* An out-struct is filled only as far as its allocator's size says:
+	 * here a caller whose struct ends before forked_from. */
+	hutch_volume_info_t info;
+	memset(&info, 0x5a, sizeof info);
+	info.size = offsetof(hutch_volume_info_t, forked_from);
+	CHECK_EQ_INT(p->ops.storage.volume_info(p->instance, &ref, &info, &err), 0);
+	CHECK_STR(info.name, "data");
+	CHECK_EQ_INT(info.size_bytes, -1);
+	CHECK_EQ_INT((unsigned char)info.forked_from[0], 0x5a);
+	CHECK_EQ_INT(info.size, offsetof(hutch_volume_info_t, forked_from));
 	/* Optional ops the plugin leaves out read as NULL. */
 	CHECK(p->ops.storage.volume_fork == NULL);
 	CHECK(p->ops.storage.volume_commit == NULL);

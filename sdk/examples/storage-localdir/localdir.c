@@ -147,14 +147,18 @@ static int ld_delete(void *instance, const hutch_volume_ref_t *ref, hutch_err_t 
 	return 0;
 }
 
+/* out carries the size its allocator was built with: a core built against
+ * an older header has a smaller struct, so only that much is written (and
+ * members a newer core has beyond ours keep what it preset). */
 static void fill_info(const char *name, const struct stat *st, hutch_volume_info_t *out)
 {
-	memset(out, 0, sizeof *out);
-	out->size = sizeof *out;
+	uint32_t size = out->size ? out->size : sizeof *out;
+	hutch_volume_info_t info = {.size = size};
 	/* Volume names are at most 63 characters (check_name). */
-	snprintf(out->name, sizeof out->name, "%.*s", (int)sizeof out->name - 1, name);
-	out->size_bytes = -1;
-	out->created_unix = (int64_t)st->st_mtime;
+	snprintf(info.name, sizeof info.name, "%.*s", (int)sizeof info.name - 1, name);
+	info.size_bytes = -1;
+	info.created_unix = (int64_t)st->st_mtime;
+	memcpy(out, &info, size < sizeof info ? size : sizeof info);
 }
 
 static int ld_info(void *instance, const hutch_volume_ref_t *ref,
@@ -191,7 +195,7 @@ static int ld_list(void *instance, const char *tenant, hutch_volume_info_cb cb,
 			continue;
 		struct stat st;
 		if (fstatat(dirfd(d), e->d_name, &st, 0) == 0 && S_ISDIR(st.st_mode)) {
-			hutch_volume_info_t info;
+			hutch_volume_info_t info = {.size = sizeof info};
 			fill_info(e->d_name, &st, &info);
 			cb(data, &info);
 		}

@@ -15,14 +15,33 @@
  *
  * Versioning, in the manner of SQLite's VFS:
  *   - Every struct that crosses the boundary starts with `uint32_t size`
- *     (sizeof the struct as the side that filled it was compiled).
- *   - Structs only grow at the end. Each member notes the ABI minor that
- *     added it. A reader copies min(size, sizeof ours) into a zeroed struct,
- *     so a member the other side does not know reads as 0/NULL.
+ *     (sizeof the struct as the side that allocated it was compiled), except
+ *     four small ones that say why they need none (array elements, and the
+ *     child status the host fills).
+ *   - Structs only grow at the end. A comment line `v1.N` opens the members
+ *     ABI 1.N added; `methods above are valid for ABI 1.N` closes an ops
+ *     table's. A reader copies min(size, sizeof ours) into a zeroed struct,
+ *     so a member the other side does not know reads as 0/NULL; the
+ *     HUTCH_*_SIZE_1_0 macros give the 1.0 size of the structs that grew.
+ *   - The caller allocates out-structs (a status, an attachment): it sets
+ *     size to its own sizeof, and before the call it sets every member newer
+ *     than 1.0 whose zero would be a real answer to the value meaning
+ *     "unknown" (today: hutch_sandbox_status_t.oom_kills = -1). A callee
+ *     writes only members that lie within size.
+ *   - ABI 1.0 is the header as first published. Members added later while
+ *     the header still said minor 0 are marked v1.1, so a plugin that says
+ *     abi_minor 0 may or may not know them: the core decides what a plugin
+ *     knows from sizes and sentinels, never from abi_minor alone.
  *   - An incompatible change is a new major and a new symbol name
  *     (hutch_plugin_v2); an old .so then fails with "symbol not found".
  *   - Optional ops that are NULL mean "not supported"; required ops are
  *     checked when the plugin is loaded and a missing one refuses the load.
+ *     An op marked "not yet called by the core" is part of the ABI, but
+ *     this hutchd never calls it and refuses the requests that would need
+ *     it; implementing it is allowed and harmless.
+ *   - hutch's own build freezes the offset and size of every member, and
+ *     the size of every struct, per minor (core/plugin/abi_layout.def in
+ *     the source tree): a layout change fails the build.
  *
  * Threads. init() and fini() run on the main thread, init before the event
  * loop starts and fini after it ended. Every other op runs on a worker thread
@@ -104,6 +123,9 @@ typedef enum hutch_config_type {
 #define HUTCH_CONFIG_SECRET 0x2u   /* value never printed (describe, logs) */
 #define HUTCH_CONFIG_RELOAD 0x4u   /* may change on SIGHUP (see reload) */
 
+/* v1.0. No size field: the plugin hands out an array of these, and the core
+ * steps through it by sizeof, so the element can never grow within ABI 1.x
+ * (a new member needs ABI 2, or a parallel table). */
 typedef struct hutch_config_field {
 	hutch_config_type_t type;
 	const char *key;           /* TOML key in the plugin's table */
@@ -118,6 +140,7 @@ typedef struct hutch_config_field {
  * Shared data types
  * ====================================================================== */
 
+/* v1.0. No size field, and frozen for 1.x: it only travels in arrays. */
 typedef struct hutch_kv {
 	const char *key;
 	const char *value;
@@ -126,7 +149,8 @@ typedef struct hutch_kv {
 /* Emits one key/value pair; used by ops that describe things. */
 typedef void (*hutch_kv_cb)(void *data, const char *key, const char *value);
 
-/* A bind mount into a sandbox. */
+/* A bind mount into a sandbox. v1.0. No size field, and frozen for 1.x: it
+ * only travels in arrays. */
 #define HUTCH_MOUNT_READONLY 0x1u
 typedef struct hutch_mount {
 	const char *source; /* absolute host path */
@@ -184,12 +208,20 @@ typedef struct hutch_run_result {
 	size_t err_len;
 } hutch_run_result_t;
 
+/* How a spawned child ended, as the host tells on_exit. No size field: the
+ * host always allocates it and the plugin only reads it, for the duration of
+ * the callback. It grew in 1.1 inside its own padding (12 bytes in both), so
+ * a 1.0 plugin reads exactly what it knows; a plugin reads `detached` only
+ * when host->abi_minor >= 1 (an older hutchd leaves that byte unspecified).
+ * Adding a size field now would move every member: that is ABI 2. */
 typedef struct hutch_child_status {
+	/* v1.0 */
 	int exit_code;   /* -1 when killed by a signal */
 	int term_signal;
 	bool timed_out;
-	/* v1.1: hutchd is shutting down and stops watching the child, which
-	 * keeps running (e.g. a sandbox's supervisor, for the next hutchd to
+	/* v1.1 */
+	/* hutchd is shutting down and stops watching the child, which keeps
+	 * running (e.g. a sandbox's supervisor, for the next hutchd to
 	 * recover); on_exit is called this way once, before fini(). */
 	bool detached;
 } hutch_child_status_t;
@@ -296,11 +328,12 @@ typedef struct hutch_sandbox_spec {
 	const hutch_kv_t *annotations; /* plugin-to-plugin hints, e.g. an
 					* accelerator's "gpu-nvidia.nvproxy"="1" */
 	size_t n_annotations;
+	/* v1.1: a runtime reads one of these only when spec->size reaches
+	 * past it (an older core's spec ends before them) */
 	const uint16_t *ports;     /* TCP ports hutchd will forward into the
 				    * sandbox's namespace: sockets listening on
 				    * them must be reachable from it */
 	size_t n_ports;
-	/* v1.1 */
 	/* IPv4 addresses that must be local inside the sandbox, on its
 	 * loopback (the metadata endpoint, 169.254.169.254). A runtime adds
 	 * them to the namespace's lo; one whose sandboxes have a network stack
@@ -310,6 +343,9 @@ typedef struct hutch_sandbox_spec {
 	const char *const *loopback_addrs;
 	size_t n_loopback_addrs;
 } hutch_sandbox_spec_t;
+
+/* sizeof(hutch_sandbox_spec_t) as ABI 1.0 had it. */
+#define HUTCH_SANDBOX_SPEC_SIZE_1_0 offsetof(hutch_sandbox_spec_t, ports)
 
 /* Sandbox states as the runtime observes them. */
 typedef enum hutch_sandbox_phase {
@@ -329,11 +365,17 @@ typedef struct hutch_sandbox_status {
 	int64_t memory_bytes;   /* current usage, -1 unknown */
 	int64_t cpu_usage_ns;   /* cumulative, -1 unknown */
 	int64_t pids_current;   /* -1 unknown */
+	/* v1.1 */
 	char netns_path[256];   /* the network namespace the sandbox runs in
 				 * (for port forwarding); "" unknown */
 	int64_t oom_kills;      /* processes killed at the memory limit so
-				 * far (a counter); -1 unknown */
+				 * far (a counter); -1 unknown. The core sets
+				 * -1 before every call (a 1.0 runtime never
+				 * writes it) and then goes by oom_killed. */
 } hutch_sandbox_status_t;
+
+/* sizeof(hutch_sandbox_status_t) as ABI 1.0 had it. */
+#define HUTCH_SANDBOX_STATUS_SIZE_1_0 offsetof(hutch_sandbox_status_t, netns_path)
 
 /* A process to run inside a running sandbox. */
 typedef struct hutch_exec_spec {
@@ -397,17 +439,19 @@ typedef struct hutch_runtime_ops {
 	/* Optional. Emits what the runtime supports ("network.netstack" =
 	 * "no", "platform" = "systrap", ...), shown by `hutch status`. */
 	void (*capabilities)(void *instance, hutch_kv_cb emit, void *data);
-	/* Optional. Saves a running sandbox's memory and state to a directory,
-	 * or starts one from such a directory (spec as for create). */
+	/* Optional; not yet called by the core (no API asks for a checkpoint
+	 * yet; runtime-gvisor's own tests drive it). Saves a running sandbox's
+	 * memory and state to a directory, or starts one from such a directory
+	 * (spec as for create). */
 	int (*sandbox_checkpoint)(void *instance, const char *id,
 				  const char *image_dir, hutch_err_t *err);
 	int (*sandbox_restore)(void *instance, const hutch_sandbox_spec_t *spec,
 			       const char *image_dir, hutch_sandbox_status_t *status,
 			       hutch_err_t *err);
 	/* methods above are valid for ABI 1.0 */
-	/* Optional, appended after 1.0 shipped: a caller checks that the
-	 * plugin's ops are large enough to hold it (the core's copy of a
-	 * smaller struct reads it as NULL) and that it is not NULL.
+	/* v1.1 */
+	/* Optional: the core's copy of a 1.0 runtime's smaller ops reads it as
+	 * NULL, and an image build step then fails ("cannot commit").
 	 * Copies the writable layer of a stopped sandbox (after sandbox_stop,
 	 * before sandbox_destroy) into dest_dir, an empty directory the caller
 	 * made on a file system that holds device nodes and trusted.* xattrs.
@@ -421,7 +465,11 @@ typedef struct hutch_runtime_ops {
 	 * image builder turns the copy into a layer. */
 	int (*sandbox_commit)(void *instance, const char *id, const char *dest_dir,
 			      hutch_err_t *err);
+	/* methods above are valid for ABI 1.1 */
 } hutch_runtime_ops_t;
+
+/* sizeof(hutch_runtime_ops_t) as ABI 1.0 had it. */
+#define HUTCH_RUNTIME_OPS_SIZE_1_0 offsetof(hutch_runtime_ops_t, sandbox_commit)
 
 /* ======================================================================
  * Network: an ordered chain. The first plugin creates the sandbox's network
@@ -459,7 +507,9 @@ typedef struct hutch_net_attach {
 	const hutch_net_policy_t *const *policies; /* bound at create */
 	size_t n_policies;
 	bool policies_set;        /* false: the configured default applies */
-	const hutch_net_tunnel_t *const *tunnels;
+	const hutch_net_tunnel_t *const *tunnels; /* always none yet: a sandbox
+						    * that asks for tunnels is
+						    * refused */
 	size_t n_tunnels;
 	const uint16_t *ports;    /* TCP ports the sandbox exposes */
 	size_t n_ports;
@@ -498,13 +548,16 @@ typedef struct hutch_network_ops {
 	 * crash). */
 	int (*gc)(void *instance, const char *const *live_ids, size_t n,
 		  hutch_err_t *err);
-	/* Optional. Adds / removes a tunnel on a running sandbox. */
+	/* Optional; not yet called by the core (a sandbox that asks for
+	 * tunnels is refused). Adds / removes a tunnel on a running sandbox. */
 	int (*tunnel_add)(void *instance, const char *sandbox_id,
 			  const hutch_net_tunnel_t *tunnel, hutch_err_t *err);
 	int (*tunnel_remove)(void *instance, const char *sandbox_id,
 			     const char *name, hutch_err_t *err);
-	/* Optional. Opens a TCP connection to port inside the sandbox, for
-	 * hutchd's port forwarding; returns a connected fd (caller closes). */
+	/* Optional; not yet called by the core, which forwards ports by
+	 * entering the namespace itself (hutch_sandbox_status_t.netns_path).
+	 * Opens a TCP connection to port inside the sandbox, for hutchd's port
+	 * forwarding; returns a connected fd (caller closes). */
 	int (*connect_port)(void *instance, const char *sandbox_id, uint16_t port,
 			    int *fd_out, hutch_err_t *err);
 	void (*capabilities)(void *instance, hutch_kv_cb emit, void *data);
@@ -514,6 +567,11 @@ typedef struct hutch_network_ops {
 /* ======================================================================
  * Storage: persistent, versioned volumes, forkable, mounted on the host
  * (e.g. by FUSE) and bind-mounted into sandboxes.
+ *
+ * Not yet called by the core: a storage plugin is loaded and checked, and
+ * its capabilities are shown by `hutch status`, but no other op is called
+ * (there is no volume API yet) and a sandbox that asks for volumes is
+ * refused.
  * ====================================================================== */
 
 typedef struct hutch_volume_ref {
@@ -550,6 +608,7 @@ typedef void (*hutch_volume_info_cb)(void *data, const hutch_volume_info_t *v);
 typedef struct hutch_storage_ops {
 	uint32_t size;
 	/* v1.0 */
+	/* Every op but capabilities: not yet called by the core (see above). */
 	/* Required. */
 	int (*volume_create)(void *instance, const hutch_volume_ref_t *ref,
 			     int64_t quota_bytes, hutch_err_t *err);
@@ -662,6 +721,10 @@ typedef struct hutch_identity_ops {
 
 /* ======================================================================
  * Accelerators: inventory of devices and their grant to sandboxes.
+ *
+ * Not yet called by the core: an accelerator plugin is loaded and checked,
+ * and its capabilities are shown by `hutch status`, but inventory, allocate
+ * and release are not called, and a sandbox that asks for a gpu is refused.
  * ====================================================================== */
 
 typedef struct hutch_accel_device {
@@ -695,6 +758,7 @@ typedef struct hutch_accel_grant {
 typedef struct hutch_accelerator_ops {
 	uint32_t size;
 	/* v1.0 */
+	/* inventory, allocate, release: not yet called by the core (see above). */
 	/* Required. */
 	int (*inventory)(void *instance, hutch_accel_device_cb cb, void *data,
 			 hutch_err_t *err);
@@ -739,18 +803,40 @@ typedef struct hutch_plugin {
 
 typedef const hutch_plugin_t *(*hutch_plugin_entry_fn)(void);
 
+/* C11's _Static_assert is static_assert in C++. */
+#ifdef __cplusplus
+#define HUTCH_STATIC_ASSERT(cond, msg) static_assert(cond, msg)
+#else
+#define HUTCH_STATIC_ASSERT(cond, msg) _Static_assert(cond, msg)
+#endif
+
 /* Layout guards: the descriptor's head is fixed for every 1.x, and every
  * versioned struct starts with its size. */
-_Static_assert(offsetof(hutch_plugin_t, size) == 0, "size first");
-_Static_assert(offsetof(hutch_plugin_t, abi_major) == 4, "abi_major at 4");
-_Static_assert(offsetof(hutch_plugin_t, abi_minor) == 6, "abi_minor at 6");
-_Static_assert(offsetof(hutch_plugin_t, kind) == 8, "kind at 8");
-_Static_assert(offsetof(hutch_runtime_ops_t, size) == 0, "size first");
-_Static_assert(offsetof(hutch_network_ops_t, size) == 0, "size first");
-_Static_assert(offsetof(hutch_storage_ops_t, size) == 0, "size first");
-_Static_assert(offsetof(hutch_identity_ops_t, size) == 0, "size first");
-_Static_assert(offsetof(hutch_accelerator_ops_t, size) == 0, "size first");
-_Static_assert(offsetof(hutch_host_t, size) == 0, "size first");
+HUTCH_STATIC_ASSERT(offsetof(hutch_plugin_t, size) == 0, "size first");
+HUTCH_STATIC_ASSERT(offsetof(hutch_plugin_t, abi_major) == 4, "abi_major at 4");
+HUTCH_STATIC_ASSERT(offsetof(hutch_plugin_t, abi_minor) == 6, "abi_minor at 6");
+HUTCH_STATIC_ASSERT(offsetof(hutch_plugin_t, kind) == 8, "kind at 8");
+HUTCH_STATIC_ASSERT(offsetof(hutch_runtime_ops_t, size) == 0, "size first");
+HUTCH_STATIC_ASSERT(offsetof(hutch_network_ops_t, size) == 0, "size first");
+HUTCH_STATIC_ASSERT(offsetof(hutch_storage_ops_t, size) == 0, "size first");
+HUTCH_STATIC_ASSERT(offsetof(hutch_identity_ops_t, size) == 0, "size first");
+HUTCH_STATIC_ASSERT(offsetof(hutch_accelerator_ops_t, size) == 0, "size first");
+HUTCH_STATIC_ASSERT(offsetof(hutch_host_t, size) == 0, "size first");
+
+/* The structs that grew, at the size of each minor (LP64: x86-64, arm64).
+ * When a minor adds members, the sizes of the earlier ones stay here, each
+ * through its HUTCH_*_SIZE_1_N macro. */
+#if defined(__LP64__)
+HUTCH_STATIC_ASSERT(HUTCH_SANDBOX_SPEC_SIZE_1_0 == 192, "hutch_sandbox_spec_t 1.0 size");
+HUTCH_STATIC_ASSERT(sizeof(hutch_sandbox_spec_t) == 224, "hutch_sandbox_spec_t 1.1 size");
+HUTCH_STATIC_ASSERT(HUTCH_SANDBOX_STATUS_SIZE_1_0 == 48, "hutch_sandbox_status_t 1.0 size");
+HUTCH_STATIC_ASSERT(sizeof(hutch_sandbox_status_t) == 312, "hutch_sandbox_status_t 1.1 size");
+HUTCH_STATIC_ASSERT(HUTCH_RUNTIME_OPS_SIZE_1_0 == 80, "hutch_runtime_ops_t 1.0 size");
+HUTCH_STATIC_ASSERT(sizeof(hutch_runtime_ops_t) == 88, "hutch_runtime_ops_t 1.1 size");
+HUTCH_STATIC_ASSERT(offsetof(hutch_child_status_t, detached) == 9 &&
+			    sizeof(hutch_child_status_t) == 12,
+		    "hutch_child_status_t grew in its padding: 12 bytes in 1.0 and 1.1");
+#endif
 
 /* Define the entry point: HUTCH_PLUGIN_DEFINE(my_descriptor); */
 #define HUTCH_PLUGIN_DEFINE(descriptor)                                        \
