@@ -17,7 +17,7 @@ fi
 export DEBIAN_FRONTEND=noninteractive
 
 build_pkgs="build-essential cmake pkg-config git
-	libltdl-dev libuv1-dev libprotobuf-c-dev protobuf-c-compiler
+	libltdl-dev libuv1-dev libprotobuf-c-dev protobuf-c-compiler protobuf-compiler
 	libssl-dev libnghttp2-dev libsqlite3-dev
 	libnl-3-dev libnl-route-3-dev libnftables-dev nftables iproute2
 	libfuse3-dev fuse3 libcurl4-openssl-dev libarchive-dev libjansson-dev

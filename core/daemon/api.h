@@ -18,6 +18,8 @@ void api_fail(grpc_call_t *call, const hutch_err_t *err);
 int api_daemon_register(daemon_t *d, hutch_err_t *err);
 int api_sandbox_register(daemon_t *d, hutch_err_t *err);
 int api_image_register(daemon_t *d, hutch_err_t *err);
+/* grpc.health.v1 and server reflection (api_meta.c). */
+int api_meta_register(daemon_t *d, hutch_err_t *err);
 
 /* The authorize hook: unix-socket callers get [api] unix_tenant; TCP callers
  * must present `authorization: Bearer <key>` matching an [[api.key]]. */

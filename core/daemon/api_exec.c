@@ -1,6 +1,13 @@
 /* hutch.v1.Sandboxes Exec (a bidirectional stream) and Run (the same, run
  * to completion and collected): a gRPC call relayed to a stream of the
- * sandbox's agent session, with flow control end to end. */
+ * sandbox's agent session, with flow control end to end.
+ *
+ * Run answers with one RunResponse when the output is small, so that a
+ * client that calls it as a unary method still works; larger output goes
+ * out in pieces of RUN_PIECE bytes as it is produced (each with its _text
+ * copy, at most 4 * RUN_PIECE), the last message carrying the rest and the
+ * exit status. So no message reaches the 4 MiB that stock gRPC clients
+ * accept by default, and hutchd holds at most about one piece per Run. */
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,8 +18,13 @@
 #include "metrics.h"
 #include "sandbox_mgr.h"
 #include "strbuf.h"
+#include "utf8_lossy.h"
 
 #define RUN_DEFAULT_MAX (16 * 1024 * 1024)
+/* Output bytes per RunResponse before the last: the message is at most four
+ * times this (text can be three bytes per byte of output), under the 4 MiB
+ * default receive limit of grpcio, grpc-js and grpc-go. */
+#define RUN_PIECE (512 * 1024)
 
 typedef struct exec_call {
 	int refs; /* the call's, and a pending sandbox_stop's */
@@ -32,9 +44,9 @@ typedef struct exec_call {
 	bool timer_init;
 	bool timed_out;
 	char exec_id[48];
-	/* Run: collected output */
+	/* Run: output not yet sent, and how much was kept in all */
 	strbuf_t out, err;
-	size_t max;
+	size_t kept, max;
 	bool truncated;
 } exec_call_t;
 
@@ -84,29 +96,88 @@ static void exec_release(exec_call_t *x)
 	exec_unref(x);
 }
 
+/* The *_text fields go into the message as unknown fields of the same
+ * numbers: protobuf-c packs a string with strlen(), which would end the text
+ * at the output's first NUL, while an unknown field's bytes (the length
+ * prefix, then the value) are packed as they are. */
+static void run_text_field(ProtobufCMessageUnknownField *f, uint32_t tag, strbuf_t *field,
+			   const char *data, size_t n)
+{
+	_cleanup_sb_ strbuf_t text = STRBUF_INIT;
+	utf8_lossy_append(&text, (const uint8_t *)data, n);
+	uint8_t prefix[10];
+	size_t np = 0;
+	for (uint64_t v = text.len; np == 0 || v; v >>= 7)
+		prefix[np++] = (uint8_t)((v & 0x7f) | (v >> 7 ? 0x80 : 0));
+	sb_append_n(field, prefix, np);
+	sb_append_n(field, text.buf ? text.buf : "", text.len);
+	f->tag = tag;
+	f->wire_type = PROTOBUF_C_WIRE_TYPE_LENGTH_PREFIXED;
+	f->len = field->len;
+	f->data = (uint8_t *)field->buf;
+}
+
+static void drop_front(strbuf_t *sb, size_t n)
+{
+	if (n == 0)
+		return;
+	memmove(sb->buf, sb->buf + n, sb->len - n);
+	sb->len -= n;
+	sb->buf[sb->len] = '\0';
+}
+
+/* Sends out[0..n_out) and err[0..n_err) in one RunResponse (status fields
+ * set by the caller in r) and drops them from the buffers. */
+static int run_send(exec_call_t *x, Hutch__V1__RunResponse *r, size_t n_out, size_t n_err)
+{
+	_cleanup_sb_ strbuf_t ot = STRBUF_INIT;
+	_cleanup_sb_ strbuf_t et = STRBUF_INIT;
+	ProtobufCMessageUnknownField texts[2];
+	unsigned n_texts = 0;
+	if (n_out)
+		run_text_field(&texts[n_texts++], 1, &ot, x->out.buf, n_out); /* stdout_text */
+	if (n_err)
+		run_text_field(&texts[n_texts++], 2, &et, x->err.buf, n_err); /* stderr_text */
+	r->base.n_unknown_fields = n_texts;
+	r->base.unknown_fields = n_texts ? texts : NULL;
+	r->stdout.data = (uint8_t *)x->out.buf;
+	r->stdout.len = n_out;
+	r->stderr.data = (uint8_t *)x->err.buf;
+	r->stderr.len = n_err;
+	int s = grpc_call_send(x->call, &r->base);
+	r->base.n_unknown_fields = 0;
+	r->base.unknown_fields = NULL;
+	drop_front(&x->out, n_out);
+	drop_front(&x->err, n_err);
+	return s;
+}
+
+/* Sends whole pieces while at least one is buffered; the rest waits for more
+ * output or the exit. */
+static void run_flush(exec_call_t *x)
+{
+	while (x->out.len + x->err.len >= RUN_PIECE) {
+		size_t n_out = x->out.len < RUN_PIECE ? x->out.len : RUN_PIECE;
+		size_t n_err = x->err.len < RUN_PIECE - n_out ? x->err.len : RUN_PIECE - n_out;
+		/* Cut between characters: what follows may complete one. */
+		n_out = utf8_cut((const uint8_t *)x->out.buf, n_out);
+		n_err = utf8_cut((const uint8_t *)x->err.buf, n_err);
+		Hutch__V1__RunResponse r = HUTCH__V1__RUN_RESPONSE__INIT;
+		if (run_send(x, &r, n_out, n_err) == 1)
+			x->blocked = true; /* the client is slow: credit waits (x_output) */
+	}
+}
+
 static void send_exit(exec_call_t *x, int code, int sig, bool oom)
 {
 	if (x->run_mode) {
 		Hutch__V1__RunResponse r = HUTCH__V1__RUN_RESPONSE__INIT;
-		/* The _text fields are strings on the wire: protobuf clients
-		 * reject invalid UTF-8, so they carry a cleaned copy; the
-		 * bytes fields carry the output exactly. */
-		_cleanup_free_ char *ot = xstrndup(x->out.buf ? x->out.buf : "", x->out.len);
-		_cleanup_free_ char *et = xstrndup(x->err.buf ? x->err.buf : "", x->err.len);
-		utf8_scrub(ot);
-		utf8_scrub(et);
-		r.stdout_text = ot;
-		r.stderr_text = et;
-		r.stdout.data = (uint8_t *)x->out.buf;
-		r.stdout.len = x->out.len;
-		r.stderr.data = (uint8_t *)x->err.buf;
-		r.stderr.len = x->err.len;
 		r.exit_code = code;
 		r.signal = sig;
 		r.oom_killed = oom;
 		r.timed_out = x->timed_out;
 		r.truncated = x->truncated;
-		grpc_call_send(x->call, &r.base);
+		run_send(x, &r, x->out.len, x->err.len);
 	} else {
 		Hutch__V1__ExecExit e = HUTCH__V1__EXEC_EXIT__INIT;
 		e.exit_code = code;
@@ -136,35 +207,35 @@ static void x_started(void *ud, uint32_t pid)
 	grpc_call_send(x->call, &r.base);
 }
 
-static void collect(exec_call_t *x, strbuf_t *sb, const uint8_t *data, size_t n)
+static void run_output(exec_call_t *x, bool is_err, const uint8_t *data, size_t n)
 {
-	size_t used = x->out.len + x->err.len;
-	size_t room = used < x->max ? x->max - used : 0;
-	if (n > room) {
-		x->truncated = true;
-		n = room;
-	}
-	sb_append_n(sb, data, n);
+	size_t room = x->kept < x->max ? x->max - x->kept : 0;
+	size_t keep = n < room ? n : room;
+	if (keep < n)
+		x->truncated = true; /* the rest is read and dropped */
+	sb_append_n(is_err ? &x->err : &x->out, data, keep);
+	x->kept += keep;
+	run_flush(x);
 }
 
 static void x_output(exec_call_t *x, bool is_err, const uint8_t *data, size_t n)
 {
+	int s = 0;
 	if (x->run_mode) {
-		collect(x, is_err ? &x->err : &x->out, data, n);
-		agent_send_credit(x->conn, x->sid, (uint32_t)n);
-		return;
-	}
-	Hutch__V1__ExecResponse r = HUTCH__V1__EXEC_RESPONSE__INIT;
-	if (is_err) {
-		r.msg_case = HUTCH__V1__EXEC_RESPONSE__MSG_STDERR;
-		r.stderr.data = (uint8_t *)data;
-		r.stderr.len = n;
+		run_output(x, is_err, data, n);
 	} else {
-		r.msg_case = HUTCH__V1__EXEC_RESPONSE__MSG_STDOUT;
-		r.stdout.data = (uint8_t *)data;
-		r.stdout.len = n;
+		Hutch__V1__ExecResponse r = HUTCH__V1__EXEC_RESPONSE__INIT;
+		if (is_err) {
+			r.msg_case = HUTCH__V1__EXEC_RESPONSE__MSG_STDERR;
+			r.stderr.data = (uint8_t *)data;
+			r.stderr.len = n;
+		} else {
+			r.msg_case = HUTCH__V1__EXEC_RESPONSE__MSG_STDOUT;
+			r.stdout.data = (uint8_t *)data;
+			r.stdout.len = n;
+		}
+		s = grpc_call_send(x->call, &r.base);
 	}
-	int s = grpc_call_send(x->call, &r.base);
 	if (s == 1 || x->blocked) {
 		/* The client reads slower than the process writes: stop
 		 * granting the agent credit until it catches up. */
@@ -541,7 +612,9 @@ static const grpc_method_t exec_methods[] = {
 	{
 		.path = "/hutch.v1.Sandboxes/Run",
 		.request = &hutch__v1__run_request__descriptor,
+		.server_streaming = true, /* one message unless the output is large */
 		.on_message = run_on_message,
+		.on_writable = exec_on_writable,
 		.on_cancel = exec_on_cancel,
 	},
 };

@@ -66,11 +66,17 @@ static void caps_free(plugin_caps_t *c, size_t n)
 	free(c);
 }
 
-/* ---- the state dir lock ---- */
+/* ---- the state and run dir locks ---- */
 
-static int state_lock(daemon_t *d, hutch_err_t *err)
+/* One hutchd per directory: a second one would take over the first's
+ * sandboxes (state dir) or clear its sockets and sandbox run dirs at boot
+ * (run dir). The lock is an flock on <dir>/hutchd.lock holding the owner's
+ * pid, released by the kernel when the process dies. key names the setting
+ * that gives a second daemon a directory of its own. */
+static int dir_lock(const char *dir, const char *what, const char *key, int *out,
+		    hutch_err_t *err)
 {
-	_cleanup_free_ char *path = xasprintf("%s/hutchd.lock", d->cfg.daemon.state_dir);
+	_cleanup_free_ char *path = xasprintf("%s/hutchd.lock", dir);
 	int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
 	if (fd < 0)
 		return hutch_err_sys(err, errno, "open %s", path);
@@ -84,8 +90,9 @@ static int state_lock(daemon_t *d, hutch_err_t *err)
 		close(fd);
 		if (e == EWOULDBLOCK)
 			return hutch_err_set(err, EBUSY,
-					     "another hutchd (pid %s) is using state dir %s",
-					     pid[0] ? pid : "?", d->cfg.daemon.state_dir);
+					     "another hutchd (pid %s) is using %s %s; give this one "
+					     "its own with %s",
+					     pid[0] ? pid : "?", what, dir, key);
 		return hutch_err_sys(err, e, "lock %s", path);
 	}
 	char buf[32];
@@ -93,8 +100,19 @@ static int state_lock(daemon_t *d, hutch_err_t *err)
 	if (ftruncate(fd, 0) < 0 || pwrite(fd, buf, (size_t)len, 0) < 0) {
 		/* The pid is only informative. */
 	}
-	d->lock_fd = fd;
+	*out = fd;
 	return 0;
+}
+
+static int dirs_lock(daemon_t *d, hutch_err_t *err)
+{
+	const daemon_section_t *ds = &d->cfg.daemon;
+	int r = dir_lock(ds->state_dir, "state dir", "[daemon] state_dir (--state-dir)",
+			 &d->lock_fd, err);
+	if (r < 0)
+		return r;
+	return dir_lock(ds->run_dir, "run dir", "[daemon] run_dir (--run-dir)", &d->run_lock_fd,
+			err);
 }
 
 /* ---- signals and shutdown ---- */
@@ -240,7 +258,7 @@ static int listen_all(daemon_t *d, hutch_err_t *err)
 	if (r < 0)
 		return r;
 	if ((r = api_daemon_register(d, err)) < 0 || (r = api_sandbox_register(d, err)) < 0 ||
-	    (r = api_image_register(d, err)) < 0)
+	    (r = api_image_register(d, err)) < 0 || (r = api_meta_register(d, err)) < 0)
 		return r;
 	if (c->api.tcp_listen) {
 		char host[256];
@@ -373,13 +391,15 @@ static void daemon_free(daemon_t *d)
 	store_close(d->store);
 	if (d->lock_fd >= 0)
 		close(d->lock_fd);
+	if (d->run_lock_fd >= 0)
+		close(d->run_lock_fd);
 	daemon_config_free(&d->cfg);
 	free(d->plugin_dir);
 }
 
 int daemon_run(const daemon_opts_t *opts, hutch_err_t *err)
 {
-	daemon_t d = {.opts = *opts, .lock_fd = -1};
+	daemon_t d = {.opts = *opts, .lock_fd = -1, .run_lock_fd = -1};
 	bool loop_ready = false;
 	/* Declared before any goto: their cleanup runs at out. */
 	_cleanup_free_ char *db = NULL;
@@ -392,7 +412,7 @@ int daemon_run(const daemon_opts_t *opts, hutch_err_t *err)
 	if ((r = mkdir_p(ds->state_dir, 0700, err)) < 0 ||
 	    (r = mkdir_p(ds->run_dir, 0755, err)) < 0)
 		goto out;
-	if ((r = state_lock(&d, err)) < 0)
+	if ((r = dirs_lock(&d, err)) < 0)
 		goto out;
 	db = xasprintf("%s/hutch.db", ds->state_dir);
 	if ((r = store_open(db, &d.store, err)) < 0)
@@ -496,7 +516,7 @@ out:
 int daemon_check_config(const char *file, const char *plugin_dir, FILE *out,
 			hutch_err_t *err)
 {
-	daemon_t d = {.lock_fd = -1};
+	daemon_t d = {.lock_fd = -1, .run_lock_fd = -1};
 	daemon_opts_t o = {.config_file = file, .plugin_dir = plugin_dir};
 	int r = config_with_overrides(&d, &o, err);
 	if (r == 0)

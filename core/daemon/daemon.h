@@ -57,7 +57,8 @@ typedef struct daemon {
 	plugin_caps_t *caps; /* one per plugins.all[i] */
 	grpc_server_t *grpc;
 	uv_signal_t sig_term, sig_int, sig_hup;
-	int lock_fd;
+	int lock_fd;     /* <state_dir>/hutchd.lock, held while running */
+	int run_lock_fd; /* <run_dir>/hutchd.lock, the same for the run dir */
 	int64_t started_unix;
 	bool stopping;
 	sandbox_mgr_t *sandboxes;

@@ -67,6 +67,20 @@ static void reply_text(http_pending_t *p, int status, const char *text)
 	reply(p, status, "text/plain; charset=utf-8", text);
 }
 
+/* 405 must say what the resource accepts (RFC 9110 section 15.5.6). HEAD is
+ * answered wherever GET is (see http_server.h). */
+#define ALLOW_GET "GET, HEAD"
+#define ALLOW_POST "POST"
+
+static void reply_not_allowed(http_pending_t *p, const char *allow)
+{
+	http_response_t resp = {0};
+	_cleanup_free_ char *body = xasprintf("method not allowed: use %s\n", allow);
+	http_response_set(&resp, 405, "text/plain; charset=utf-8", body);
+	snprintf(resp.extra_headers, sizeof resp.extra_headers, "Allow: %s\r\n", allow);
+	http_reply(p, &resp);
+}
+
 /* OAuth 2.0 error response (RFC 6749 section 5.2). */
 static void oauth_error(http_response_t *resp, int status, const char *code, const char *desc)
 {
@@ -268,25 +282,26 @@ static void on_request(void *data, const http_request_t *req, http_pending_t *p)
 	daemon_t *d = data;
 	bool get = strcmp(req->method, "GET") == 0;
 	metrics_add("http_requests_total", NULL, 1);
-	if (get && strcmp(req->path, "/healthz") == 0)
+	if (strcmp(req->path, "/v1/token") == 0) {
+		if (strcmp(req->method, "POST") != 0)
+			return reply_not_allowed(p, ALLOW_POST);
+		if (!d->plugins.identity)
+			return reply_text(p, 404, "not found\n");
+		return token_exchange(d, req, p);
+	}
+	/* Every other resource here is read-only. */
+	if (!get)
+		return reply_not_allowed(p, ALLOW_GET);
+	if (strcmp(req->path, "/healthz") == 0)
 		return reply_text(p, 200, "ok\n");
-	if (get && strcmp(req->path, "/metrics") == 0) {
+	if (strcmp(req->path, "/metrics") == 0) {
 		if (!d->cfg.http.metrics)
 			return reply_text(p, 404, "not found\n");
 		_cleanup_sb_ strbuf_t b = STRBUF_INIT;
 		metrics_render(&b);
 		return reply(p, 200, "text/plain; version=0.0.4", b.buf ? b.buf : "");
 	}
-	if (strcmp(req->path, "/v1/token") == 0) {
-		if (strcmp(req->method, "POST") != 0)
-			return reply_text(p, 405, "use POST\n");
-		if (!d->plugins.identity)
-			return reply_text(p, 404, "not found\n");
-		return token_exchange(d, req, p);
-	}
-	if (get)
-		return serve_doc(d, req->path, p);
-	return reply_text(p, 405, "method not allowed\n");
+	return serve_doc(d, req->path, p);
 }
 
 /* The metadata endpoint of sandbox sb. */
@@ -302,12 +317,15 @@ static void on_metadata(void *data, sandbox_t *sb, const http_request_t *req, ht
 	if (sandbox_state(sb) != HUTCH__V1__SANDBOX_STATE__SANDBOX_STATE_RUNNING)
 		return reply_text(p, 403, "the sandbox is not running\n");
 	bool get = strcmp(req->method, "GET") == 0;
-	if (strcmp(req->path, "/") == 0 && get)
+	if (strcmp(req->path, "/") == 0) {
+		if (!get)
+			return reply_not_allowed(p, ALLOW_GET);
 		return reply(p, 200, "application/json",
 			     "{\"endpoints\":[\"/v1/identity/token?audience=AUD\",\"/v1/token\"]}\n");
+	}
 	if (strcmp(req->path, "/v1/identity/token") == 0) {
 		if (!get)
-			return reply_text(p, 405, "use GET\n");
+			return reply_not_allowed(p, ALLOW_GET);
 		http_job_t *j = job_new(d, p, JOB_ISSUE);
 		if (strstr(req->query, "audience=") &&
 		    !http_param(req->query, "audience", j->audience, sizeof j->audience)) {
@@ -328,7 +346,7 @@ static void on_metadata(void *data, sandbox_t *sb, const http_request_t *req, ht
 	}
 	if (strcmp(req->path, "/v1/token") == 0) {
 		if (strcmp(req->method, "POST") != 0)
-			return reply_text(p, 405, "use POST\n");
+			return reply_not_allowed(p, ALLOW_POST);
 		return token_exchange(d, req, p);
 	}
 	return reply_text(p, 404, "not found\n");

@@ -229,6 +229,11 @@ void *grpc_call_auth(const grpc_call_t *call)
 	return call->auth;
 }
 
+grpc_server_t *grpc_call_server(const grpc_call_t *call)
+{
+	return call->conn ? call->conn->server : NULL;
+}
+
 void *grpc_call_service_data(const grpc_call_t *call)
 {
 	return call->service_data;

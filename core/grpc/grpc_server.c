@@ -102,6 +102,24 @@ static void method_entry_free(struct grpc_method_entry *e)
 	}
 }
 
+void grpc_server_each_service(const grpc_server_t *server,
+			      void (*fn)(void *data, const char *name, size_t len), void *data)
+{
+	/* Paths are sorted, so a service's methods are adjacent. */
+	const char *prev = NULL;
+	size_t prev_len = 0;
+	for (size_t i = 0; i < server->n_methods; i++) {
+		const char *name = server->methods[i]->path + 1;
+		const char *slash = strchr(name, '/');
+		size_t len = slash ? (size_t)(slash - name) : strlen(name);
+		if (prev && len == prev_len && memcmp(prev, name, len) == 0)
+			continue;
+		fn(data, name, len);
+		prev = name;
+		prev_len = len;
+	}
+}
+
 int grpc_server_add_methods(grpc_server_t *server, const grpc_method_t *methods, size_t n,
 			    void *service_data, hutch_err_t *err)
 {

@@ -183,6 +183,13 @@ int grpc_server_new(uv_loop_t *loop, const grpc_server_opts_t *opts, grpc_server
 int grpc_server_add_methods(grpc_server_t *server, const grpc_method_t *methods, size_t n,
 			    void *service_data, hutch_err_t *err);
 
+/* Calls fn once for each service that has methods registered, in sorted
+ * order, with its full name ("hutch.v1.Sandboxes": the path's part between
+ * the slashes; name is not NUL-terminated, len bytes). For the health and
+ * reflection services (grpc_health.h, grpc_reflection.h). */
+void grpc_server_each_service(const grpc_server_t *server,
+			      void (*fn)(void *data, const char *name, size_t len), void *data);
+
 /* Listens on a unix socket at path with file mode mode (e.g. 0660). The
  * socket is created under a temporary name, chmod'ed and renamed into
  * place, so it is never reachable with looser permissions. A stale socket
@@ -264,6 +271,10 @@ void *grpc_call_get_data(const grpc_call_t *call);
  * first. */
 void grpc_call_set_auth(grpc_call_t *call, void *auth);
 void *grpc_call_auth(const grpc_call_t *call);
+
+/* The server the call arrived at; NULL once the call is dead (its
+ * connection gone). */
+grpc_server_t *grpc_call_server(const grpc_call_t *call);
 
 /* service_data of the method the call is for. */
 void *grpc_call_service_data(const grpc_call_t *call);

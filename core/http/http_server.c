@@ -35,6 +35,7 @@ struct http_pending {
 	char *scratch;
 	http_sink_fn sink;    /* relayed requests: where the response goes */
 	void *sink_data;
+	bool head;            /* a HEAD request, shown to the handler as GET */
 };
 
 struct http_conn {
@@ -339,7 +340,9 @@ static void tls_flush(http_conn_t *c, bool last)
 		conn_close(c);
 }
 
-void http_format_response(const http_response_t *resp, strbuf_t *out)
+/* head: the answer to a HEAD request, which has the headers (Content-Length
+ * included) a GET would get and no body (RFC 9110 section 9.3.2). */
+static void format_response(const http_response_t *resp, bool head, strbuf_t *out)
 {
 	sb_printf(out,
 		  "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
@@ -347,14 +350,19 @@ void http_format_response(const http_response_t *resp, strbuf_t *out)
 		  resp->status, reason(resp->status),
 		  resp->content_type[0] ? resp->content_type : "text/plain; charset=utf-8",
 		  resp->body_len, resp->extra_headers);
-	if (resp->body_len)
+	if (resp->body_len && !head)
 		sb_append_n(out, resp->body, resp->body_len);
 }
 
-static void respond(http_conn_t *c, const http_response_t *resp)
+void http_format_response(const http_response_t *resp, strbuf_t *out)
+{
+	format_response(resp, false, out);
+}
+
+static void respond(http_conn_t *c, const http_response_t *resp, bool head)
 {
 	strbuf_t out = STRBUF_INIT;
-	http_format_response(resp, &out);
+	format_response(resp, head, &out);
 	c->done = true;
 	if (c->ssl) {
 		SSL_write(c->ssl, out.buf, (int)out.len);
@@ -369,10 +377,10 @@ void http_reply(http_pending_t *p, http_response_t *resp)
 {
 	if (p->c) {
 		p->c->pending = NULL;
-		respond(p->c, resp);
+		respond(p->c, resp, p->head);
 	} else if (p->sink) {
 		_cleanup_sb_ strbuf_t out = STRBUF_INIT;
-		http_format_response(resp, &out);
+		format_response(resp, p->head, &out);
 		p->sink(p->sink_data, out.buf, out.len);
 	}
 	free(resp->body);
@@ -381,11 +389,22 @@ void http_reply(http_pending_t *p, http_response_t *resp)
 	free(p);
 }
 
+/* Handlers answer HEAD as they answer GET; the body is left out when the
+ * response is written. */
+static void pending_take_head(http_pending_t *p)
+{
+	if (strcmp(p->req.method, "HEAD") == 0) {
+		p->head = true;
+		p->req.method = "GET";
+	}
+}
+
 http_pending_t *http_pending_relay(const http_request_t *req, char *scratch, http_sink_fn sink,
 				   void *data)
 {
 	http_pending_t *p = xcalloc(1, sizeof *p);
 	p->req = *req;
+	pending_take_head(p);
 	p->scratch = scratch;
 	p->sink = sink;
 	p->sink_data = data;
@@ -408,7 +427,7 @@ static void handle_bytes(http_conn_t *c)
 	if (used < 0) {
 		http_response_t resp = {0};
 		http_response_set(&resp, status, "text/plain; charset=utf-8", "bad request\n");
-		respond(c, &resp);
+		respond(c, &resp, false);
 		free(resp.body);
 		free(scratch);
 	} else if (used > 0) {
@@ -418,6 +437,7 @@ static void handle_bytes(http_conn_t *c)
 		p->req.peer = c->peer;
 		p->req.local = c->local;
 		p->scratch = scratch;
+		pending_take_head(p);
 		c->pending = p;
 		c->done = true; /* one request per connection */
 		uv_read_stop((uv_stream_t *)&c->tcp);
@@ -462,7 +482,7 @@ static void on_read(uv_stream_t *st, ssize_t n, const uv_buf_t *buf)
 	if (c->in.len > HTTP_MAX_HEAD + HTTP_MAX_BODY + 8) {
 		http_response_t resp = {0};
 		http_response_set(&resp, 413, "text/plain; charset=utf-8", "too large\n");
-		respond(c, &resp);
+		respond(c, &resp, false);
 		free(resp.body);
 		return;
 	}

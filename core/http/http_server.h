@@ -3,11 +3,16 @@
  * serves to plain HTTP clients: the OIDC issuer documents (discovery, JWKS),
  * token exchange, metrics.
  *
- * One request per connection (responses carry `Connection: close`), GET and
- * POST only, bounded request line, headers (16 KiB) and body (64 KiB); what
+ * One request per connection (responses carry `Connection: close`), bounded
+ * request line, headers (16 KiB) and body (64 KiB); what
  * does not parse gets 400 and the connection closes. Optional TLS with
  * OpenSSL through memory BIOs. The request parser is fuzzed
  * (tests/fuzz/fuzz_http.c).
+ *
+ * HEAD is answered as GET without the body (RFC 9110 section 9.3.2): handlers
+ * see such a request with method "GET", and the server leaves the body out of
+ * the response (keeping its Content-Length). A handler refusing a method
+ * answers 405 with an `Allow` header listing what it accepts (section 15.5.6).
  */
 #ifndef HUTCH_HTTP_SERVER_H
 #define HUTCH_HTTP_SERVER_H

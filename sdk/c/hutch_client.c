@@ -187,6 +187,59 @@ int hutch_sandbox_delete(hutch_client_t *c, const char *id, hutch_err_t *err)
 	return r;
 }
 
+/* Appends piece to *acc, grown with realloc (protobuf-c's default allocator
+ * is malloc, and free_unpacked frees the result). */
+static int bytes_append(ProtobufCBinaryData *acc, const ProtobufCBinaryData *piece)
+{
+	if (piece->len == 0)
+		return 0;
+	uint8_t *p = realloc(acc->data, acc->len + piece->len);
+	if (!p)
+		return -ENOMEM;
+	memcpy(p + acc->len, piece->data, piece->len);
+	acc->data = p;
+	acc->len += piece->len;
+	return 0;
+}
+
+/* The same for the _text fields, as C strings: a piece whose output holds a
+ * NUL ends the text there (stdout has every byte), and later pieces are not
+ * appended, so the text is the whole output's up to its first NUL. */
+static int text_append(char **acc, bool *ended, const char *piece, const ProtobufCBinaryData *raw)
+{
+	if (*ended)
+		return 0;
+	if (raw->len && memchr(raw->data, '\0', raw->len))
+		*ended = true;
+	size_t have = strlen(*acc), add = strlen(piece);
+	if (add == 0)
+		return 0;
+	bool owned = *acc != protobuf_c_empty_string;
+	char *p = realloc(owned ? *acc : NULL, have + add + 1);
+	if (!p)
+		return -ENOMEM;
+	if (!owned)
+		p[0] = '\0';
+	memcpy(p + have, piece, add + 1);
+	*acc = p;
+	return 0;
+}
+
+/* Folds one RunResponse piece into acc: output appended, status taken. */
+static int run_merge(Hutch__V1__RunResponse *acc, const Hutch__V1__RunResponse *r, bool ended[2])
+{
+	if (bytes_append(&acc->stdout, &r->stdout) < 0 || bytes_append(&acc->stderr, &r->stderr) < 0 ||
+	    text_append(&acc->stdout_text, &ended[0], r->stdout_text, &r->stdout) < 0 ||
+	    text_append(&acc->stderr_text, &ended[1], r->stderr_text, &r->stderr) < 0)
+		return -ENOMEM;
+	acc->exit_code = r->exit_code;
+	acc->signal = r->signal;
+	acc->oom_killed = r->oom_killed;
+	acc->timed_out = r->timed_out;
+	acc->truncated = r->truncated;
+	return 0;
+}
+
 int hutch_sandbox_run_argv(hutch_client_t *c, const char *sandbox, const char *const *argv,
 			   Hutch__V1__RunResponse **out, hutch_err_t *err)
 {
@@ -199,12 +252,49 @@ int hutch_sandbox_run_argv(hutch_client_t *c, const char *sandbox, const char *c
 	start.n_argv = n;
 	Hutch__V1__RunRequest req = HUTCH__V1__RUN_REQUEST__INIT;
 	req.start = &start;
-	int status = 0;
-	/* A command runs as long as it runs: no deadline beyond its own. */
-	int r = hc_unary(c->ch, "/hutch.v1.Sandboxes/Run", &req.base,
-			 &hutch__v1__run_response__descriptor, (ProtobufCMessage **)out, -1, NULL, 0,
-			 &status, err);
-	return r < 0 ? call_failed(r, status, err) : 0;
+	*out = NULL;
+	/* A command runs as long as it runs: no deadline beyond its own.
+	 * Large output arrives in several messages (see RunResponse). */
+	hc_call_t *call;
+	int r = hc_call_start(c->ch, "/hutch.v1.Sandboxes/Run", -1, NULL, 0, &call, err);
+	if (r < 0)
+		return call_failed(r, HC_STATUS_UNAVAILABLE, err);
+	r = hc_call_send(call, &req.base, err);
+	if (r == 0)
+		r = hc_call_close_send(call, err);
+	Hutch__V1__RunResponse *acc = NULL;
+	bool ended[2] = {false, false};
+	while (r == 0) {
+		Hutch__V1__RunResponse *piece = NULL;
+		r = hc_call_recv(call, &hutch__v1__run_response__descriptor,
+				 (ProtobufCMessage **)&piece, -1, err);
+		if (r != 1)
+			break;
+		r = 0;
+		if (!acc) {
+			acc = piece; /* the first piece is the accumulator */
+			ended[0] = acc->stdout.len && memchr(acc->stdout.data, '\0', acc->stdout.len);
+			ended[1] = acc->stderr.len && memchr(acc->stderr.data, '\0', acc->stderr.len);
+			continue;
+		}
+		if (run_merge(acc, piece, ended) < 0)
+			r = hutch_err_set(err, ENOMEM, "out of memory");
+		protobuf_c_message_free_unpacked(&piece->base, NULL);
+	}
+	if (r == 0 && !acc)
+		r = hutch_err_set(err, EPROTO, "/hutch.v1.Sandboxes/Run: no response message");
+	int status = r == 0 ? HC_STATUS_OK
+			    : hc_call_status(call) >= 0 ? hc_call_status(call) : HC_STATUS_INTERNAL;
+	if (r < 0 && hc_call_status(call) > 0)
+		hutch_err_prefix(err, "/hutch.v1.Sandboxes/Run");
+	hc_call_free(call);
+	if (r < 0) {
+		if (acc)
+			protobuf_c_message_free_unpacked(&acc->base, NULL);
+		return call_failed(r, status, err);
+	}
+	*out = acc;
+	return 0;
 }
 
 /* ---- exec ---- */

@@ -77,7 +77,11 @@ int hutch_sandbox_stop(hutch_client_t *c, const char *id_or_name, int64_t grace_
 		       Hutch__V1__Sandbox **out, hutch_err_t *err);
 int hutch_sandbox_delete(hutch_client_t *c, const char *id_or_name, hutch_err_t *err);
 
-/* Runs argv to completion and collects its output (the Run call). */
+/* Runs argv to completion and collects its output (the Run call): *out holds
+ * the whole output (hutchd sends large output in several messages; they are
+ * joined here) and the exit status. stdout/stderr have every byte;
+ * stdout_text/stderr_text are C strings, so they end at the output's first
+ * NUL. */
 int hutch_sandbox_run_argv(hutch_client_t *c, const char *sandbox, const char *const *argv,
 			   Hutch__V1__RunResponse **out, hutch_err_t *err);
 

@@ -22,6 +22,9 @@ hutch_client_t *cli_connect(const cli_t *cli);
 /* Prints "hutch: <message>" and returns exit status 1. */
 int cli_fail(const hutch_err_t *err);
 int cli_usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* argv[0] is a command: prints its usage (or a subcommand's) and returns
+ * true if the next word, or the one after a subcommand, is --help or -h. */
+bool cli_help(int argc, char **argv);
 
 int cli_parse_size(const char *s, int64_t *out);
 int cli_parse_duration_s(const char *s, int64_t *seconds);

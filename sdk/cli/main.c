@@ -34,7 +34,9 @@ static void usage(FILE *out)
 		"  --ca-file FILE    CA bundle to verify hutchd's certificate\n"
 		"  --plaintext       TCP without TLS (loopback only)\n"
 		"  --json            machine-readable output\n"
-		"  --version\n",
+		"  --version\n"
+		"\n"
+		"hutch COMMAND --help shows a command's usage.\n",
 		HUTCH_DEFAULT_SOCKET);
 }
 
@@ -103,6 +105,8 @@ int main(int argc, char **argv)
 	const char *cmd = argv[optind];
 	int sub_argc = argc - optind;
 	char **sub_argv = argv + optind;
+	if (cli_help(sub_argc, sub_argv))
+		return 0;
 	/* Commands parse their own options; 0 makes glibc re-read the option
 	 * string, ordering included. */
 	optind = 0;

@@ -236,3 +236,94 @@ def test_plaintext_tcp_is_refused_off_loopback(tmp_path):
         assert "needs tls_cert and tls_key" in d.log()
     finally:
         d.cleanup()
+
+
+def test_second_daemon_on_same_run_dir_is_refused(tmp_path):
+    with daemon() as d:
+        sb = d.cli("sandbox", "create").stdout.decode().strip()
+        other_state = str(tmp_path / "other-state")
+        r = subprocess.run([HUTCHD, "-c", d.config, "--state-dir", other_state,
+                            "--run-dir", d.run], capture_output=True, timeout=30)
+        assert r.returncode == 1
+        err = r.stderr.decode()
+        assert "another hutchd (pid %d) is using run dir %s" % (d.proc.pid, d.run) in err
+        assert "[daemon] run_dir" in err, "the message names the key to change"
+        # The first daemon's socket, sandbox and its run dir are untouched.
+        assert os.path.exists(d.sock)
+        assert os.path.isdir(os.path.join(d.run, "sandboxes", sb))
+        assert d.cli("exec", sb, "--", "echo", "still here").stdout == b"still here\n"
+
+
+# Every command and subcommand: --help (or -h) prints its usage on stdout and
+# exits 0, without needing a daemon.
+CLI_HELP = ["status", "run", "exec", "cp", "sandbox", "sandbox create", "sandbox ls",
+            "sandbox inspect", "sandbox stop", "sandbox rm", "sandbox update-policy", "policy",
+            "policy create", "policy ls", "policy inspect", "policy rm", "secret", "secret set",
+            "secret ls", "secret inspect", "secret rm", "secret integrations", "identity",
+            "identity verify", "identity rotate", "image", "image build", "image ls",
+            "image inspect", "image rm", "image gc", "image export", "image import"]
+
+
+def test_every_cli_command_has_help(tmp_path):
+    hutch = os.path.join(os.path.dirname(HUTCHD), "hutch")
+    env = dict(os.environ, HUTCH_SOCKET=str(tmp_path / "nobody.sock"))
+    for words in CLI_HELP:
+        for flag in ("--help", "-h"):
+            r = subprocess.run([hutch] + words.split() + [flag], capture_output=True, env=env,
+                               timeout=30)
+            out = r.stdout.decode()
+            assert r.returncode == 0, (words, flag, r.stderr)
+            assert out.startswith("usage: hutch " + words), (words, out)
+            assert r.stderr == b""
+    # What follows `--` belongs to the command, --help included.
+    r = subprocess.run([hutch, "exec", "sb-x", "--", "ls", "--help"], capture_output=True,
+                       env=env, timeout=30)
+    assert r.returncode != 0 and b"nobody.sock" in r.stderr
+
+
+def _http_exchange(port, raw):
+    import socket as so
+    with so.create_connection(("127.0.0.1", port), timeout=10) as s:
+        s.sendall(raw)
+        data = b""
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                return data
+            data += chunk
+
+
+def _http_parse(data):
+    head, _, body = data.partition(b"\r\n\r\n")
+    lines = head.decode().split("\r\n")
+    status = int(lines[0].split()[1])
+    headers = {}
+    for l in lines[1:]:
+        k, _, v = l.partition(":")
+        headers[k.strip().lower()] = v.strip()
+    return status, headers, body
+
+
+def test_http_listener_answers_head_and_says_allow_on_405():
+    import re
+    with daemon('[http]\nlisten = "127.0.0.1:0"\nmetrics = true\n') as d:
+        port = int(re.search(r"HTTP on http://127\.0\.0\.1:(\d+)", d.log()).group(1))
+        for path in ("/healthz", "/metrics"):
+            st, h, body = _http_parse(_http_exchange(
+                port, b"GET %s HTTP/1.1\r\nHost: x\r\n\r\n" % path.encode()))
+            assert st == 200 and len(body) == int(h["content-length"]) > 0
+            st, h, body = _http_parse(_http_exchange(
+                port, b"HEAD %s HTTP/1.1\r\nHost: x\r\n\r\n" % path.encode()))
+            assert st == 200, path
+            assert body == b"", "HEAD has no body"
+            assert int(h["content-length"]) > 0, "HEAD tells the GET's length"
+        for method, path, allow in (("POST", "/healthz", "GET, HEAD"),
+                                    ("PUT", "/metrics", "GET, HEAD"),
+                                    ("DELETE", "/.well-known/openid-configuration", "GET, HEAD"),
+                                    ("GET", "/v1/token", "POST"),
+                                    ("HEAD", "/v1/token", "POST")):
+            st, h, body = _http_parse(_http_exchange(
+                port, b"%s %s HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n"
+                % (method.encode(), path.encode())))
+            assert st == 405, (method, path)
+            assert h.get("allow") == allow, (method, path, h)

@@ -6,7 +6,7 @@ import signal as _signal
 import threading
 import time
 from collections import deque
-from typing import Any, Deque, Iterator, List, NamedTuple, Optional, Tuple, Union
+from typing import Any, Deque, Iterator, List, NamedTuple, Optional, Sequence, Tuple, Union
 
 import grpc
 
@@ -43,11 +43,15 @@ class ExecResult:
         self.argv = argv
 
     @classmethod
-    def _from_pb(cls, r: Any, argv: Tuple[str, ...]) -> "ExecResult":
-        return cls(stdout=bytes(r.stdout), stderr=bytes(r.stderr), exit_code=r.exit_code,
-                   signal=r.signal, oom_killed=r.oom_killed, timed_out=r.timed_out,
-                   truncated=r.truncated, stdout_text=r.stdout_text, stderr_text=r.stderr_text,
-                   argv=argv)
+    def _from_pb(cls, rs: Sequence[Any], argv: Tuple[str, ...]) -> "ExecResult":
+        """From Run's RunResponses: the output is the pieces concatenated,
+        the status is the last message's."""
+        last = rs[-1]
+        return cls(stdout=b"".join(r.stdout for r in rs), stderr=b"".join(r.stderr for r in rs),
+                   exit_code=last.exit_code, signal=last.signal, oom_killed=last.oom_killed,
+                   timed_out=last.timed_out, truncated=last.truncated,
+                   stdout_text="".join(r.stdout_text for r in rs),
+                   stderr_text="".join(r.stderr_text for r in rs), argv=argv)
 
     @property
     def returncode(self) -> int:

@@ -18,7 +18,10 @@ except ImportError as e:  # pragma: no cover - depends on the host
     raise ImportError("hutch needs protobuf >= 3.20 for Python (Debian: python3-protobuf): %s" % e) from e
 
 DEFAULT_SOCKET = "/run/hutch/hutchd.sock"
-# Messages from hutchd are at most a few hundred KiB; leave room.
+# hutchd keeps every message it sends under the 4 MiB grpcio accepts by
+# default (Run streams large output in 512 KiB pieces; files travel in
+# chunks). Requests can be larger (Run's stdin, up to the server's [api]
+# max_message, 16 MiB by default): allow that much both ways.
 _MAX_MESSAGE = 64 * 1024 * 1024
 
 M = TypeVar("M")
@@ -113,10 +116,19 @@ class Connection:
         except grpc.RpcError as e:
             raise self._error(e) from None
 
-    def unary_stream(self, method: str, request: Any, response_class: Type[M]) -> Any:
+    def unary_stream(self, method: str, request: Any, response_class: Type[M],
+                     timeout: Optional[float] = None) -> Any:
         fn = self.channel.unary_stream("/hutch.v1." + method, request_serializer=_serialize,
                                        response_deserializer=response_class.FromString)  # type: ignore[attr-defined]
-        return fn(request, metadata=self._metadata)
+        return fn(request, timeout=timeout, metadata=self._metadata)
+
+    def collect_stream(self, method: str, request: Any, response_class: Type[M],
+                       timeout: Optional[float] = None) -> List[M]:
+        """Every message of a server-streaming call, errors as HutchError."""
+        try:
+            return list(self.unary_stream(method, request, response_class, timeout))
+        except grpc.RpcError as e:
+            raise self._error(e) from None
 
     def stream_unary(self, method: str, requests: Iterable[Any], response_class: Type[M],
                      timeout: Optional[float] = None) -> M:

@@ -13,7 +13,7 @@ from ._files import FileInfo, PathLike
 from ._proto import daemon_pb2, sandbox_pb2 as pb
 from ._rpc import Connection
 from .errors import (FailedPreconditionError, InvalidArgumentError,
-                     NotFoundError)
+                     NotFoundError, UnknownError)
 
 if TYPE_CHECKING:  # pragma: no cover
     from .image import Image
@@ -87,15 +87,18 @@ class _SandboxOps:
 
         stdin: data for the command's stdin (then EOF). timeout ("30s", 10):
         kill the command after that long (``timed_out`` is set).
-        max_output: bytes of output kept per stream (default 16 MiB)."""
+        max_output: bytes of output kept, stdout and stderr together
+        (default 16 MiB)."""
         conn, _ = self._target()
         start = self._exec_start(argv, env, cwd, user, timeout, stdin is not None)
         data = stdin.encode() if isinstance(stdin, str) else (stdin or b"")
         deadline = None if not timeout else _units.seconds(timeout, "timeout") + 60
-        r = conn.unary("Sandboxes/Run", pb.RunRequest(start=start, stdin=data,
-                                                      max_output_bytes=max_output or 0),
-                       pb.RunResponse, timeout=deadline)
-        return ExecResult._from_pb(r, tuple(start.argv))
+        rs = conn.collect_stream("Sandboxes/Run", pb.RunRequest(start=start, stdin=data,
+                                                                max_output_bytes=max_output or 0),
+                                 pb.RunResponse, timeout=deadline)
+        if not rs:
+            raise UnknownError("hutchd ended Run without an exit status")
+        return ExecResult._from_pb(rs, tuple(start.argv))
 
     def exec_stream(self, *argv: str, stdin: bool = False, tty: bool = False,
                     rows: int = 24, cols: int = 80, env: EnvLike = None,
