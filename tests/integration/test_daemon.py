@@ -187,6 +187,20 @@ def test_tcp_tls_api_keys_map_to_tenants(tmp_path):
                     unary(ch, "/hutch.v1.Daemon/Status", pb["daemon"].StatusRequest(),
                           pb["daemon"].StatusResponse, metadata=md)
                 assert e.value.code() == grpc.StatusCode.UNAUTHENTICATED
+            # Health probes need no key (orchestrators' probes send none);
+            # reflection does.
+            from test_stock_clients import meta_protos
+            h = meta_protos()["health"]
+            r = unary(ch, "/grpc.health.v1.Health/Check", h.HealthCheckRequest(service=""),
+                      h.HealthCheckResponse)
+            assert r.status == h.HealthCheckResponse.SERVING
+            v1 = meta_protos()["v1"]
+            with pytest.raises(grpc.RpcError) as e:
+                list(ch.stream_stream("/grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
+                                      request_serializer=v1.ServerReflectionRequest.SerializeToString,
+                                      response_deserializer=v1.ServerReflectionResponse.FromString)(
+                    iter([v1.ServerReflectionRequest(list_services="")])))
+            assert e.value.code() == grpc.StatusCode.UNAUTHENTICATED
             acme = [("authorization", "Bearer " + acme_key)]
             other = [("authorization", "Bearer " + other_key)]
             st = unary(ch, "/hutch.v1.Daemon/Status", pb["daemon"].StatusRequest(),
