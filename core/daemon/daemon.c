@@ -171,8 +171,13 @@ static void reload(daemon_t *d)
 	}
 	for (size_t i = 0; i < d->plugins.n; i++) {
 		plugin_t *p = d->plugins.all[i];
-		if (!p->desc.reload || !p->desc.config_size)
+		if (!p->desc.config_size)
 			continue;
+		if (!p->desc.reload) {
+			log_warn("SIGHUP: %s cannot reload its config: changes to [plugin.%s] "
+				 "take effect when hutchd restarts", p->name, p->name);
+			continue;
+		}
 		void *cfg = xcalloc(1, p->desc.config_size);
 		_cleanup_free_ char *section = xasprintf("plugin.%s", p->name);
 		if (config_bind(p->desc.config, daemon_config_plugin_table(&fresh, p->name),
