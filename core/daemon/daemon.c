@@ -412,8 +412,16 @@ int daemon_run(const daemon_opts_t *opts, hutch_err_t *err)
 	if ((r = host_core_new(&d.loop, ds->audit_log, &d.host_core, err)) < 0 ||
 	    (r = host_ctx_new(d.host_core, "core", "core", NULL, NULL, &d.core_host, err)) < 0)
 		goto out;
-	if ((r = plugin_set_start(&d.plugins, d.host_core, ds->state_dir, ds->run_dir, err)) < 0)
+	if ((r = plugin_set_start(&d.plugins, d.host_core, ds->state_dir, ds->run_dir, err)) < 0) {
+		/* Plugins start in order: the first one not started failed. */
+		for (size_t i = 0; i < d.plugins.n; i++)
+			if (!d.plugins.all[i]->started) {
+				const plugin_t *p = d.plugins.all[i];
+				r = daemon_config_hint(&d.cfg, plugin_kind_name(p->desc.kind), p->name, err);
+				break;
+			}
 		goto out;
+	}
 	d.caps = xcalloc(d.plugins.n ? d.plugins.n : 1, sizeof *d.caps);
 	for (size_t i = 0; i < d.plugins.n; i++)
 		caps_collect(d.plugins.all[i], &d.caps[i]);
