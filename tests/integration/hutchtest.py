@@ -206,12 +206,18 @@ def unary(channel, path, request, response_class, timeout=60, metadata=None):
     return fn(request, timeout=timeout, metadata=metadata)
 
 
-def mountinfo_under(path):
-    """Mount points at or below path (a leak check)."""
+def mounts_under(path):
+    """(mount point, file system type) of the mounts at or below path."""
     out = []
     with open("/proc/self/mountinfo") as f:
         for line in f:
-            mp = line.split()[4]
+            fields = line.split()
+            mp = fields[4]
             if mp == path or mp.startswith(path.rstrip("/") + "/"):
-                out.append(mp)
+                out.append((mp, fields[fields.index("-") + 1]))
     return out
+
+
+def mountinfo_under(path):
+    """Mount points at or below path (a leak check)."""
+    return [mp for mp, _ in mounts_under(path)]
