@@ -74,10 +74,15 @@ static const hutch_config_field_t key_fields[] = {
 static const hutch_config_field_t plugins_fields[] = {
 	{HUTCH_CONFIG_STRING, "runtime", Q("runtime-gvisor"), P(runtime),
 	 "The sandbox runtime: a plugin name or an absolute .so path", 0, NULL},
-	{HUTCH_CONFIG_STRING_LIST, "network", "[]", P(network),
-	 "Network plugins in chain order (the first owns the namespace)", 0, NULL},
+	/* The defaults keep the platform's promises: every sandbox has a
+	 * network with unrestricted egress (net-egress's default_egress =
+	 * "allow"; the host, other sandboxes and metadata stay blocked) and an
+	 * identity token. An operator opts out explicitly, never silently. */
+	{HUTCH_CONFIG_STRING_LIST, "network", "[" Q("net-egress") "]", P(network),
+	 "Network plugins in chain order (the first owns the namespace); [] for sandboxes without a network", 0, NULL},
 	{HUTCH_CONFIG_STRING, "storage", NULL, P(storage), "Volume storage plugin", 0, NULL},
-	{HUTCH_CONFIG_STRING, "identity", NULL, P(identity), "Workload identity plugin", 0, NULL},
+	{HUTCH_CONFIG_STRING, "identity", Q("identity-oidc"), P(identity),
+	 "Workload identity plugin; \"\" for sandboxes without an identity", 0, NULL},
 	{HUTCH_CONFIG_STRING_LIST, "accelerators", "[]", P(accelerators),
 	 "Accelerator plugins", 0, NULL},
 	{0},
@@ -320,6 +325,9 @@ int daemon_config_load(const char *file, daemon_config_t *cfg, hutch_err_t *err)
 	}
 
 	/* Derived defaults. */
+	const toml_value_t *pl = root ? toml_table_get(root, "plugins") : NULL;
+	cfg->network_defaulted = !(pl && toml_table_get(pl, "network"));
+	cfg->identity_defaulted = !(pl && toml_table_get(pl, "identity"));
 	cfg->socket_set = cfg->daemon.socket != NULL;
 	cfg->audit_log_set = cfg->daemon.audit_log != NULL;
 	if (!cfg->daemon.socket)
@@ -395,6 +403,32 @@ void daemon_config_free(daemon_config_t *cfg)
 	toml_free(cfg->doc);
 	free(cfg->file);
 	memset(cfg, 0, sizeof *cfg);
+}
+
+int daemon_config_hint(const daemon_config_t *cfg, const char *role, const char *name,
+		       hutch_err_t *err)
+{
+	char hint[512] = "";
+	if (strcmp(role, "network") == 0)
+		snprintf(hint, sizeof hint,
+			 "%s %s: fix the host or its [plugin.%s] options (see docs/net-egress.md), or set [plugins] network = [] to run sandboxes without a network",
+			 name, cfg->network_defaulted ? "is hutchd's default network plugin"
+						      : "is named in [plugins] network", name);
+	else if (strcmp(role, "identity") == 0)
+		snprintf(hint, sizeof hint,
+			 "%s %s: fix its [plugin.%s] options, or set [plugins] identity = \"\" to run sandboxes without an identity",
+			 name, cfg->identity_defaulted ? "is hutchd's default identity plugin"
+						       : "is named in [plugins] identity", name);
+	else if (strcmp(role, "http") == 0 && !cfg->http.listen)
+		snprintf(hint, sizeof hint,
+			 "the identity plugin needs this listener: set [http] listen to a free \"host:port\" (and [plugin.%s] issuer to match), or [plugins] identity = \"\" to run sandboxes without an identity",
+			 name ? name : "identity-oidc");
+	if (!hint[0])
+		return -err->code;
+	char old[HUTCH_ERR_MESSAGE_MAX];
+	memcpy(old, err->message, sizeof old);
+	old[sizeof old - 1] = '\0';
+	return hutch_err_set(err, err->code ? err->code : EINVAL, "%s (%s)", old, hint);
 }
 
 void daemon_config_describe(FILE *out)

@@ -122,6 +122,10 @@ typedef struct daemon_config {
 	 * follow a --state-dir / --run-dir override). */
 	bool socket_set;
 	bool audit_log_set;
+	/* Whether [plugins] network / identity came from the built-in
+	 * defaults rather than the file (for daemon_config_hint). */
+	bool network_defaulted;
+	bool identity_defaulted;
 } daemon_config_t;
 
 int daemon_config_load(const char *file, daemon_config_t *cfg, hutch_err_t *err);
@@ -132,6 +136,13 @@ const toml_value_t *daemon_config_plugin_table(const daemon_config_t *cfg,
 int daemon_config_check_plugin_tables(const daemon_config_t *cfg,
 				      char *const *loaded, hutch_err_t *err);
 void daemon_config_free(daemon_config_t *cfg);
+/* When a network or identity plugin (role "network", "identity", with its
+ * name) or the HTTP listener (role "http") could not start, adds to err the
+ * key an operator changes: hutchd loads these by default and refuses to
+ * start without them rather than run sandboxes that lack what the platform
+ * promises. Returns -err->code. */
+int daemon_config_hint(const daemon_config_t *cfg, const char *role, const char *name,
+		       hutch_err_t *err);
 /* Prints the daemon's own sections (for --describe daemon). */
 void daemon_config_describe(FILE *out);
 

@@ -378,6 +378,18 @@ static int config_with_overrides(daemon_t *d, const daemon_opts_t *opts, hutch_e
 	return 0;
 }
 
+/* Names the key to change when a plugin hutchd loads by default could not
+ * start. Plugins start in order: the first one not started failed. */
+static int plugin_start_hint(const daemon_t *d, hutch_err_t *err)
+{
+	for (size_t i = 0; i < d->plugins.n; i++) {
+		const plugin_t *p = d->plugins.all[i];
+		if (!p->started)
+			return daemon_config_hint(&d->cfg, plugin_kind_name(p->desc.kind), p->name, err);
+	}
+	return -err->code;
+}
+
 static void daemon_free(daemon_t *d)
 {
 	sandbox_mgr_free(d->sandboxes);
@@ -437,8 +449,10 @@ int daemon_run(const daemon_opts_t *opts, hutch_err_t *err)
 	if ((r = host_core_new(&d.loop, ds->audit_log, &d.host_core, err)) < 0 ||
 	    (r = host_ctx_new(d.host_core, "core", "core", NULL, NULL, &d.core_host, err)) < 0)
 		goto out;
-	if ((r = plugin_set_start(&d.plugins, d.host_core, ds->state_dir, ds->run_dir, err)) < 0)
+	if ((r = plugin_set_start(&d.plugins, d.host_core, ds->state_dir, ds->run_dir, err)) < 0) {
+		r = plugin_start_hint(&d, err);
 		goto out;
+	}
 	d.caps = xcalloc(d.plugins.n ? d.plugins.n : 1, sizeof *d.caps);
 	for (size_t i = 0; i < d.plugins.n; i++)
 		caps_collect(d.plugins.all[i], &d.caps[i]);

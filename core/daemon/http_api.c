@@ -372,8 +372,11 @@ int http_api_start(daemon_t *d, hutch_err_t *err)
 	int r = http_server_new(&d->loop, on_request, d, &d->http, err);
 	if (r < 0)
 		return r;
-	if ((r = http_server_listen(d->http, host, port, h->tls_cert, h->tls_key, err)) < 0)
-		return hutch_err_prefix(err, "[http] listen on %s", listen);
+	if ((r = http_server_listen(d->http, host, port, h->tls_cert, h->tls_key, err)) < 0) {
+		hutch_err_prefix(err, "[http] listen on %s", listen);
+		return daemon_config_hint(&d->cfg, "http",
+					  d->plugins.identity ? d->plugins.identity->name : NULL, err);
+	}
 	log_info("HTTP on %s://%s:%d (%s)", h->tls_cert ? "https" : "http", host,
 		 http_server_port(d->http),
 		 d->plugins.identity ? "OIDC issuer, token exchange, metrics" : "metrics");

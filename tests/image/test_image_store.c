@@ -221,10 +221,15 @@ static void hostile_tars(void)
 	CHECK(extract_entries("dotdot", dotdot, 1, &dir, &err) < 0);
 	CHECK_CONTAINS(err.message, "leaves the layer");
 	free(dir);
-	tentry_t via_link[] = {{"l", AE_IFLNK, NULL, "/tmp", NULL}, {"l/owned", AE_IFREG, "x", NULL, NULL}};
+	/* The link points at a directory of the test's own, so that only the
+	 * extraction could have put a file there. */
+	_cleanup_free_ char *outside = path_in("%s", "outside");
+	CHECK_EQ_INT(mkdir(outside, 0700), 0);
+	tentry_t via_link[] = {{"l", AE_IFLNK, NULL, outside, NULL}, {"l/owned", AE_IFREG, "x", NULL, NULL}};
 	CHECK(extract_entries("via_link", via_link, 2, &dir, &err) < 0);
 	CHECK_CONTAINS(err.message, "symlink");
-	CHECK(access("/tmp/owned", F_OK) < 0);
+	_cleanup_free_ char *owned = path_in("%s", "outside/owned");
+	CHECK(access(owned, F_OK) < 0);
 	free(dir);
 	tentry_t rel_link[] = {{"up", AE_IFLNK, NULL, "../../..", NULL}, {"up/etc/owned", AE_IFREG, "x", NULL, NULL}};
 	CHECK(extract_entries("rel_link", rel_link, 2, &dir, &err) < 0);

@@ -9,6 +9,7 @@ import contextlib
 import importlib
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -16,6 +17,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import tomllib
 
 SOURCE_DIR = os.environ.get("HUTCH_SOURCE_DIR",
                             os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..")))
@@ -27,10 +29,43 @@ PLUGIN_DIR = os.path.join(BUILD_DIR, "lib", "hutch", "plugins")
 TEST_PLUGIN_DIR = os.path.join(BUILD_DIR, "tests", "plugins")
 
 
-class Daemon:
-    """A hutchd of a test's own. config is the text of hutchd.toml."""
+_PLUGINS_HEADER = re.compile(r"^[ \t]*\[[ \t]*plugins[ \t]*\][ \t]*(#.*)?$", re.M)
 
-    def __init__(self, config="", args=(), start=True, env=None):
+
+def defaults_off(config):
+    """config, with hutchd's default network and identity plugins turned
+    off unless its [plugins] names them.
+
+    On its defaults hutchd loads net-egress (its nftables table, veths and
+    resolver in hutchd's network namespace, an address pool) and
+    identity-oidc (an HTTP listener on 127.0.0.1:7480): tests running side
+    by side on one host would fight over those, so a test opts in by naming
+    them, with settings of its own (tests/integration/test_egress.py,
+    test_identity.py), or tests the defaults in namespaces of its own
+    (test_defaults.py)."""
+    try:
+        plugins = tomllib.loads(config).get("plugins", {})
+    except tomllib.TOMLDecodeError:
+        return config  # a test of a broken file gets its file as written
+    add = "".join(line for key, line in (("network", "network = []\n"),
+                                         ("identity", 'identity = ""\n'))
+                  if key not in plugins)
+    if not add:
+        return config
+    m = _PLUGINS_HEADER.search(config)
+    if m:
+        return config[:m.end()] + "\n" + add.rstrip("\n") + config[m.end():]
+    # At the end, so that the lines a test wrote keep their numbers.
+    sep = "" if not config or config.endswith("\n") else "\n"
+    return config + sep + "[plugins]\n" + add
+
+
+class Daemon:
+    """A hutchd of a test's own. config is the text of hutchd.toml; unless
+    defaults=True, hutchd's default network and identity plugins are off
+    where config does not name them (see defaults_off)."""
+
+    def __init__(self, config="", args=(), start=True, env=None, defaults=False):
         self.dir = tempfile.mkdtemp(prefix="hutch-it-")
         self.state = os.path.join(self.dir, "state")
         self.run = os.path.join(self.dir, "run")
@@ -38,7 +73,7 @@ class Daemon:
         self.config = os.path.join(self.dir, "hutchd.toml")
         self.logpath = os.path.join(self.dir, "hutchd.log")
         with open(self.config, "w") as f:
-            f.write(config)
+            f.write(config if defaults else defaults_off(config))
         self.args = list(args)
         self.env = dict(os.environ, **(env or {}))
         self.proc = None
@@ -171,12 +206,18 @@ def unary(channel, path, request, response_class, timeout=60, metadata=None):
     return fn(request, timeout=timeout, metadata=metadata)
 
 
-def mountinfo_under(path):
-    """Mount points at or below path (a leak check)."""
+def mounts_under(path):
+    """(mount point, file system type) of the mounts at or below path."""
     out = []
     with open("/proc/self/mountinfo") as f:
         for line in f:
-            mp = line.split()[4]
+            fields = line.split()
+            mp = fields[4]
             if mp == path or mp.startswith(path.rstrip("/") + "/"):
-                out.append(mp)
+                out.append((mp, fields[fields.index("-") + 1]))
     return out
+
+
+def mountinfo_under(path):
+    """Mount points at or below path (a leak check)."""
+    return [mp for mp, _ in mounts_under(path)]

@@ -59,7 +59,7 @@ def test_unknown_config_key_is_refused_with_position(tmp_path):
     assert r.returncode == 1
     assert "%s:2:12: [plugin.runtime-gvisor] `platform`: expected a string, got integer" % cfg \
         in r.stderr.decode()
-    cfg.write_text('[plugin.net-egress]\npool = "10.0.0.0/8"\n')
+    cfg.write_text('[plugins]\nnetwork = []\n[plugin.net-egress]\npool = "10.0.0.0/8"\n')
     r = subprocess.run([HUTCHD, "--check-config", str(cfg)], capture_output=True)
     assert r.returncode == 1
     assert "[plugin.net-egress] configures a plugin that is not loaded" in r.stderr.decode()

@@ -13,7 +13,7 @@ import time
 import grpc
 import pytest
 
-from hutchtest import Daemon, daemon, mountinfo_under, protos, unary
+from hutchtest import Daemon, daemon, mountinfo_under, mounts_under, protos, unary
 
 
 def create(d, *args):
@@ -347,17 +347,52 @@ def test_twenty_sandboxes_at_once():
         assert st["sandboxes_running"] == 20
 
 
+def own_netns(d):
+    """The network namespaces this test's hutchd could have made: pinned (an
+    nsfs mount) under its own dirs, or held by a process whose command line
+    names its run dir. Never a census of the host's: other work on the
+    machine makes and removes namespaces meanwhile."""
+    pinned = [mp for mp, fstype in mounts_under(d.dir) if fstype == "nsfs"]
+    held = set()
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit() or int(pid) == d.proc.pid:
+            continue
+        try:
+            with open("/proc/%s/cmdline" % pid, "rb") as f:
+                if d.run.encode() not in f.read():
+                    continue
+            held.add(os.stat("/proc/%s/ns/net" % pid).st_ino)
+        except OSError:
+            pass  # gone meanwhile
+    return {"pinned": sorted(pinned), "held": sorted(held)}
+
+
+def cgroups_of(ids):
+    """Cgroup dirs left for these sandboxes (runtime-gvisor's default
+    cgroup_parent "hutch"), in any mounted hierarchy."""
+    left = []
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            fields = line.split()
+            fstype = fields[fields.index("-") + 1]
+            if fstype in ("cgroup", "cgroup2"):
+                left += [p for p in (os.path.join(fields[4], "hutch", i) for i in ids)
+                         if os.path.isdir(p)]
+    return left
+
+
 def leak_snapshot(d):
-    """What a sandbox could leave behind on the host."""
-    procs = subprocess.run(["pgrep", "-f", "runsc.*" + d.run], capture_output=True).stdout
+    """What this daemon's sandboxes could leave behind on the host: only
+    what names its own dirs or its process, so that other work on the
+    machine cannot disturb the count."""
+    procs = subprocess.run(["pgrep", "-f", "runsc.*" + re.escape(d.run)],
+                           capture_output=True).stdout
     fds = len(os.listdir("/proc/%d/fd" % d.proc.pid))
     return {
         "mounts": mountinfo_under(d.dir),
         "runsc_procs": procs.split(),
         "hutchd_fds": fds,
-        # Not the worlds the net-egress tests make meanwhile (hutch-eg-*).
-        "netns": sorted(n for n in (os.listdir("/run/netns") if os.path.isdir("/run/netns") else [])
-                        if not n.startswith("hutch-eg-")),
+        "netns": own_netns(d),
     }
 
 
@@ -365,15 +400,23 @@ def test_create_exec_stop_cycles_leave_nothing_behind():
     with daemon() as d:
         base = leak_snapshot(d)
         cycles = int(os.environ.get("HUTCH_CYCLES", "200"))
+        ids = []
         for i in range(cycles):
             sid = create(d)
+            ids.append(sid)
             assert out(d, sid, "echo", str(i)) == "%d\n" % i
+            if i == 0:
+                # The census sees what a running sandbox holds.
+                running = leak_snapshot(d)
+                assert running["netns"]["pinned"] or running["netns"]["held"], running
+                assert cgroups_of([sid]), "no cgroup for a running sandbox?"
             d.cli("sandbox", "stop", sid)
             d.cli("sandbox", "rm", sid)
         after = leak_snapshot(d)
         assert after["mounts"] == base["mounts"]
         assert after["runsc_procs"] == base["runsc_procs"]
         assert after["netns"] == base["netns"]
+        assert not cgroups_of(ids)
         assert after["hutchd_fds"] <= base["hutchd_fds"] + 2, (base, after)
         sandboxes_dir = os.path.join(d.run, "sandboxes")
         assert not os.listdir(sandboxes_dir), os.listdir(sandboxes_dir)

@@ -191,6 +191,56 @@ static void daemon_config_defaults(void)
 	CHECK_STR(c.sandbox.default_image, "busybox");
 	CHECK_EQ_INT(c.daemon.socket_mode, 0660);
 	CHECK_EQ_INT(c.sandbox.memory, 512LL << 20);
+	/* The platform's promises: a network and an identity, by default. */
+	CHECK_EQ_INT(strv_len(c.plugins.network), 1);
+	CHECK_STR(c.plugins.network[0], "net-egress");
+	CHECK_STR(c.plugins.identity, "identity-oidc");
+	CHECK(c.network_defaulted && c.identity_defaulted);
+	daemon_config_free(&c);
+}
+
+/* A file that says nothing about [plugins] gets the same defaults; one that
+ * turns them off says so explicitly. */
+static void daemon_config_plugins_opt_out(void)
+{
+	_cleanup_free_ char *quiet = write_tmp("[sandbox]\ncpu = 2\n");
+	daemon_config_t c;
+	hutch_err_t err = {0};
+	CHECK_EQ_INT(daemon_config_load(quiet, &c, &err), 0);
+	CHECK_EQ_INT(strv_len(c.plugins.network), 1);
+	CHECK_STR(c.plugins.identity, "identity-oidc");
+	daemon_config_free(&c);
+	unlink(quiet);
+	_cleanup_free_ char *off = write_tmp("[plugins]\nnetwork = []\nidentity = \"\"\n");
+	CHECK_EQ_INT(daemon_config_load(off, &c, &err), 0);
+	CHECK_EQ_INT(strv_len(c.plugins.network), 0);
+	CHECK_STR(c.plugins.identity, "");
+	CHECK(!c.network_defaulted && !c.identity_defaulted);
+	daemon_config_free(&c);
+	unlink(off);
+}
+
+/* When a default cannot start, the message names the key to change. */
+static void daemon_config_hints_name_the_key(void)
+{
+	daemon_config_t c;
+	hutch_err_t err = {0};
+	CHECK_EQ_INT(daemon_config_load(NULL, &c, &err), 0);
+	hutch_err_set(&err, EPROTONOSUPPORT, "plugin net-egress: nft: no nf_tables");
+	CHECK_EQ_INT(daemon_config_hint(&c, "network", "net-egress", &err), -EPROTONOSUPPORT);
+	CHECK_CONTAINS(err.message, "plugin net-egress: nft: no nf_tables (net-egress is hutchd's default network plugin");
+	CHECK_CONTAINS(err.message, "[plugins] network = []");
+	hutch_err_set(&err, EADDRINUSE, "[http] listen on 127.0.0.1:7480: Address already in use");
+	CHECK_EQ_INT(daemon_config_hint(&c, "http", "identity-oidc", &err), -EADDRINUSE);
+	CHECK_CONTAINS(err.message, "set [http] listen to a free \"host:port\" (and [plugin.identity-oidc] issuer to match)");
+	CHECK_CONTAINS(err.message, "[plugins] identity = \"\"");
+	hutch_err_set(&err, EINVAL, "plugin identity-oidc: bad key dir");
+	daemon_config_hint(&c, "identity", "identity-oidc", &err);
+	CHECK_CONTAINS(err.message, "is hutchd's default identity plugin");
+	/* Roles without a default are left as they are. */
+	hutch_err_set(&err, EINVAL, "plugin storage-localdir: no root");
+	daemon_config_hint(&c, "storage", "storage-localdir", &err);
+	CHECK_STR(err.message, "plugin storage-localdir: no root");
 	daemon_config_free(&c);
 }
 
@@ -266,6 +316,8 @@ int main(int argc, char **argv)
 		{"units_parse", units_parse},
 		{"schema_check_catches_plugin_bugs", schema_check_catches_plugin_bugs},
 		{"daemon_config_defaults", daemon_config_defaults},
+		{"daemon_config_plugins_opt_out", daemon_config_plugins_opt_out},
+		{"daemon_config_hints_name_the_key", daemon_config_hints_name_the_key},
 		{"daemon_config_errors", daemon_config_errors},
 		{"daemon_config_full", daemon_config_full},
 		{NULL, NULL},
