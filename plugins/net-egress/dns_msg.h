@@ -26,10 +26,13 @@
 #define DNS_NAME_TEXT_MAX 1024
 /* CNAME hops followed from the question before giving up. */
 #define DNS_MAX_CHAIN 12
-/* Addresses taken from one answer; more are ignored (and not allowed). */
-#define DNS_MAX_ADDRS 64
 /* Largest message over UDP or TCP. */
 #define DNS_MSG_MAX 65535
+/* Addresses one answer can hold: as many A records as the largest
+ * message has room for (15 bytes each at the least: a one-byte owner, the
+ * root, after a header and the shortest question), so every address of an
+ * answer is read: a denied name's are all shunned, none slips past. */
+#define DNS_MAX_ADDRS ((DNS_MSG_MAX - DNS_HEADER_LEN - 5) / 15)
 
 enum {
 	DNS_TYPE_A = 1,
@@ -83,7 +86,8 @@ typedef struct dns_answer {
 	bool chain_cut;     /* a longer chain or a loop: the rest is ignored */
 	dns_addr_t addrs[DNS_MAX_ADDRS];
 	size_t n_addrs;
-	bool addrs_cut;     /* more than DNS_MAX_ADDRS: the rest is ignored */
+	bool addrs_cut;     /* more than DNS_MAX_ADDRS (cannot happen, see
+			     * there): the answer is refused */
 } dns_answer_t;
 
 /* 0, or -EBADMSG when len < DNS_HEADER_LEN. */
