@@ -68,8 +68,10 @@ void dns_query_finish(query_t *q)
 		dns->n_own--;
 	else
 		q->sb->dns_pending--;
-	if (q->conn)
+	if (q->conn) {
 		q->conn->queries--;
+		dns_conn_query_done(q->conn);
+	}
 	uv_close((uv_handle_t *)&q->timer, timer_closed);
 	for (attempt_t *a = q->attempts; a; a = a->next)
 		if (!uv_is_closing((uv_handle_t *)&a->h))

@@ -101,6 +101,9 @@ struct tcp_conn {
 	int refs;               /* itself while open + queries */
 	unsigned queries;
 	bool closing;
+	bool eof;               /* the client shut down its sending side */
+	bool shutting;          /* answered all it asked after that: closing */
+	uv_shutdown_t shutdown;
 };
 
 struct eg_dns {
@@ -138,6 +141,8 @@ void dns_clients_stop(eg_dns_t *dns);
 void dns_reply_send(query_t *q, const uint8_t *data, size_t len);
 void dns_reply_error(query_t *q, unsigned rcode);
 void dns_conn_unref(tcp_conn_t *c);
+/* One of c's queries ended (its answer, if any, written or queued). */
+void dns_conn_query_done(tcp_conn_t *c);
 
 /* dns_query.c */
 /* A query from a sandbox: conn is the TCP connection it came on, or NULL
