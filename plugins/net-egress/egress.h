@@ -361,6 +361,9 @@ int eg_sets_ifnames(eg_instance_t *in, eg_nfnl_t *nl, eg_ifname_cb cb, void *dat
  * (recovery after a restart). */
 int eg_sets_recover_learned(eg_instance_t *in, eg_nfnl_t *nl, eg_sandbox_t *sb,
 			    hutch_err_t *err);
+/* Puts all of sb's elements (its own, its rules', its learned and
+ * shunned addresses) in a table made anew. Commits. */
+int eg_sets_restore(eg_instance_t *in, eg_nfnl_t *nl, eg_sandbox_t *sb, hutch_err_t *err);
 /* Reads and zeroes the drop counters; adds them up per sandbox and in the
  * metrics. */
 int eg_sets_collect_counters(eg_instance_t *in, eg_nfnl_t *nl, hutch_err_t *err);

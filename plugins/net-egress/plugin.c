@@ -245,6 +245,30 @@ static int mkdir_one(const char *dir, hutch_err_t *err)
 	return 0;
 }
 
+/* The table from before could not be kept (its sets are of another
+ * layout: an older net-egress left it): it is made anew, and the elements
+ * of the sandboxes from before put back from their state and what was read
+ * of their learned and shunned sets, so they stay confined as before
+ * (their traffic is dropped meanwhile, never let through). */
+static int table_rebuild(eg_instance_t *in, hutch_err_t *err)
+{
+	in->host->log(in->host, HUTCH_LOG_WARN,
+		      "%s; making the table anew, with the elements of the %zu sandboxes from before",
+		      err->message, in->n_sandboxes);
+	memset(err, 0, sizeof *err);
+	int r = eg_nft_install(in, true, err);
+	eg_nfnl_t *nl;
+	if (r < 0 || (r = eg_nfnl_get(&in->nl_cache, &nl, err)) < 0)
+		return r;
+	size_t n;
+	eg_sandbox_t **v = eg_registry_list(in, &n);
+	for (size_t i = 0; i < n && r == 0; i++)
+		r = eg_sets_restore(in, nl, v[i], err);
+	eg_registry_list_free(v, n);
+	eg_nfnl_put(&in->nl_cache, nl);
+	return r;
+}
+
 static void instance_free(eg_instance_t *in)
 {
 	if (!in)
@@ -348,7 +372,8 @@ static int egress_init(const hutch_host_t *host, const void *config, void **inst
 		hutch_err_prefix(err, "audit of dropped packets (audit_drops)");
 		goto fail;
 	}
-	if ((r = eg_nft_install(in, in->n_sandboxes == 0, err)) < 0)
+	if ((r = eg_nft_install(in, in->n_sandboxes == 0, err)) < 0 &&
+	    (in->n_sandboxes == 0 || (r = table_rebuild(in, err)) < 0))
 		goto fail;
 	installed = true;
 	hutch_err_t e = {0};

@@ -311,6 +311,25 @@ int eg_sets_recover_learned(eg_instance_t *in, eg_nfnl_t *nl, eg_sandbox_t *sb,
 	return 0;
 }
 
+int eg_sets_restore(eg_instance_t *in, eg_nfnl_t *nl, eg_sandbox_t *sb, hutch_err_t *err)
+{
+	pthread_mutex_lock(&sb->lock);
+	int64_t now = eg_now_ms();
+	eg_nfnl_begin(nl);
+	eg_sets_sandbox(in, nl, sb, true);
+	if (sb->rules)
+		eg_sets_rules(in, nl, sb, sb->rules, true);
+	for (size_t i = 0; i < sb->n_learned; i++) {
+		const eg_learned_t *e = &sb->learned[i];
+		if (e->where != EG_WHERE_NONE && e->expires_ms > now)
+			eg_sets_learned(in, nl, sb, e->family, e->addr, e->where == EG_WHERE_SHUNNED,
+					EG_ELEM_ADD, (uint64_t)(e->expires_ms - now));
+	}
+	int r = eg_nfnl_commit(nl, err);
+	pthread_mutex_unlock(&sb->lock);
+	return r < 0 ? hutch_err_prefix(err, "sandbox %s: put its elements back", sb->id) : 0;
+}
+
 typedef struct counter_walk {
 	eg_instance_t *in;
 	uint64_t total;

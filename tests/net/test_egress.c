@@ -504,6 +504,33 @@ static void case_restart(void)
 	expect_no_trace(id, kept_if);
 }
 
+/* A table an older net-egress left, with sets of another layout (here:
+ * shunned4 keyed by ipv4_addr): hutchd still starts, makes the table anew
+ * and puts the kept sandbox's elements back, its denies included. */
+static void case_upgrade_table(void)
+{
+	start(NULL);
+	policy_spec_t p = {.name = "open-but", .allow_all = true, .deny_hosts = LIST("*.bench.test")};
+	sandbox_t sb;
+	sandbox_attach(&g_eg, &sb, NULL, &p, 1, true);
+	char ifname[32];
+	host_ifname_of(sb.id, ifname);
+	expect_resolves(&sb, "b1.bench.test", "198.18.16.1");
+	egress_unload(&g_eg);
+	_cleanup_free_ char *script = xasprintf(
+		"nft flush chain inet hutch_egress sandbox_egress\n"
+		"nft flush chain inet hutch_egress sandbox_nat64\n"
+		"nft delete set inet hutch_egress shunned4\n"
+		"nft add set inet hutch_egress shunned4 '{ type ifname . ipv4_addr; flags timeout; }'\n"
+		"nft add element inet hutch_egress shunned4 '{ \"%s\" . 198.18.16.1 timeout 60s }'\n",
+		ifname);
+	host_sh(script);
+	egress_load(&g_eg, NULL);
+	expect_connects(&sb, IP_OTHER, "the open policy, after the table was made anew");
+	expect_dropped(&sb, "198.18.16.1", "a wildcard-denied answer from before the restart");
+	sandbox_detach(&g_eg, &sb);
+}
+
 /* A sandbox given the address of one that went must not inherit its
  * connections: the next UDP datagram of the same flow would otherwise
  * pass as "established", past the policy. */
@@ -1024,6 +1051,7 @@ static const struct {
 	{"cleanup", case_cleanup},
 	{"failed_attach", case_failed_attach},
 	{"restart", case_restart},
+	{"upgrade_table", case_upgrade_table},
 	{"stale_conntrack", case_stale_conntrack},
 	{"audit", case_audit},
 	{"bad_packets", case_bad_packets},
