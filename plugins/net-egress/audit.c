@@ -52,11 +52,11 @@ void eg_audit_dns(eg_instance_t *in, const eg_sandbox_t *sb, const dns_question_
 	if (res) {
 		sb_append(&b, ",\"policies\":");
 		sb_json_str(&b, res->policies);
-		if (res->match) {
+		if (res->pattern[0]) {
 			sb_append(&b, ",\"pattern\":");
-			sb_json_str(&b, res->match->pattern);
+			sb_json_str(&b, res->pattern);
 			sb_append(&b, ",\"policy\":");
-			sb_json_str(&b, res->match->policy);
+			sb_json_str(&b, res->policy);
 		}
 		if (res->denied_via) {
 			sb_append(&b, ",\"denied_cname\":");

@@ -286,7 +286,10 @@ int eg_sandbox_set_rules(eg_instance_t *in, eg_nfnl_t *nl, eg_sandbox_t *sb, eg_
 /* What an answer did, for the audit line. */
 typedef struct eg_learn_result {
 	eg_verdict_t verdict;
-	const eg_named_t *match;   /* the pattern that decided, or NULL */
+	/* The pattern that decided and its policy ("" when none), copied:
+	 * the rules may change once the sandbox's lock is let go. */
+	char pattern[300];
+	char policy[256];
 	const char *denied_via;    /* a CNAME target that is denied, or NULL */
 	char addr_verdict[DNS_MAX_ADDRS]; /* 'a' allowed, 'd' dropped (a deny, a
 					   * blocked range, or a name not allowed),

@@ -384,8 +384,13 @@ int eg_sandbox_learn(eg_instance_t *in, eg_nfnl_t *nl, eg_sandbox_t *sb,
 	size_t n_via = 0;
 	for (size_t i = 1; i < a->n_chain; i++)
 		via[n_via++] = a->chain[i];
-	res->verdict = chain_verdict(r, q->name, q->plain, via, n_via, a->chain_plain + 1,
-				     &res->match, &res->denied_via);
+	const eg_named_t *match;
+	res->verdict = chain_verdict(r, q->name, q->plain, via, n_via, a->chain_plain + 1, &match,
+				     &res->denied_via);
+	if (match) {
+		snprintf(res->pattern, sizeof res->pattern, "%s", match->pattern);
+		snprintf(res->policy, sizeof res->policy, "%s", match->policy);
+	}
 	if (a->addrs_cut) { /* cannot happen (DNS_MAX_ADDRS); never half-learned */
 		pthread_mutex_unlock(&sb->lock);
 		return hutch_err_set(err, E2BIG, "answer for %s: too many addresses", q->name);
