@@ -395,6 +395,16 @@ int eg_sandbox_learn(eg_instance_t *in, eg_nfnl_t *nl, eg_sandbox_t *sb,
 		pthread_mutex_unlock(&sb->lock);
 		return hutch_err_set(err, E2BIG, "answer for %s: too many addresses", q->name);
 	}
+	/* A chain too long to follow (or a loop) may pass through a denied
+	 * name past the cut: unless a name before it is denied (then every
+	 * address of the answer is shunned), the answer is not given. */
+	if (a->chain_cut && res->verdict != EG_VERDICT_DENIED) {
+		res->limit = "cname_chain";
+		pthread_mutex_unlock(&sb->lock);
+		return hutch_err_set(err, ELOOP,
+				     "answer for %s: a CNAME chain of more than %d names, or a loop",
+				     q->name, DNS_MAX_CHAIN);
+	}
 	char where = res->verdict == EG_VERDICT_ALLOWED  ? EG_WHERE_LEARNED
 		     : res->verdict == EG_VERDICT_DENIED ? EG_WHERE_SHUNNED
 							 : EG_WHERE_NONE;

@@ -311,7 +311,8 @@ static void hosts_write(const char *changing)
 		" a.allowed.test.evil\n" IP_CIDR_TARGET " cidr-target.test\n" IP_OK_TARGET
 		" ok-target.test\n%s changing.test\n" IP_OTHER " other.test\n" IP6_ALLOWED
 		" allowed.test\n" IP6_DENIED " denied.test\n" IP_DENIED " shared.allowed.test\n"
-		IP6_NAT64_DENIED " n64.allowed.test\n" IP6_NAT64_DENIED_AAAA " n64.denied.test\n",
+		IP6_NAT64_DENIED " n64.allowed.test\n" IP6_NAT64_DENIED_AAAA " n64.denied.test\n"
+		IP_FAR " far.test\n",
 		changing);
 	for (int i = 1; i <= N_MANY; i++)
 		fprintf(f, "198.18.2.%d many.allowed.test\n", i);
@@ -415,7 +416,16 @@ static void dnsmasq_start(int ttl)
 		hosts_opt, ttl_opt, "--cname=cname.allowed.test,denied.test",
 		"--cname=cname2.allowed.test,cidr-target.test",
 		"--cname=cname3.allowed.test,ok-target.test", "--user=root", "--pid-file=",
-		"--log-queries", log_opt, "--cache-size=0", NULL};
+		"--log-queries", log_opt, "--cache-size=0",
+		/* chain.test -> c1.chain.test -> ... -> c15.chain.test -> far.test */
+		"--cname=chain.test,c1.chain.test", "--cname=c1.chain.test,c2.chain.test",
+		"--cname=c2.chain.test,c3.chain.test", "--cname=c3.chain.test,c4.chain.test",
+		"--cname=c4.chain.test,c5.chain.test", "--cname=c5.chain.test,c6.chain.test",
+		"--cname=c6.chain.test,c7.chain.test", "--cname=c7.chain.test,c8.chain.test",
+		"--cname=c8.chain.test,c9.chain.test", "--cname=c9.chain.test,c10.chain.test",
+		"--cname=c10.chain.test,c11.chain.test", "--cname=c11.chain.test,c12.chain.test",
+		"--cname=c12.chain.test,c13.chain.test", "--cname=c13.chain.test,c14.chain.test",
+		"--cname=c14.chain.test,c15.chain.test", "--cname=c15.chain.test,far.test", NULL};
 	/* Under a small supervisor, so dnsmasq goes with this process however
 	 * it ends (a sanitizer's abort, a CTest timeout): dnsmasq changes its
 	 * credentials, which clears a parent-death signal of its own. */

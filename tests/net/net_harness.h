@@ -77,6 +77,7 @@ void harness_cleanup(void);
 #define IP_NEVER "198.18.1.70"       /* in no answer */
 #define IP_OTHER "198.18.1.80"       /* other.test */
 #define IP_SHARED IP_DENIED          /* shared.allowed.test: denied.test's address */
+#define IP_FAR "198.18.1.90"         /* far.test, the end of chain.test's 16 CNAMEs */
 #define IP_METADATA "169.254.169.254"
 #define IP_DNS_UPSTREAM "198.18.0.1" /* dnsmasq, and I's end of the link */
 #define IP_HOST_UPLINK "198.18.0.2"  /* H's end of the link */

@@ -998,6 +998,34 @@ static void case_deny_many_names(void)
 	sandbox_detach(&g_eg, &sb);
 }
 
+/* A CNAME chain longer than the resolver follows: a denied name's
+ * addresses past the cut are shunned all the same, and any other such
+ * answer is refused (the names past the cut cannot be judged). */
+static void case_deny_long_chain(void)
+{
+	start(NULL);
+	policy_spec_t p = {.name = "open-but", .allow_all = true, .deny_hosts = LIST("chain.test")};
+	sandbox_t sb;
+	sandbox_attach(&g_eg, &sb, NULL, &p, 1, true);
+	expect_dropped(&sb, IP_FAR, "the end of a denied name's long CNAME chain");
+	expect_connects(&sb, IP_OTHER, "the open policy");
+	policy_spec_t named = {.name = "named", .allow_hosts = LIST("chain.test", "c5.chain.test")};
+	sandbox_update(&g_eg, &sb, &named, 1, true);
+	char out[4][64];
+	int rcode;
+	int n = sandbox_resolve(&sb, "chain.test", 1, false, out, 4, &rcode);
+	CHECK(n == 0 && rcode == 2, "an allowed name's chain too long to judge: SERVFAIL (n %d, rcode %d)",
+	      n, rcode);
+	const char *needles[] = {"\"event\":\"egress.dns\"", "\"name\":\"chain.test\"",
+				 "\"limit\":\"cname_chain\"", NULL};
+	char *line = audit_grep(2000, needles);
+	CHECK(line, "the refused answer is audited with the limit");
+	free(line);
+	expect_resolves(&sb, "c5.chain.test", IP_FAR); /* 12 names: followed */
+	expect_connects(&sb, IP_FAR, "a chain short enough to follow");
+	sandbox_detach(&g_eg, &sb);
+}
+
 /* A TCP client may shut down its sending side once it asked: the answers
  * still come, then the resolver closes. */
 static void case_dns_tcp_half_close(void)
@@ -1059,6 +1087,7 @@ static const struct {
 	{"deny_nat64", case_deny_nat64},
 	{"deny_evict", case_deny_evict},
 	{"deny_many_names", case_deny_many_names},
+	{"deny_long_chain", case_deny_long_chain},
 	{"dns_tcp_half_close", case_dns_tcp_half_close},
 };
 
