@@ -49,17 +49,6 @@ void eg_learned_free(eg_sandbox_t *sb)
 	sb->n_learned = sb->cap_learned = 0;
 }
 
-static eg_learned_t *entry_find(eg_sandbox_t *sb, int family, const uint8_t *addr, char where)
-{
-	for (size_t i = 0; i < sb->n_learned; i++) {
-		eg_learned_t *e = &sb->learned[i];
-		if (e->family == family && e->where == where &&
-		    memcmp(e->addr, addr, addr_len(family)) == 0)
-			return e;
-	}
-	return NULL;
-}
-
 /* Drops expired entries; the kernel expired their elements too. */
 static void entries_prune(eg_sandbox_t *sb, int64_t now)
 {
@@ -170,15 +159,72 @@ static ptrdiff_t entry_index(eg_sandbox_t *sb, const eg_learned_t *e)
 	return e ? e - sb->learned : -1;
 }
 
+static int addr_cmp(int fa, const uint8_t *a, int fb, const uint8_t *b)
+{
+	if (fa != fb)
+		return fa < fb ? -1 : 1;
+	return memcmp(a, b, addr_len(fa));
+}
+
+/* The table's entries by address (indices), so that an answer of
+ * thousands of addresses is planned in O(n log n), not O(n * m). */
+typedef struct addr_index {
+	size_t *v;
+	size_t n;
+} addr_index_t;
+
+static int index_cmp(const void *pa, const void *pb, void *arg)
+{
+	const eg_learned_t *t = arg;
+	const eg_learned_t *a = &t[*(const size_t *)pa], *b = &t[*(const size_t *)pb];
+	return addr_cmp(a->family, a->addr, b->family, b->addr);
+}
+
+static void index_build(const eg_sandbox_t *sb, addr_index_t *ix)
+{
+	ix->n = sb->n_learned;
+	ix->v = xcalloc(ix->n + 1, sizeof *ix->v);
+	for (size_t i = 0; i < ix->n; i++)
+		ix->v[i] = i;
+	if (ix->n > 1)
+		qsort_r(ix->v, ix->n, sizeof *ix->v, index_cmp, sb->learned);
+}
+
+/* The entries holding family/addr: ix->v[*lo .. *hi). */
+static void index_range(const eg_sandbox_t *sb, const addr_index_t *ix, int family,
+			const uint8_t *addr, size_t *lo, size_t *hi)
+{
+	size_t a = 0, b = ix->n;
+	while (a < b) {
+		size_t m = a + (b - a) / 2;
+		const eg_learned_t *e = &sb->learned[ix->v[m]];
+		if (addr_cmp(e->family, e->addr, family, addr) < 0)
+			a = m + 1;
+		else
+			b = m;
+	}
+	*lo = *hi = a;
+	while (*hi < ix->n) {
+		const eg_learned_t *e = &sb->learned[ix->v[*hi]];
+		if (addr_cmp(e->family, e->addr, family, addr) != 0)
+			break;
+		(*hi)++;
+	}
+}
+
 /* A denied name's address: its own entry (one per name), the element
  * held by whichever of the address's denied entries lives longest. */
-static void plan_denied(eg_sandbox_t *sb, planned_t *p, const char *name, int64_t now)
+static void plan_denied(eg_sandbox_t *sb, const addr_index_t *ix, planned_t *p, const char *name,
+			int64_t now)
 {
-	eg_learned_t *same = NULL, *holder = entry_find(sb, p->family, p->addr, EG_WHERE_SHUNNED);
-	for (size_t i = 0; i < sb->n_learned && !same; i++) {
-		eg_learned_t *e = &sb->learned[i];
-		if (e->denied && e->family == p->family && e->name && strcmp(e->name, name) == 0 &&
-		    memcmp(e->addr, p->addr, addr_len(p->family)) == 0)
+	eg_learned_t *same = NULL, *holder = NULL;
+	size_t lo, hi;
+	index_range(sb, ix, p->family, p->addr, &lo, &hi);
+	for (size_t k = lo; k < hi; k++) {
+		eg_learned_t *e = &sb->learned[ix->v[k]];
+		if (e->where == EG_WHERE_SHUNNED)
+			holder = e;
+		if (e->denied && e->name && strcmp(e->name, name) == 0)
 			same = e;
 	}
 	int64_t expires = now + (int64_t)p->timeout_ms;
@@ -199,13 +245,15 @@ static void plan_denied(eg_sandbox_t *sb, planned_t *p, const char *name, int64_
 
 /* Any other address: the entry that holds its element (or, remembered
  * only, any one of it that is not a deny's). false: nothing changes. */
-static bool plan_other(eg_sandbox_t *sb, planned_t *p, char target, const char *name, int64_t now)
+static bool plan_other(eg_sandbox_t *sb, const addr_index_t *ix, planned_t *p, char target,
+		       const char *name, int64_t now)
 {
 	eg_learned_t *e = NULL;
-	for (size_t i = 0; i < sb->n_learned && !e; i++) {
-		eg_learned_t *c = &sb->learned[i];
-		if (!c->denied && c->where == target && c->family == p->family &&
-		    memcmp(c->addr, p->addr, addr_len(p->family)) == 0)
+	size_t lo, hi;
+	index_range(sb, ix, p->family, p->addr, &lo, &hi);
+	for (size_t k = lo; k < hi && !e; k++) {
+		eg_learned_t *c = &sb->learned[ix->v[k]];
+		if (!c->denied && c->where == target)
 			e = c;
 	}
 	/* Already there for long enough and for this name: nothing to change
@@ -220,6 +268,27 @@ static bool plan_other(eg_sandbox_t *sb, planned_t *p, char target, const char *
 	return true;
 }
 
+/* Marks in dup[] every address of plan[0..n) that an earlier one repeats. */
+static int plan_cmp(const void *pa, const void *pb, void *arg)
+{
+	const planned_t *v = arg;
+	const planned_t *a = &v[*(const size_t *)pa], *b = &v[*(const size_t *)pb];
+	int c = addr_cmp(a->family, a->addr, b->family, b->addr);
+	return c ? c : a->src < b->src ? -1 : a->src > b->src ? 1 : 0;
+}
+
+static void plan_dups(const planned_t *v, size_t n, bool *dup)
+{
+	_cleanup_free_ size_t *o = xcalloc(n + 1, sizeof *o);
+	for (size_t i = 0; i < n; i++)
+		o[i] = i;
+	if (n > 1)
+		qsort_r(o, n, sizeof *o, plan_cmp, (void *)v);
+	for (size_t i = 1; i < n; i++)
+		dup[o[i]] = addr_cmp(v[o[i]].family, v[o[i]].addr, v[o[i - 1]].family,
+				     v[o[i - 1]].addr) == 0;
+}
+
 /* The answer's addresses, planned: plan[] (n_addrs of them at most),
  * with how many new entries each kind needs. */
 static size_t plan_answer(eg_instance_t *in, eg_sandbox_t *sb, const dns_question_t *q,
@@ -227,7 +296,6 @@ static size_t plan_answer(eg_instance_t *in, eg_sandbox_t *sb, const dns_questio
 			  planned_t *plan, size_t *n_new, size_t *n_new_denied)
 {
 	const eg_rules_t *r = sb->rules;
-	size_t n_plan = 0;
 	*n_new = *n_new_denied = 0;
 	for (size_t i = 0; i < a->n_addrs; i++) {
 		const dns_addr_t *d = &a->addrs[i];
@@ -241,43 +309,68 @@ static size_t plan_answer(eg_instance_t *in, eg_sandbox_t *sb, const dns_questio
 		char target = where;
 		if (where == EG_WHERE_LEARNED && closed)
 			target = EG_WHERE_NONE; /* nft drops it anyway; remember only */
-		planned_t p = {.src = i, .family = (uint8_t)d->family, .entry = -1, .demote = -1,
-			       .op = -1, .timeout_ms = timeout_for(in, d->ttl),
-			       .denied = target == EG_WHERE_SHUNNED};
-		memcpy(p.addr, d->addr, addr_len(d->family));
+		planned_t *p = &plan[i];
+		*p = (planned_t){.src = i, .family = (uint8_t)d->family, .entry = -1, .demote = -1,
+				 .op = -1, .timeout_ms = timeout_for(in, d->ttl), .where = target,
+				 .denied = target == EG_WHERE_SHUNNED};
+		memcpy(p->addr, d->addr, addr_len(d->family));
 		uint8_t v4[4];
-		if (target == EG_WHERE_SHUNNED && d->family == AF_INET6 &&
-		    eg_nat64_embedded(in, d->addr, v4)) {
-			memset(p.addr, 0, sizeof p.addr);
-			memcpy(p.addr, v4, 4);
-			p.family = AF_INET;
+		if (p->denied && d->family == AF_INET6 && eg_nat64_embedded(in, d->addr, v4)) {
+			memset(p->addr, 0, sizeof p->addr);
+			memcpy(p->addr, v4, 4);
+			p->family = AF_INET;
 		}
-		bool dup = false;
-		for (size_t j = 0; j < n_plan && !dup; j++)
-			dup = plan[j].family == p.family && memcmp(plan[j].addr, p.addr, 16) == 0;
-		if (dup)
+	}
+	_cleanup_free_ bool *dup = xcalloc(a->n_addrs + 1, sizeof *dup);
+	plan_dups(plan, a->n_addrs, dup);
+	addr_index_t ix;
+	index_build(sb, &ix);
+	size_t n_plan = 0;
+	for (size_t i = 0; i < a->n_addrs; i++) {
+		planned_t p = plan[i];
+		if (dup[i])
 			continue;
-		if (target == EG_WHERE_SHUNNED)
-			plan_denied(sb, &p, q->name, now);
-		else if (!plan_other(sb, &p, target, q->name, now))
+		if (p.denied)
+			plan_denied(sb, &ix, &p, q->name, now);
+		else if (!plan_other(sb, &ix, &p, p.where, q->name, now))
 			continue;
 		if (p.entry < 0) {
-			if (target != EG_WHERE_SHUNNED)
-				(*n_new)++;
-			else
+			if (p.denied)
 				(*n_new_denied)++;
+			else
+				(*n_new)++;
 		}
 		plan[n_plan++] = p;
 	}
+	free(ix.v);
 	return n_plan;
 }
 
-static bool is_planned(const planned_t *plan, size_t n_plan, size_t i)
+/* Entries the plan touches (to update, or to take an element from). */
+static bool *plan_marks(const eg_sandbox_t *sb, const planned_t *plan, size_t n_plan)
 {
-	for (size_t j = 0; j < n_plan; j++)
-		if (plan[j].entry == (ptrdiff_t)i || plan[j].demote == (ptrdiff_t)i)
-			return true;
-	return false;
+	bool *m = xcalloc(sb->n_learned + 1, sizeof *m);
+	for (size_t j = 0; j < n_plan; j++) {
+		if (plan[j].entry >= 0)
+			m[plan[j].entry] = true;
+		if (plan[j].demote >= 0)
+			m[plan[j].demote] = true;
+	}
+	return m;
+}
+
+typedef struct victim {
+	size_t i;
+	bool held;       /* holds an element (else remembered only) */
+	int64_t expires;
+} victim_t;
+
+static int victim_cmp(const void *pa, const void *pb)
+{
+	const victim_t *a = pa, *b = pb;
+	if (a->held != b->held)
+		return a->held ? 1 : -1;
+	return a->expires < b->expires ? -1 : a->expires > b->expires ? 1 : 0;
 }
 
 /* Over max_learned: marks in gone[] the entries to forget, in the open
@@ -289,26 +382,22 @@ static size_t evict_learned(eg_instance_t *in, eg_nfnl_t *nl, eg_sandbox_t *sb,
 	size_t max = in->cfg->max_learned > 0 ? (size_t)in->cfg->max_learned : 1, have = 0;
 	for (size_t i = 0; i < sb->n_learned; i++)
 		have += !sb->learned[i].denied;
-	size_t evict = have + n_new > max ? have + n_new - max : 0, done = 0;
-	for (; done < evict; done++) {
-		size_t best = SIZE_MAX;
-		for (size_t i = 0; i < sb->n_learned; i++) {
-			const eg_learned_t *c = &sb->learned[i];
-			if (gone[i] || c->denied || is_planned(plan, n_plan, i))
-				continue;
-			if (best == SIZE_MAX) {
-				best = i;
-				continue;
-			}
-			const eg_learned_t *b = &sb->learned[best];
-			bool c_none = c->where == EG_WHERE_NONE, b_none = b->where == EG_WHERE_NONE;
-			if ((c_none && !b_none) || (c_none == b_none && c->expires_ms < b->expires_ms))
-				best = i;
-		}
-		if (best == SIZE_MAX)
-			break;
-		gone[best] = true;
-		eg_learned_t *e = &sb->learned[best];
+	size_t evict = have + n_new > max ? have + n_new - max : 0;
+	if (!evict)
+		return 0;
+	_cleanup_free_ bool *marks = plan_marks(sb, plan, n_plan);
+	_cleanup_free_ victim_t *v = xcalloc(sb->n_learned + 1, sizeof *v);
+	size_t n = 0;
+	for (size_t i = 0; i < sb->n_learned; i++) {
+		const eg_learned_t *e = &sb->learned[i];
+		if (!e->denied && !marks[i])
+			v[n++] = (victim_t){i, e->where != EG_WHERE_NONE, e->expires_ms};
+	}
+	qsort(v, n, sizeof *v, victim_cmp);
+	size_t done = 0;
+	for (; done < evict && done < n; done++) {
+		eg_learned_t *e = &sb->learned[v[done].i];
+		gone[v[done].i] = true;
 		if (e->where != EG_WHERE_NONE)
 			eg_sets_learned(in, nl, sb, e->family, e->addr, e->where == EG_WHERE_SHUNNED,
 					EG_ELEM_REMOVE, 0);
