@@ -52,15 +52,21 @@ void eg_audit_dns(eg_instance_t *in, const eg_sandbox_t *sb, const dns_question_
 	if (res) {
 		sb_append(&b, ",\"policies\":");
 		sb_json_str(&b, res->policies);
-		if (res->match) {
+		if (res->pattern[0]) {
 			sb_append(&b, ",\"pattern\":");
-			sb_json_str(&b, res->match->pattern);
+			sb_json_str(&b, res->pattern);
 			sb_append(&b, ",\"policy\":");
-			sb_json_str(&b, res->match->policy);
+			sb_json_str(&b, res->policy);
 		}
 		if (res->denied_via) {
 			sb_append(&b, ",\"denied_cname\":");
 			sb_json_str(&b, res->denied_via);
+		}
+		if (res->evicted)
+			sb_printf(&b, ",\"evicted\":%zu", res->evicted);
+		if (res->limit) {
+			sb_append(&b, ",\"limit\":");
+			sb_json_str(&b, res->limit);
 		}
 	}
 	if (a) {
@@ -169,18 +175,25 @@ void eg_audit_drop(eg_instance_t *in, eg_sandbox_t *sb, eg_drop_reason_t reason,
 		sb_append(&b, ",\"source_address\":");
 		sb_json_str(&b, ip);
 	}
-	if (reason == EG_DROP_BLOCKED) {
-		for (size_t i = 0; i < in->n_blocked; i++) {
-			if (!eg_cidr_contains(&in->blocked[i], p->family, p->dst))
-				continue;
-			char c[64];
-			eg_cidr_format(&in->blocked[i], c, sizeof c);
-			sb_append(&b, ",\"range\":");
-			sb_json_str(&b, c);
-			break;
-		}
+	/* Through NAT64, the IPv4 host it reaches names the drop. */
+	uint8_t v4[4];
+	bool nat64 = p->family == AF_INET6 && eg_nat64_embedded(in, p->dst, v4);
+	if (nat64) {
+		inet_ntop(AF_INET, v4, ip, sizeof ip);
+		sb_append(&b, ",\"nat64_of\":");
+		sb_json_str(&b, ip);
+	}
+	const eg_cidr_t *range = reason == EG_DROP_BLOCKED ? eg_blocked_range(in, p->family, p->dst)
+							    : NULL;
+	if (range) {
+		char c[64];
+		eg_cidr_format(range, c, sizeof c);
+		sb_append(&b, ",\"range\":");
+		sb_json_str(&b, c);
 	}
 	_cleanup_free_ char *name = eg_learned_name(sb, p->family, p->dst);
+	if (!name && nat64)
+		name = eg_learned_name(sb, AF_INET, v4);
 	if (name) {
 		sb_append(&b, ",\"name\":");
 		sb_json_str(&b, name);

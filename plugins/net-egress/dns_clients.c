@@ -1,7 +1,9 @@
 /*
  * dns_clients.c: the resolver's side facing the sandboxes: a UDP and a
  * TCP server on each gateway address, the TCP connections (queries with
- * a two-byte length prefix, several per connection), and the replies. A
+ * a two-byte length prefix, several per connection; a client that shuts
+ * down its sending side still gets the answers, then the connection
+ * closes), and the replies. A
  * client is a sandbox only if its source address is one of a registered
  * sandbox's; anything else is not answered.
  */
@@ -172,6 +174,26 @@ static void on_conn_idle(uv_timer_t *t)
 	conn_close(t->data);
 }
 
+static void on_conn_shutdown(uv_shutdown_t *req, int status)
+{
+	(void)status;
+	conn_close(req->data);
+}
+
+/* A client that shut down its sending side has asked all it will: once
+ * the last of its queries is answered, the answers are flushed (a
+ * shutdown waits for the writes queued before it) and the connection
+ * closes. */
+void dns_conn_query_done(tcp_conn_t *c)
+{
+	if (!c->eof || c->queries > 0 || c->closing || c->shutting)
+		return;
+	c->shutting = true;
+	c->shutdown.data = c;
+	if (uv_shutdown(&c->shutdown, (uv_stream_t *)&c->h, on_conn_shutdown) < 0)
+		conn_close(c);
+}
+
 static void conn_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf)
 {
 	(void)suggested;
@@ -186,6 +208,14 @@ static void on_conn_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
 	tcp_conn_t *c = s->data;
 	if (c->closing)
 		return;
+	if (nread == UV_EOF) {
+		/* A half-close (valid DNS over TCP): the queries it sent are
+		 * still answered. */
+		c->eof = true;
+		uv_read_stop(s);
+		dns_conn_query_done(c);
+		return;
+	}
 	if (nread < 0) {
 		conn_close(c);
 		return;

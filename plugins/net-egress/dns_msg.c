@@ -283,7 +283,7 @@ int dns_response_parse(const uint8_t *msg, size_t len, const dns_question_t *q,
 		else
 			continue;
 		int owner = chain_index(a, rr.owner);
-		if (owner < 0)
+		if (owner < 0 && !a->chain_cut)
 			continue;
 		if (a->n_addrs == DNS_MAX_ADDRS) {
 			a->addrs_cut = true;
@@ -294,7 +294,7 @@ int dns_response_parse(const uint8_t *msg, size_t len, const dns_question_t *q,
 		d->family = family;
 		memcpy(d->addr, msg + rr.rdata, rr.rdlen);
 		d->ttl = rr.ttl;
-		d->owner = (unsigned)owner;
+		d->owner = owner < 0 ? DNS_OWNER_OFF_CHAIN : (unsigned)owner;
 	}
 	return 0;
 }

@@ -26,10 +26,13 @@
 #define DNS_NAME_TEXT_MAX 1024
 /* CNAME hops followed from the question before giving up. */
 #define DNS_MAX_CHAIN 12
-/* Addresses taken from one answer; more are ignored (and not allowed). */
-#define DNS_MAX_ADDRS 64
 /* Largest message over UDP or TCP. */
 #define DNS_MSG_MAX 65535
+/* Addresses one answer can hold: as many A records as the largest
+ * message has room for (15 bytes each at the least: a one-byte owner, the
+ * root, after a header and the shortest question), so every address of an
+ * answer is read: a denied name's are all shunned, none slips past. */
+#define DNS_MAX_ADDRS ((DNS_MSG_MAX - DNS_HEADER_LEN - 5) / 15)
 
 enum {
 	DNS_TYPE_A = 1,
@@ -69,21 +72,29 @@ typedef struct dns_addr {
 	int family;        /* AF_INET or AF_INET6 */
 	uint8_t addr[16];  /* 4 or 16 bytes used */
 	uint32_t ttl;
-	unsigned owner;    /* index into dns_answer_t.chain */
+	unsigned owner;    /* index into dns_answer_t.chain, or DNS_OWNER_OFF_CHAIN */
 } dns_addr_t;
+
+/* The owner of an address record past a cut chain. */
+#define DNS_OWNER_OFF_CHAIN 0xffffffffu
 
 /* What an answer says about the question's name: the CNAME chain from it
  * (chain[0] is the question's name) and the A/AAAA records owned by a name
- * on that chain. Records for any other owner are ignored. */
+ * on that chain. Records for any other owner are ignored, but when the
+ * chain is cut: then the chain's end is unknown, and every address record
+ * is read, those of owners off the chain marked DNS_OWNER_OFF_CHAIN (a
+ * denied name's answer shuns them all; any other such answer is refused,
+ * as the names past the cut cannot be judged). */
 typedef struct dns_answer {
 	dns_header_t h;
 	char chain[DNS_MAX_CHAIN][DNS_NAME_TEXT_MAX];
 	bool chain_plain[DNS_MAX_CHAIN];
 	size_t n_chain;
-	bool chain_cut;     /* a longer chain or a loop: the rest is ignored */
+	bool chain_cut;     /* a longer chain or a loop: the rest is unknown */
 	dns_addr_t addrs[DNS_MAX_ADDRS];
 	size_t n_addrs;
-	bool addrs_cut;     /* more than DNS_MAX_ADDRS: the rest is ignored */
+	bool addrs_cut;     /* more than DNS_MAX_ADDRS (cannot happen, see
+			     * there): the answer is refused */
 } dns_answer_t;
 
 /* 0, or -EBADMSG when len < DNS_HEADER_LEN. */

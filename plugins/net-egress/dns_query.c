@@ -64,10 +64,14 @@ void dns_query_finish(query_t *q)
 	if (q->next)
 		q->next->prev = q->prev;
 	dns->n_queries--;
-	if (!q->own)
+	if (q->own)
+		dns->n_own--;
+	else
 		q->sb->dns_pending--;
-	if (q->conn)
+	if (q->conn) {
 		q->conn->queries--;
+		dns_conn_query_done(q->conn);
+	}
 	uv_close((uv_handle_t *)&q->timer, timer_closed);
 	for (attempt_t *a = q->attempts; a; a = a->next)
 		if (!uv_is_closing((uv_handle_t *)&a->h))
@@ -87,6 +91,13 @@ static bool same_addr(const struct sockaddr *a, const struct sockaddr_storage *b
 }
 
 static void attempt_start(query_t *q, bool tcp);
+
+/* Does q need the whole answer, asked again over TCP when UDP's was
+ * truncated? A UDP client does not: it asks again itself. */
+static bool wants_whole(const query_t *q)
+{
+	return q->conn != NULL || q->own;
+}
 static void own_end(query_t *q, bool ok, uint32_t min_ttl);
 
 /* An upstream's answer to q: learn, then release it. */
@@ -101,8 +112,10 @@ static void answer_handle(query_t *q, attempt_t *at, uint8_t *data, size_t len)
 		eg_metric(in, "egress_dns_bad_answers_total", 1);
 		return; /* wait for a good one, or time out */
 	}
-	if ((a->h.flags & DNS_FLAG_TC) && q->conn && !at->tcp) {
-		/* A TCP client gets the whole answer: ask again over TCP. */
+	if ((a->h.flags & DNS_FLAG_TC) && wants_whole(q) && !at->tcp) {
+		/* A TCP client gets the whole answer, and so does the resolver's
+		 * own lookup of a denied name (every address of it is shunned):
+		 * ask again over TCP. */
 		attempt_start(q, true);
 		return;
 	}
@@ -111,7 +124,7 @@ static void answer_handle(query_t *q, attempt_t *at, uint8_t *data, size_t len)
 	if (q->own_done) {
 		/* The resolver's own question: learn, tell, no reply. */
 		int r = DNS_RCODE(a->h.flags) == DNS_RCODE_NOERROR || DNS_RCODE(a->h.flags) == DNS_RCODE_NXDOMAIN
-				? eg_sandbox_learn(in, &dns->nl, q->sb, &q->q, a, &res, &err)
+				? eg_sandbox_learn(in, &dns->nl, q->sb, &q->q, a, true, &res, &err)
 				: -EAGAIN;
 		if (r < 0 && r != -EAGAIN && r != -ENOENT)
 			dns_log(dns, HUTCH_LOG_WARN, "sandbox %s: %s", q->sb->id, err.message);
@@ -122,11 +135,11 @@ static void answer_handle(query_t *q, attempt_t *at, uint8_t *data, size_t len)
 		own_end(q, r == 0, min_ttl);
 		return;
 	}
-	if (eg_sandbox_learn(in, &dns->nl, q->sb, &q->q, a, &res, &err) < 0) {
+	if (eg_sandbox_learn(in, &dns->nl, q->sb, &q->q, a, false, &res, &err) < 0) {
 		dns_log(dns, HUTCH_LOG_WARN, "sandbox %s: %s: answering SERVFAIL", q->sb->id,
 			err.message);
 		dns_reply_error(q, DNS_RCODE_SERVFAIL);
-		eg_audit_dns(in, q->sb, &q->q, res.verdict, NULL, a, "servfail");
+		eg_audit_dns(in, q->sb, &q->q, res.verdict, res.limit ? &res : NULL, a, "servfail");
 		eg_metric_query(in, "error");
 		dns_query_finish(q);
 		return;
@@ -285,7 +298,7 @@ static void on_query_timer(uv_timer_t *t)
 		return;
 	}
 	q->upstream = (q->upstream + 1) % in->n_upstreams;
-	attempt_start(q, q->conn != NULL && q->attempts && q->attempts->tcp);
+	attempt_start(q, wants_whole(q) && q->attempts && q->attempts->tcp);
 	uv_timer_start(&q->timer, on_query_timer, (uint64_t)in->cfg->upstream_timeout_ms, 0);
 }
 
@@ -345,7 +358,8 @@ void dns_query_begin(eg_dns_t *dns, eg_sandbox_t *sb, tcp_conn_t *conn, int serv
 		dns_query_finish(q);
 		return;
 	}
-	if (sb->dns_pending > DNS_MAX_PENDING_PER_SANDBOX || dns->n_queries > DNS_MAX_PENDING ||
+	if (sb->dns_pending > DNS_MAX_PENDING_PER_SANDBOX ||
+	    dns->n_queries - dns->n_own > DNS_MAX_PENDING ||
 	    (conn && conn->queries > DNS_MAX_QUERIES_PER_CONN)) {
 		dns_reply_error(q, DNS_RCODE_REFUSED);
 		eg_metric_query(in, "over_limit");
@@ -387,6 +401,7 @@ void dns_query_own(eg_dns_t *dns, eg_sandbox_t *sb, const char *name, uint16_t q
 	query_t *q = len ? query_new(dns, sb, NULL, -1, NULL, msg, len) : NULL;
 	if (q) {
 		q->own = true;
+		dns->n_own++;
 		sb->dns_pending--; /* not the sandbox's own asking: not its quota */
 	}
 	dns_header_t h;

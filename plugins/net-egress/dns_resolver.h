@@ -20,7 +20,8 @@
  *
  * Everything here runs on the resolver's own thread and libuv loop, but
  * eg_dns_kick(). Limits: 64 queries in flight per sandbox, 4096 in all,
- * 16 TCP connections per sandbox (idle ones closed after 10 s).
+ * 16 TCP connections per sandbox (idle ones closed after 10 s); the
+ * resolver's own lookups of denied names have limits of their own.
  */
 #ifndef EGRESS_DNS_RESOLVER_H
 #define EGRESS_DNS_RESOLVER_H
@@ -35,6 +36,10 @@
 #define DNS_MAX_QUERIES_PER_CONN 16
 #define DNS_CONN_IDLE_MS 10000
 #define DNS_MAX_ATTEMPTS 4
+/* The resolver's own queries (dns_watch.c): in flight per sandbox, and in
+ * all; they do not count against the sandboxes' limits above. */
+#define WATCH_MAX_INFLIGHT 64
+#define DNS_MAX_OWN_PENDING 1024
 
 typedef struct tcp_conn tcp_conn_t;
 typedef struct query query_t;
@@ -96,6 +101,9 @@ struct tcp_conn {
 	int refs;               /* itself while open + queries */
 	unsigned queries;
 	bool closing;
+	bool eof;               /* the client shut down its sending side */
+	bool shutting;          /* answered all it asked after that: closing */
+	uv_shutdown_t shutdown;
 };
 
 struct eg_dns {
@@ -114,7 +122,8 @@ struct eg_dns {
 	bool has_nflog;
 	eg_nfnl_t nl;
 	query_t *queries;
-	unsigned n_queries;
+	unsigned n_queries;     /* all in flight */
+	unsigned n_own;         /* of which the resolver's own */
 	tcp_conn_t *conns;
 	uint16_t ids[256];
 	unsigned n_ids;
@@ -132,6 +141,8 @@ void dns_clients_stop(eg_dns_t *dns);
 void dns_reply_send(query_t *q, const uint8_t *data, size_t len);
 void dns_reply_error(query_t *q, unsigned rcode);
 void dns_conn_unref(tcp_conn_t *c);
+/* One of c's queries ended (its answer, if any, written or queued). */
+void dns_conn_query_done(tcp_conn_t *c);
 
 /* dns_query.c */
 /* A query from a sandbox: conn is the TCP connection it came on, or NULL

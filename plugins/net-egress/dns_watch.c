@@ -9,7 +9,10 @@
  * of each sandbox (A and AAAA; a wildcard names no one host to look up)
  * when the sandbox's rules change, and again at half the answers' life,
  * and learns the answers as the sandbox's own: their addresses are
- * shunned, with the same expiry. Attach waits for the first round, so a
+ * shunned, with the same expiry. Every exact denied name is looked up,
+ * however many there are (a round asks them a few at a time, see
+ * watch_pump), and an answer too large for UDP is asked again over TCP,
+ * so no address of a denied name is left out. Attach waits for the first round, so a
  * new sandbox starts with them in place; a policy change does not wait
  * (its other parts apply at once, these within a round trip upstream).
  *
@@ -25,7 +28,6 @@
 
 #define WATCH_INTERVAL_MS 1000
 #define WATCH_RETRY_MS 5000
-#define WATCH_MAX_NAMES 64
 
 static void on_watch_timer(uv_timer_t *t)
 {
@@ -40,10 +42,19 @@ void dns_watch_start(eg_dns_t *dns)
 	uv_unref((uv_handle_t *)&dns->watch);
 }
 
+static void watch_names_free(eg_sandbox_t *sb)
+{
+	strv_free(sb->watch_names);
+	sb->watch_names = NULL;
+	sb->watch_n = sb->watch_next = 0;
+}
+
 static void round_end(eg_dns_t *dns, eg_sandbox_t *sb)
 {
 	const eg_config_t *c = dns->in->cfg;
 	int64_t now = eg_now_ms();
+	sb->watch_active = false;
+	watch_names_free(sb);
 	if (sb->watch_failed) {
 		sb->watch_next_ms = now + WATCH_RETRY_MS;
 	} else {
@@ -63,6 +74,30 @@ static void round_end(eg_dns_t *dns, eg_sandbox_t *sb)
 		uv_async_send(&dns->kick);
 }
 
+static void query_done(eg_dns_t *dns, eg_sandbox_t *sb, bool ok, uint32_t min_ttl, void *data);
+
+/* Asks for the round's next names, as many as the limits on the
+ * resolver's own queries let it (per sandbox, and in all, so a long
+ * list neither floods the upstream nor crowds out the sandboxes' own
+ * queries); the rest wait for answers, or for the next tick. Every name
+ * is asked in the end: none is left out. */
+static void watch_pump(eg_dns_t *dns, eg_sandbox_t *sb)
+{
+	if (!sb->watch_active || sb->watch_pumping)
+		return;
+	sb->watch_pumping = true; /* a query may end at once, inside */
+	while (sb->watch_next < sb->watch_n && sb->watch_inflight + 2 <= WATCH_MAX_INFLIGHT &&
+	       dns->n_own + 2 <= DNS_MAX_OWN_PENDING) {
+		const char *name = sb->watch_names[sb->watch_next++];
+		sb->watch_inflight += 2; /* counted before either starts */
+		dns_query_own(dns, sb, name, DNS_TYPE_A, query_done, NULL);
+		dns_query_own(dns, sb, name, DNS_TYPE_AAAA, query_done, NULL);
+	}
+	sb->watch_pumping = false;
+	if (sb->watch_inflight == 0 && sb->watch_next == sb->watch_n)
+		round_end(dns, sb);
+}
+
 static void query_done(eg_dns_t *dns, eg_sandbox_t *sb, bool ok, uint32_t min_ttl, void *data)
 {
 	(void)data;
@@ -70,20 +105,20 @@ static void query_done(eg_dns_t *dns, eg_sandbox_t *sb, bool ok, uint32_t min_tt
 		sb->watch_failed = true;
 	else if (min_ttl && (!sb->watch_min_ttl || min_ttl < sb->watch_min_ttl))
 		sb->watch_min_ttl = min_ttl;
-	if (--sb->watch_inflight == 0)
-		round_end(dns, sb);
+	sb->watch_inflight--;
+	watch_pump(dns, sb);
 }
 
-/* The exact names among rules' denied patterns. */
+/* The exact names among rules' denied patterns: every one of them. */
 static char **exact_denies(const eg_rules_t *r, size_t *n)
 {
 	char **v = NULL;
 	*n = 0;
-	for (size_t i = 0; i < r->n_deny_hosts && *n < WATCH_MAX_NAMES; i++) {
+	for (size_t i = 0; i < r->n_deny_hosts; i++) {
 		if (r->deny_hosts[i].pattern[0] == '*')
 			continue;
-		v = xrealloc(v, (*n + 1) * sizeof *v);
-		v[(*n)++] = xstrdup(r->deny_hosts[i].pattern);
+		strv_push(&v, xstrdup(r->deny_hosts[i].pattern));
+		(*n)++;
 	}
 	return v;
 }
@@ -95,8 +130,10 @@ void dns_watch_run(eg_dns_t *dns)
 	int64_t now = eg_now_ms();
 	for (size_t i = 0; i < n; i++) {
 		eg_sandbox_t *sb = v[i];
-		if (sb->watch_inflight)
-			continue; /* its end looks again */
+		if (sb->watch_active) {
+			watch_pump(dns, sb); /* names still waiting for room */
+			continue;
+		}
 		pthread_mutex_lock(&sb->lock);
 		uint64_t gen = sb->rules_gen;
 		bool due = !sb->dead && (gen != sb->watch_round ||
@@ -117,14 +154,11 @@ void dns_watch_run(eg_dns_t *dns)
 			pthread_mutex_unlock(&sb->lock);
 			continue;
 		}
-		/* Counted before any starts: one may end at once. */
-		sb->watch_inflight = (unsigned)n_names * 2;
-		for (size_t k = 0; k < n_names; k++) {
-			dns_query_own(dns, sb, names[k], DNS_TYPE_A, query_done, NULL);
-			dns_query_own(dns, sb, names[k], DNS_TYPE_AAAA, query_done, NULL);
-			free(names[k]);
-		}
-		free(names);
+		sb->watch_names = names;
+		sb->watch_n = n_names;
+		sb->watch_next = 0;
+		sb->watch_active = true;
+		watch_pump(dns, sb);
 	}
 	eg_registry_list_free(v, n);
 }

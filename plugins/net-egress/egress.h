@@ -73,6 +73,7 @@ typedef struct eg_config {
 	char *default_egress;   /* allow | deny */
 	char *disallowed_names; /* forward | nxdomain | refused */
 	char **blocked_cidrs;
+	char **nat64_prefixes;
 	char *interface_prefix;
 	char *nft_table;
 	int64_t ttl_min_ms;
@@ -137,11 +138,22 @@ typedef struct eg_upstream {
 #define EG_WHERE_SHUNNED 's'  /* in shunned4/6: answered for a denied name */
 
 /* An address the resolver answered to a sandbox. At most one entry per
- * (address, where) for LEARNED and SHUNNED, as each is one element. */
+ * (address, where) for LEARNED and SHUNNED, as each is one element.
+ *
+ * Entries of denied names (denied: the name, or a name on its chain, is
+ * denied by the current rules) are kept apart from the rest: max_learned
+ * bounds the others, whose oldest go when it is reached, and never evicts
+ * one of these. An address may have several (one per denied name that
+ * answered it); the one in SHUNNED holds the element, with the latest
+ * expiry of them all, and a denied name's answer never shortens it. */
 typedef struct eg_learned {
 	uint8_t family;
 	uint8_t addr[16];
 	char where;         /* EG_WHERE_* */
+	bool denied;        /* answered for a denied name: never evicted */
+	bool watched;       /* the resolver's own lookup of a denied name (or
+			     * found in the kernel after a restart): not
+			     * counted against the sandbox's max_learned */
 	int64_t expires_ms; /* CLOCK_MONOTONIC */
 	char *name;         /* the name asked; NULL: found in the kernel after
 			     * a restart, origin unknown */
@@ -174,7 +186,11 @@ typedef struct eg_sandbox {
 	unsigned dns_pending;     /* queries in flight */
 	unsigned dns_conns;       /* TCP connections */
 	uint64_t watch_round;     /* rules_gen of the round in flight or done */
-	unsigned watch_inflight;
+	bool watch_active;        /* a round is in flight */
+	bool watch_pumping;
+	char **watch_names;       /* the round's names (NULL-terminated) */
+	size_t watch_n, watch_next; /* how many, and the next to ask */
+	unsigned watch_inflight;  /* its queries in flight */
 	bool watch_failed;
 	uint32_t watch_min_ttl;
 	int64_t watch_next_ms;    /* next refresh */
@@ -199,6 +215,9 @@ typedef struct eg_instance {
 	bool audit_drops;    /* audit and audit_drops */
 	eg_cidr_t *blocked;  /* normalized: config + always-blocked ranges */
 	size_t n_blocked;
+	eg_cidr_t *nat64;    /* NAT64 prefixes (/96 each): an IPv4 denial holds
+			      * for the IPv4 address they embed too */
+	size_t n_nat64;
 	eg_upstream_t *upstreams;
 	size_t n_upstreams;
 	int host_netns_fd;
@@ -267,22 +286,30 @@ int eg_sandbox_set_rules(eg_instance_t *in, eg_nfnl_t *nl, eg_sandbox_t *sb, eg_
 /* What an answer did, for the audit line. */
 typedef struct eg_learn_result {
 	eg_verdict_t verdict;
-	const eg_named_t *match;   /* the pattern that decided, or NULL */
+	/* The pattern that decided and its policy ("" when none), copied:
+	 * the rules may change once the sandbox's lock is let go. */
+	char pattern[300];
+	char policy[256];
 	const char *denied_via;    /* a CNAME target that is denied, or NULL */
 	char addr_verdict[DNS_MAX_ADDRS]; /* 'a' allowed, 'd' dropped (a deny, a
 					   * blocked range, or a name not allowed),
 					   * 's' shunned (a denied name) */
 	char policies[256];
+	size_t evicted;            /* entries evicted for max_learned */
+	const char *limit;         /* the limit that refused the answer, or NULL */
 } eg_learn_result_t;
 
 /* Applies a resolver answer to sb: adds the answered addresses of an
  * allowed name to its learned set (timeout from the TTL), those of a
  * denied name to its shunned set, before the caller releases the answer.
- * Fails (and the caller answers SERVFAIL) when the sandbox is gone or the
- * sets could not be changed. */
+ * watched: the answer to the resolver's own lookup of a denied name.
+ * Fails (and the caller answers SERVFAIL) when the sandbox is gone, the
+ * sets could not be changed, or (-ENOSPC, res->limit set) the sandbox
+ * asked for more denied names' addresses than max_learned: those are
+ * never evicted, so past that such an answer is not given. */
 int eg_sandbox_learn(eg_instance_t *in, eg_nfnl_t *nl, eg_sandbox_t *sb,
-		     const dns_question_t *q, const dns_answer_t *a, eg_learn_result_t *res,
-		     hutch_err_t *err);
+		     const dns_question_t *q, const dns_answer_t *a, bool watched,
+		     eg_learn_result_t *res, hutch_err_t *err);
 /* The verdict for a question before it is forwarded. */
 eg_verdict_t eg_sandbox_verdict(eg_sandbox_t *sb, const char *name, bool plain);
 /* The name addr was last answered for to sb (free it), or NULL. */
@@ -291,9 +318,14 @@ char *eg_learned_name(eg_sandbox_t *sb, int family, const uint8_t *addr);
 eg_learned_t *eg_learned_append(eg_sandbox_t *sb);
 void eg_learned_free(eg_sandbox_t *sb);
 
-/* Is addr in one of the always-blocked ranges (pools, link-local,
- * metadata, configured blocked_cidrs)? */
+/* The always-blocked range (pools, link-local, metadata, configured
+ * blocked_cidrs) holding addr, directly or as the IPv4 address a NAT64
+ * form embeds, or NULL. */
+const eg_cidr_t *eg_blocked_range(const eg_instance_t *in, int family, const uint8_t *addr);
 bool eg_blocked(const eg_instance_t *in, int family, const uint8_t *addr);
+/* When addr (IPv6) lies in one of the NAT64 prefixes: true, and the IPv4
+ * address it embeds in out. */
+bool eg_nat64_embedded(const eg_instance_t *in, const uint8_t addr[16], uint8_t out[4]);
 
 /* ---- sets.c ---- */
 
@@ -308,6 +340,7 @@ bool eg_blocked(const eg_instance_t *in, int family, const uint8_t *addr);
 #define EG_SET_LEARNED6 "learned6"
 #define EG_SET_SHUNNED4 "shunned4"
 #define EG_SET_SHUNNED6 "shunned6"
+#define EG_SET_NAT64 "nat64"         /* the NAT64 prefixes (not per sandbox) */
 #define EG_MAP_COUNTERS "drop_counters"
 #define EG_SET_AUDIT_RATE "audit_rate"
 
@@ -331,6 +364,9 @@ int eg_sets_ifnames(eg_instance_t *in, eg_nfnl_t *nl, eg_ifname_cb cb, void *dat
  * (recovery after a restart). */
 int eg_sets_recover_learned(eg_instance_t *in, eg_nfnl_t *nl, eg_sandbox_t *sb,
 			    hutch_err_t *err);
+/* Puts all of sb's elements (its own, its rules', its learned and
+ * shunned addresses) in a table made anew. Commits. */
+int eg_sets_restore(eg_instance_t *in, eg_nfnl_t *nl, eg_sandbox_t *sb, hutch_err_t *err);
 /* Reads and zeroes the drop counters; adds them up per sandbox and in the
  * metrics. */
 int eg_sets_collect_counters(eg_instance_t *in, eg_nfnl_t *nl, hutch_err_t *err);

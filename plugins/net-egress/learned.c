@@ -49,17 +49,6 @@ void eg_learned_free(eg_sandbox_t *sb)
 	sb->n_learned = sb->cap_learned = 0;
 }
 
-static eg_learned_t *entry_find(eg_sandbox_t *sb, int family, const uint8_t *addr, char where)
-{
-	for (size_t i = 0; i < sb->n_learned; i++) {
-		eg_learned_t *e = &sb->learned[i];
-		if (e->family == family && e->where == where &&
-		    memcmp(e->addr, addr, addr_len(family)) == 0)
-			return e;
-	}
-	return NULL;
-}
-
 /* Drops expired entries; the kernel expired their elements too. */
 static void entries_prune(eg_sandbox_t *sb, int64_t now)
 {
@@ -124,23 +113,352 @@ eg_verdict_t eg_sandbox_verdict(eg_sandbox_t *sb, const char *name, bool plain)
 	return v;
 }
 
+/* The denied prefix covering addr, also through NAT64 (either way: an
+ * IPv4 prefix covers the NAT64 forms of its addresses, and a denied NAT64
+ * form covers the IPv4 address it embeds), or NULL. */
+static const eg_cidr_t *denied_cidr(const eg_instance_t *in, const eg_rules_t *r, int family,
+				    const uint8_t *addr)
+{
+	const eg_cidr_t *c = eg_rules_denied_cidr(r, family, addr);
+	uint8_t v4[4];
+	if (!c && family == AF_INET6 && eg_nat64_embedded(in, addr, v4))
+		c = eg_rules_denied_cidr(r, AF_INET, v4);
+	for (size_t i = 0; !c && family == AF_INET && i < in->n_nat64; i++) {
+		uint8_t v6[16];
+		memcpy(v6, in->nat64[i].addr, 12);
+		memcpy(v6 + 12, addr, 4);
+		c = eg_rules_denied_cidr(r, AF_INET6, v6);
+	}
+	return c;
+}
+
 /* Is addr closed to sb whatever name it was answered for? */
 static bool addr_closed(const eg_instance_t *in, const eg_rules_t *r, int family,
 			const uint8_t *addr)
 {
-	return eg_blocked(in, family, addr) || eg_rules_denied_cidr(r, family, addr);
+	return eg_blocked(in, family, addr) || denied_cidr(in, r, family, addr);
 }
 
+/* One address of an answer, and what it changes. */
 typedef struct planned {
-	size_t addr;     /* index in the answer */
-	ptrdiff_t entry; /* the entry to update, or -1 for a new one */
-	char where;
+	size_t src;        /* index in the answer */
+	uint8_t family;
+	uint8_t addr[16];  /* as kept: a denied name's NAT64 answer as the IPv4
+			    * address it embeds, which the NAT64 rule drops in
+			    * both forms */
 	uint64_t timeout_ms;
+	ptrdiff_t entry;   /* the entry to update, or -1 for a new one */
+	ptrdiff_t demote;  /* the SHUNNED holder it takes the element from, or -1 */
+	char where;        /* where the entry is after */
+	bool denied;       /* answered for a denied name */
+	int op;            /* eg_elem_op_t for its element, or -1: none */
 } planned_t;
 
+static ptrdiff_t entry_index(eg_sandbox_t *sb, const eg_learned_t *e)
+{
+	return e ? e - sb->learned : -1;
+}
+
+static int addr_cmp(int fa, const uint8_t *a, int fb, const uint8_t *b)
+{
+	if (fa != fb)
+		return fa < fb ? -1 : 1;
+	return memcmp(a, b, addr_len(fa));
+}
+
+/* The table's entries by address (indices), so that an answer of
+ * thousands of addresses is planned in O(n log n), not O(n * m). */
+typedef struct addr_index {
+	size_t *v;
+	size_t n;
+} addr_index_t;
+
+static int index_cmp(const void *pa, const void *pb, void *arg)
+{
+	const eg_learned_t *t = arg;
+	const eg_learned_t *a = &t[*(const size_t *)pa], *b = &t[*(const size_t *)pb];
+	return addr_cmp(a->family, a->addr, b->family, b->addr);
+}
+
+static void index_build(const eg_sandbox_t *sb, addr_index_t *ix)
+{
+	ix->n = sb->n_learned;
+	ix->v = xcalloc(ix->n + 1, sizeof *ix->v);
+	for (size_t i = 0; i < ix->n; i++)
+		ix->v[i] = i;
+	if (ix->n > 1)
+		qsort_r(ix->v, ix->n, sizeof *ix->v, index_cmp, sb->learned);
+}
+
+/* The entries holding family/addr: ix->v[*lo .. *hi). */
+static void index_range(const eg_sandbox_t *sb, const addr_index_t *ix, int family,
+			const uint8_t *addr, size_t *lo, size_t *hi)
+{
+	size_t a = 0, b = ix->n;
+	while (a < b) {
+		size_t m = a + (b - a) / 2;
+		const eg_learned_t *e = &sb->learned[ix->v[m]];
+		if (addr_cmp(e->family, e->addr, family, addr) < 0)
+			a = m + 1;
+		else
+			b = m;
+	}
+	*lo = *hi = a;
+	while (*hi < ix->n) {
+		const eg_learned_t *e = &sb->learned[ix->v[*hi]];
+		if (addr_cmp(e->family, e->addr, family, addr) != 0)
+			break;
+		(*hi)++;
+	}
+}
+
+/* A denied name's address: its own entry (one per name), the element
+ * held by whichever of the address's denied entries lives longest. */
+static void plan_denied(eg_sandbox_t *sb, const addr_index_t *ix, planned_t *p, const char *name,
+			int64_t now)
+{
+	eg_learned_t *same = NULL, *holder = NULL;
+	size_t lo, hi;
+	index_range(sb, ix, p->family, p->addr, &lo, &hi);
+	for (size_t k = lo; k < hi; k++) {
+		eg_learned_t *e = &sb->learned[ix->v[k]];
+		if (e->where == EG_WHERE_SHUNNED)
+			holder = e;
+		if (e->denied && e->name && strcmp(e->name, name) == 0)
+			same = e;
+	}
+	int64_t expires = now + (int64_t)p->timeout_ms;
+	p->entry = entry_index(sb, same);
+	p->where = EG_WHERE_NONE;
+	if (!holder) {
+		p->where = EG_WHERE_SHUNNED;
+		p->op = EG_ELEM_ADD;
+	} else if (expires > holder->expires_ms) {
+		p->where = EG_WHERE_SHUNNED;
+		p->op = EG_ELEM_REFRESH;
+		if (holder != same)
+			p->demote = entry_index(sb, holder);
+	} else if (holder == same) {
+		p->where = EG_WHERE_SHUNNED; /* holds it on, for longer already */
+	}
+}
+
+/* Any other address: the entry that holds its element (or, remembered
+ * only, any one of it that is not a deny's). false: nothing changes. */
+static bool plan_other(eg_sandbox_t *sb, const addr_index_t *ix, planned_t *p, char target,
+		       const char *name, int64_t now)
+{
+	eg_learned_t *e = NULL;
+	size_t lo, hi;
+	index_range(sb, ix, p->family, p->addr, &lo, &hi);
+	for (size_t k = lo; k < hi && !e; k++) {
+		eg_learned_t *c = &sb->learned[ix->v[k]];
+		if (!c->denied && c->where == target)
+			e = c;
+	}
+	/* Already there for long enough and for this name: nothing to change
+	 * in the kernel. */
+	if (e && e->expires_ms >= now + (int64_t)p->timeout_ms - 1000 && e->name &&
+	    strcmp(e->name, name) == 0)
+		return false;
+	p->entry = entry_index(sb, e);
+	p->where = target;
+	if (target != EG_WHERE_NONE)
+		p->op = e ? EG_ELEM_REFRESH : EG_ELEM_ADD;
+	return true;
+}
+
+/* Marks in dup[] every address of plan[0..n) that an earlier one repeats. */
+static int plan_cmp(const void *pa, const void *pb, void *arg)
+{
+	const planned_t *v = arg;
+	const planned_t *a = &v[*(const size_t *)pa], *b = &v[*(const size_t *)pb];
+	int c = addr_cmp(a->family, a->addr, b->family, b->addr);
+	return c ? c : a->src < b->src ? -1 : a->src > b->src ? 1 : 0;
+}
+
+static void plan_dups(const planned_t *v, size_t n, bool *dup)
+{
+	_cleanup_free_ size_t *o = xcalloc(n + 1, sizeof *o);
+	for (size_t i = 0; i < n; i++)
+		o[i] = i;
+	if (n > 1)
+		qsort_r(o, n, sizeof *o, plan_cmp, (void *)v);
+	for (size_t i = 1; i < n; i++)
+		dup[o[i]] = addr_cmp(v[o[i]].family, v[o[i]].addr, v[o[i - 1]].family,
+				     v[o[i - 1]].addr) == 0;
+}
+
+/* The answer's addresses, planned: plan[] (n_addrs of them at most),
+ * with how many new entries each kind needs. */
+static size_t plan_answer(eg_instance_t *in, eg_sandbox_t *sb, const dns_question_t *q,
+			  const dns_answer_t *a, char where, int64_t now, eg_learn_result_t *res,
+			  planned_t *plan, size_t *n_new, size_t *n_new_denied)
+{
+	const eg_rules_t *r = sb->rules;
+	*n_new = *n_new_denied = 0;
+	for (size_t i = 0; i < a->n_addrs; i++) {
+		const dns_addr_t *d = &a->addrs[i];
+		bool closed = addr_closed(in, r, d->family, d->addr);
+		if (where == EG_WHERE_SHUNNED)
+			res->addr_verdict[i] = 's';
+		else if (closed || (where == EG_WHERE_NONE && res->verdict != EG_VERDICT_OPEN))
+			res->addr_verdict[i] = 'd';
+		else
+			res->addr_verdict[i] = 'a';
+		char target = where;
+		if (where == EG_WHERE_LEARNED && closed)
+			target = EG_WHERE_NONE; /* nft drops it anyway; remember only */
+		planned_t *p = &plan[i];
+		*p = (planned_t){.src = i, .family = (uint8_t)d->family, .entry = -1, .demote = -1,
+				 .op = -1, .timeout_ms = timeout_for(in, d->ttl), .where = target,
+				 .denied = target == EG_WHERE_SHUNNED};
+		memcpy(p->addr, d->addr, addr_len(d->family));
+		uint8_t v4[4];
+		if (p->denied && d->family == AF_INET6 && eg_nat64_embedded(in, d->addr, v4)) {
+			memset(p->addr, 0, sizeof p->addr);
+			memcpy(p->addr, v4, 4);
+			p->family = AF_INET;
+		}
+	}
+	_cleanup_free_ bool *dup = xcalloc(a->n_addrs + 1, sizeof *dup);
+	plan_dups(plan, a->n_addrs, dup);
+	addr_index_t ix;
+	index_build(sb, &ix);
+	size_t n_plan = 0;
+	for (size_t i = 0; i < a->n_addrs; i++) {
+		planned_t p = plan[i];
+		if (dup[i])
+			continue;
+		if (p.denied)
+			plan_denied(sb, &ix, &p, q->name, now);
+		else if (!plan_other(sb, &ix, &p, p.where, q->name, now))
+			continue;
+		if (p.entry < 0) {
+			if (p.denied)
+				(*n_new_denied)++;
+			else
+				(*n_new)++;
+		}
+		plan[n_plan++] = p;
+	}
+	free(ix.v);
+	return n_plan;
+}
+
+/* Entries the plan touches (to update, or to take an element from). */
+static bool *plan_marks(const eg_sandbox_t *sb, const planned_t *plan, size_t n_plan)
+{
+	bool *m = xcalloc(sb->n_learned + 1, sizeof *m);
+	for (size_t j = 0; j < n_plan; j++) {
+		if (plan[j].entry >= 0)
+			m[plan[j].entry] = true;
+		if (plan[j].demote >= 0)
+			m[plan[j].demote] = true;
+	}
+	return m;
+}
+
+typedef struct victim {
+	size_t i;
+	bool held;       /* holds an element (else remembered only) */
+	int64_t expires;
+} victim_t;
+
+static int victim_cmp(const void *pa, const void *pb)
+{
+	const victim_t *a = pa, *b = pb;
+	if (a->held != b->held)
+		return a->held ? 1 : -1;
+	return a->expires < b->expires ? -1 : a->expires > b->expires ? 1 : 0;
+}
+
+/* Over max_learned: marks in gone[] the entries to forget, in the open
+ * batch: remembered-only ones first, then those closest to expiry. Never
+ * an entry of a denied name. Returns how many. */
+static size_t evict_learned(eg_instance_t *in, eg_nfnl_t *nl, eg_sandbox_t *sb,
+			    const planned_t *plan, size_t n_plan, size_t n_new, bool *gone)
+{
+	size_t max = in->cfg->max_learned > 0 ? (size_t)in->cfg->max_learned : 1, have = 0;
+	for (size_t i = 0; i < sb->n_learned; i++)
+		have += !sb->learned[i].denied;
+	size_t evict = have + n_new > max ? have + n_new - max : 0;
+	if (!evict)
+		return 0;
+	_cleanup_free_ bool *marks = plan_marks(sb, plan, n_plan);
+	_cleanup_free_ victim_t *v = xcalloc(sb->n_learned + 1, sizeof *v);
+	size_t n = 0;
+	for (size_t i = 0; i < sb->n_learned; i++) {
+		const eg_learned_t *e = &sb->learned[i];
+		if (!e->denied && !marks[i])
+			v[n++] = (victim_t){i, e->where != EG_WHERE_NONE, e->expires_ms};
+	}
+	qsort(v, n, sizeof *v, victim_cmp);
+	size_t done = 0;
+	for (; done < evict && done < n; done++) {
+		eg_learned_t *e = &sb->learned[v[done].i];
+		gone[v[done].i] = true;
+		if (e->where != EG_WHERE_NONE)
+			eg_sets_learned(in, nl, sb, e->family, e->addr, e->where == EG_WHERE_SHUNNED,
+					EG_ELEM_REMOVE, 0);
+	}
+	return done;
+}
+
+/* The kernel has the plan: now the table. Existing entries first, by
+ * index; new ones go at the end (which may move the table); then the
+ * evicted ones go. */
+static void plan_apply(eg_sandbox_t *sb, const planned_t *plan, size_t n_plan,
+		       const char *name, const char *via_text, bool watched, int64_t now,
+		       bool *gone)
+{
+	size_t old_n = sb->n_learned;
+	for (size_t j = 0; j < n_plan; j++) {
+		const planned_t *p = &plan[j];
+		eg_learned_t *e;
+		int64_t expires = now + (int64_t)p->timeout_ms;
+		if (p->demote >= 0)
+			sb->learned[p->demote].where = EG_WHERE_NONE;
+		if (p->entry >= 0) {
+			e = &sb->learned[p->entry];
+			if (e->denied && e->expires_ms > expires)
+				expires = e->expires_ms; /* a deny is never shortened */
+			entry_clear(e);
+		} else {
+			e = eg_learned_append(sb);
+			e->family = p->family;
+			memcpy(e->addr, p->addr, 16);
+		}
+		bool was_watched = p->entry >= 0 && e->watched;
+		e->where = p->where;
+		e->denied = p->denied;
+		e->watched = p->denied && (watched || was_watched);
+		e->expires_ms = expires;
+		e->name = xstrdup(name);
+		e->via = via_text ? xstrdup(via_text) : NULL;
+	}
+	size_t k = 0;
+	for (size_t i = 0; i < sb->n_learned; i++) {
+		if (i < old_n && gone[i]) {
+			entry_clear(&sb->learned[i]);
+			continue;
+		}
+		sb->learned[k++] = sb->learned[i];
+	}
+	sb->n_learned = k;
+}
+
+static size_t denied_asked(const eg_sandbox_t *sb)
+{
+	size_t n = 0;
+	for (size_t i = 0; i < sb->n_learned; i++)
+		n += sb->learned[i].denied && !sb->learned[i].watched;
+	return n;
+}
+
 int eg_sandbox_learn(eg_instance_t *in, eg_nfnl_t *nl, eg_sandbox_t *sb,
-		     const dns_question_t *q, const dns_answer_t *a, eg_learn_result_t *res,
-		     hutch_err_t *err)
+		     const dns_question_t *q, const dns_answer_t *a, bool watched,
+		     eg_learn_result_t *res, hutch_err_t *err)
 {
 	memset(res, 0, sizeof *res);
 	memset(res->addr_verdict, '-', sizeof res->addr_verdict);
@@ -155,89 +473,59 @@ int eg_sandbox_learn(eg_instance_t *in, eg_nfnl_t *nl, eg_sandbox_t *sb,
 	size_t n_via = 0;
 	for (size_t i = 1; i < a->n_chain; i++)
 		via[n_via++] = a->chain[i];
-	res->verdict = chain_verdict(r, q->name, q->plain, via, n_via, a->chain_plain + 1,
-				     &res->match, &res->denied_via);
+	const eg_named_t *match;
+	res->verdict = chain_verdict(r, q->name, q->plain, via, n_via, a->chain_plain + 1, &match,
+				     &res->denied_via);
+	if (match) {
+		snprintf(res->pattern, sizeof res->pattern, "%s", match->pattern);
+		snprintf(res->policy, sizeof res->policy, "%s", match->policy);
+	}
+	if (a->addrs_cut) { /* cannot happen (DNS_MAX_ADDRS); never half-learned */
+		pthread_mutex_unlock(&sb->lock);
+		return hutch_err_set(err, E2BIG, "answer for %s: too many addresses", q->name);
+	}
+	/* A chain too long to follow (or a loop) may pass through a denied
+	 * name past the cut: unless a name before it is denied (then every
+	 * address of the answer is shunned), the answer is not given. */
+	if (a->chain_cut && res->verdict != EG_VERDICT_DENIED) {
+		res->limit = "cname_chain";
+		pthread_mutex_unlock(&sb->lock);
+		return hutch_err_set(err, ELOOP,
+				     "answer for %s: a CNAME chain of more than %d names, or a loop",
+				     q->name, DNS_MAX_CHAIN);
+	}
 	char where = res->verdict == EG_VERDICT_ALLOWED  ? EG_WHERE_LEARNED
 		     : res->verdict == EG_VERDICT_DENIED ? EG_WHERE_SHUNNED
 							 : EG_WHERE_NONE;
 	int64_t now = eg_now_ms();
 	entries_prune(sb, now);
 
-	planned_t plan[DNS_MAX_ADDRS];
-	size_t n_plan = 0, n_new = 0;
-	eg_nfnl_begin(nl);
-	for (size_t i = 0; i < a->n_addrs; i++) {
-		const dns_addr_t *d = &a->addrs[i];
-		char target = where;
-		bool closed = addr_closed(in, r, d->family, d->addr);
-		if (where == EG_WHERE_SHUNNED)
-			res->addr_verdict[i] = 's';
-		else if (closed || (where == EG_WHERE_NONE && res->verdict != EG_VERDICT_OPEN))
-			res->addr_verdict[i] = 'd';
-		else
-			res->addr_verdict[i] = 'a';
-		if (where == EG_WHERE_LEARNED && closed)
-			target = EG_WHERE_NONE; /* nft drops it anyway; remember only */
-		uint64_t t = timeout_for(in, d->ttl);
-		bool dup = false;
-		for (size_t j = 0; j < n_plan && !dup; j++)
-			dup = a->addrs[plan[j].addr].family == d->family &&
-			      memcmp(a->addrs[plan[j].addr].addr, d->addr, 16) == 0;
-		if (dup)
-			continue;
-		eg_learned_t *e = entry_find(sb, d->family, d->addr, target);
-		/* Already there for long enough and for this name: nothing to
-		 * change in the kernel. */
-		if (e && e->expires_ms >= now + (int64_t)t - 1000 && e->name &&
-		    strcmp(e->name, q->name) == 0)
-			continue;
-		plan[n_plan++] = (planned_t){i, e ? e - sb->learned : -1, target, t};
-		if (!e)
-			n_new++;
-		/* A new element is added; one that exists gets its new timeout. */
-		if (target != EG_WHERE_NONE)
-			eg_sets_learned(in, nl, sb, d->family, d->addr, target == EG_WHERE_SHUNNED,
-					e ? EG_ELEM_REFRESH : EG_ELEM_ADD, t);
-	}
-	/* Over the limit: forget remembered-only entries first, then those
-	 * closest to expiry, in the same transaction. */
+	_cleanup_free_ planned_t *plan = xcalloc(a->n_addrs + 1, sizeof *plan);
+	size_t n_new, n_new_denied;
+	size_t n_plan = plan_answer(in, sb, q, a, where, now, res, plan, &n_new, &n_new_denied);
+	/* Denied names' addresses are never evicted: past max_learned of
+	 * those the sandbox asked for, the answer is refused instead. */
 	size_t max = in->cfg->max_learned > 0 ? (size_t)in->cfg->max_learned : 1;
-	size_t evict = sb->n_learned + n_new > max ? sb->n_learned + n_new - max : 0;
-	bool *gone = evict ? xcalloc(sb->n_learned, sizeof *gone) : NULL;
-	for (size_t k = 0; k < evict; k++) {
-		size_t best = SIZE_MAX;
-		for (size_t i = 0; i < sb->n_learned; i++) {
-			bool planned = false;
-			for (size_t j = 0; j < n_plan && !planned; j++)
-				planned = plan[j].entry == (ptrdiff_t)i;
-			if (gone[i] || planned)
-				continue;
-			const eg_learned_t *c = &sb->learned[i];
-			if (best == SIZE_MAX) {
-				best = i;
-				continue;
-			}
-			const eg_learned_t *b = &sb->learned[best];
-			bool c_none = c->where == EG_WHERE_NONE, b_none = b->where == EG_WHERE_NONE;
-			if ((c_none && !b_none) || (c_none == b_none && c->expires_ms < b->expires_ms))
-				best = i;
-		}
-		if (best == SIZE_MAX)
-			break;
-		gone[best] = true;
-		eg_learned_t *e = &sb->learned[best];
-		if (e->where != EG_WHERE_NONE)
-			eg_sets_learned(in, nl, sb, e->family, e->addr, e->where == EG_WHERE_SHUNNED,
-					EG_ELEM_REMOVE, 0);
+	if (!watched && n_new_denied && denied_asked(sb) + n_new_denied > max) {
+		res->limit = "max_learned";
+		pthread_mutex_unlock(&sb->lock);
+		return hutch_err_set(err, ENOSPC,
+				     "answer for %s: the sandbox holds max_learned (%zu) addresses of denied names",
+				     q->name, max);
 	}
+	eg_nfnl_begin(nl);
+	for (size_t j = 0; j < n_plan; j++)
+		if (plan[j].op >= 0)
+			eg_sets_learned(in, nl, sb, plan[j].family, plan[j].addr,
+					plan[j].where == EG_WHERE_SHUNNED, (eg_elem_op_t)plan[j].op,
+					plan[j].timeout_ms);
+	_cleanup_free_ bool *gone = xcalloc(sb->n_learned + 1, sizeof *gone);
+	res->evicted = evict_learned(in, nl, sb, plan, n_plan, n_new, gone);
 	int rc = eg_nfnl_commit(nl, err);
 	if (rc < 0) {
-		free(gone);
 		pthread_mutex_unlock(&sb->lock);
 		return hutch_err_prefix(err, "learn addresses of %s", q->name);
 	}
-	/* The kernel has them: now the table. Existing entries first, by
-	 * index; new ones go at the end (which may move the table). */
 	_cleanup_free_ char *via_text = NULL;
 	if (n_via) {
 		strbuf_t vb = STRBUF_INIT;
@@ -245,48 +533,23 @@ int eg_sandbox_learn(eg_instance_t *in, eg_nfnl_t *nl, eg_sandbox_t *sb,
 			sb_printf(&vb, "%s%s", i ? " " : "", via[i]);
 		via_text = sb_steal(&vb);
 	}
-	size_t old_n = sb->n_learned;
-	for (size_t j = 0; j < n_plan; j++) {
-		eg_learned_t *e;
-		if (plan[j].entry >= 0) {
-			e = &sb->learned[plan[j].entry];
-			entry_clear(e);
-		} else {
-			e = eg_learned_append(sb);
-			const dns_addr_t *d = &a->addrs[plan[j].addr];
-			e->family = (uint8_t)d->family;
-			memcpy(e->addr, d->addr, 16);
-			e->where = plan[j].where;
-		}
-		e->expires_ms = now + (int64_t)plan[j].timeout_ms;
-		e->name = xstrdup(q->name);
-		e->via = via_text ? xstrdup(via_text) : NULL;
-	}
-	if (gone) {
-		size_t k = 0;
-		for (size_t i = 0; i < sb->n_learned; i++) {
-			if (i < old_n && gone[i]) {
-				entry_clear(&sb->learned[i]);
-				continue;
-			}
-			sb->learned[k++] = sb->learned[i];
-		}
-		sb->n_learned = k;
-		free(gone);
-	}
+	plan_apply(sb, plan, n_plan, q->name, via_text, watched, now, gone);
 	pthread_mutex_unlock(&sb->lock);
+	if (res->evicted)
+		eg_metric(in, "egress_learned_evicted_total", (double)res->evicted);
 	return 0;
 }
 
 /* Where an entry belongs under rules: LEARNED, SHUNNED, NONE, or 'x' to
- * forget it (its origin is unknown: found in the kernel after a restart,
- * so nothing shows it is still allowed). */
+ * forget it. An entry of unknown origin (found in the kernel after a
+ * restart) is forgotten when it allowed (nothing shows it still may) and
+ * kept until it expires when it shunned (a deny wins). */
 #define WHERE_FORGET 'x'
 
 static char entry_home(const eg_instance_t *in, const eg_rules_t *r, const eg_learned_t *e)
 {
 	if (!e->name)
-		return WHERE_FORGET;
+		return e->denied ? EG_WHERE_SHUNNED : WHERE_FORGET;
 	const char *via[DNS_MAX_CHAIN];
 	bool via_plain[DNS_MAX_CHAIN];
 	size_t n_via = 0;
@@ -344,6 +607,7 @@ int eg_sandbox_set_rules(eg_instance_t *in, eg_nfnl_t *nl, eg_sandbox_t *sb, eg_
 	/* Per address: which entries hold an element now, which should after,
 	 * and the kernel operations between the two. */
 	char *want = xcalloc(sb->n_learned + 1, 1);
+	bool *denied = xcalloc(sb->n_learned + 1, sizeof *denied);
 	for (size_t g = 0; g < sb->n_learned;) {
 		size_t end = g + 1;
 		while (end < sb->n_learned && sb->learned[end].family == sb->learned[g].family &&
@@ -351,8 +615,10 @@ int eg_sandbox_set_rules(eg_instance_t *in, eg_nfnl_t *nl, eg_sandbox_t *sb, eg_
 			      addr_len(sb->learned[g].family)) == 0)
 			end++;
 		static const char sets[2] = {EG_WHERE_LEARNED, EG_WHERE_SHUNNED};
-		for (size_t i = g; i < end; i++)
+		for (size_t i = g; i < end; i++) {
 			want[i] = entry_home(in, rules, &sb->learned[i]);
+			denied[i] = want[i] == EG_WHERE_SHUNNED;
+		}
 		for (size_t s = 0; s < 2; s++) {
 			ptrdiff_t had = -1, holder = -1;
 			for (size_t i = g; i < end; i++) {
@@ -379,6 +645,7 @@ int eg_sandbox_set_rules(eg_instance_t *in, eg_nfnl_t *nl, eg_sandbox_t *sb, eg_
 	int r = eg_nfnl_commit(nl, err);
 	if (r < 0) {
 		free(want);
+		free(denied);
 		pthread_mutex_unlock(&sb->lock);
 		eg_rules_free(rules);
 		return hutch_err_prefix(err, "apply policies");
@@ -390,10 +657,14 @@ int eg_sandbox_set_rules(eg_instance_t *in, eg_nfnl_t *nl, eg_sandbox_t *sb, eg_
 			continue;
 		}
 		sb->learned[i].where = want[i];
+		/* Denied now (never evicted), or not any more. */
+		sb->learned[i].denied = denied[i];
+		sb->learned[i].watched = denied[i] && sb->learned[i].watched;
 		sb->learned[k++] = sb->learned[i];
 	}
 	sb->n_learned = k;
 	free(want);
+	free(denied);
 	eg_rules_free(sb->rules);
 	sb->rules = rules;
 	sb->rules_gen++;

@@ -16,7 +16,8 @@
  *               anyone but the resolver, the blocked ranges (the pools,
  *               i.e. other sandboxes; link-local and metadata; multicast;
  *               blocked_cidrs), the sandbox's denied prefixes and the
- *               addresses answered for its denied names are dropped; then
+ *               addresses answered for its denied names are dropped, and
+ *               each IPv4 one also through NAT64 (sandbox_nat64); then
  *               allow-all sandboxes (open), allowed prefixes and the
  *               addresses answered for allowed names pass; everything
  *               else is dropped. Toward a sandbox interface only replies
@@ -39,7 +40,14 @@
 #include "cleanup.h"
 #include "egress.h"
 
-/* "add element inet T set { a, b }" for the prefixes of family, if any. */
+/* An IPv4 packet's destination, and the IPv4 address in the last 32 bits
+ * of an IPv6 destination, as raw payloads (bits of the network header). */
+#define V4_DST "@nh,128,32"
+#define NAT64_V4 "@nh,288,32"
+
+/* "add element inet T set { a, b }" for the prefixes of family, if any.
+ * IPv4 ones are written as ranges of integers: the IPv4 sets hold the
+ * 32 bits of a raw payload (see ruleset()). */
 static void element_cmd(strbuf_t *b, const char *table, const char *set, const eg_cidr_t *v,
 			size_t n, int family)
 {
@@ -48,7 +56,15 @@ static void element_cmd(strbuf_t *b, const char *table, const char *set, const e
 		if (v[i].family != family)
 			continue;
 		char c[64];
-		eg_cidr_format(&v[i], c, sizeof c);
+		if (family == AF_INET) {
+			uint8_t last[16];
+			eg_cidr_last(&v[i], last);
+			snprintf(c, sizeof c, "0x%02x%02x%02x%02x-0x%02x%02x%02x%02x", v[i].addr[0],
+				 v[i].addr[1], v[i].addr[2], v[i].addr[3], last[0], last[1], last[2],
+				 last[3]);
+		} else {
+			eg_cidr_format(&v[i], c, sizeof c);
+		}
 		if (!any)
 			sb_printf(b, "add element inet %s %s { ", table, set);
 		sb_printf(b, "%s%s", any ? ", " : "", c);
@@ -77,29 +93,37 @@ static void ruleset(const eg_instance_t *in, bool fresh, strbuf_t *b)
 	sb_printf(b, "add table inet %s\n", t);
 	if (fresh)
 		sb_printf(b, "delete table inet %s\nadd table inet %s\n", t, t);
-	static const char *const chains[] = {"prerouting", "input", "forward", "postrouting",
-					     "sandbox_input", "sandbox_egress", "sandbox_drop"};
+	static const char *const chains[] = {"prerouting",     "input",         "forward",
+					     "postrouting",    "sandbox_input", "sandbox_egress",
+					     "sandbox_nat64", "sandbox_drop"};
+	/* The sets of IPv4 denials (blocked4, deny4, shunned4) hold the 32
+	 * bits of a raw payload rather than an ipv4_addr: the same sets are
+	 * then looked up with an IPv4 packet's destination (@nh,128,32) and
+	 * with the last 32 bits of an IPv6 destination inside a NAT64 prefix
+	 * (@nh,288,32), so every IPv4 denial holds through NAT64 by one rule
+	 * each, with no copy of any element. */
 	sb_printf(b,
-		  "add set inet %s blocked4 { type ipv4_addr; flags interval; auto-merge; }\n"
-		  "add set inet %s blocked6 { type ipv6_addr; flags interval; auto-merge; }\n",
-		  t, t);
+		  "add set inet %s blocked4 { typeof %s; flags interval; auto-merge; }\n"
+		  "add set inet %s blocked6 { type ipv6_addr; flags interval; auto-merge; }\n"
+		  "add set inet %s %s { type ipv6_addr; flags interval; }\n",
+		  t, V4_DST, t, t, EG_SET_NAT64);
 	static const struct {
-		const char *name, *type, *flags;
+		const char *name, *key, *flags;
 	} sets[] = {
-		{EG_SET_SRC4, "ifname . ipv4_addr", NULL},
-		{EG_SET_SRC6, "ifname . ipv6_addr", NULL},
-		{EG_SET_OPEN, "ifname", NULL},
-		{EG_SET_ALLOW4, "ifname . ipv4_addr", "interval"},
-		{EG_SET_ALLOW6, "ifname . ipv6_addr", "interval"},
-		{EG_SET_DENY4, "ifname . ipv4_addr", "interval"},
-		{EG_SET_DENY6, "ifname . ipv6_addr", "interval"},
-		{EG_SET_LEARNED4, "ifname . ipv4_addr", "timeout"},
-		{EG_SET_LEARNED6, "ifname . ipv6_addr", "timeout"},
-		{EG_SET_SHUNNED4, "ifname . ipv4_addr", "timeout"},
-		{EG_SET_SHUNNED6, "ifname . ipv6_addr", "timeout"},
+		{EG_SET_SRC4, "type ifname . ipv4_addr", NULL},
+		{EG_SET_SRC6, "type ifname . ipv6_addr", NULL},
+		{EG_SET_OPEN, "type ifname", NULL},
+		{EG_SET_ALLOW4, "type ifname . ipv4_addr", "interval"},
+		{EG_SET_ALLOW6, "type ifname . ipv6_addr", "interval"},
+		{EG_SET_DENY4, "typeof iifname . " V4_DST, "interval"},
+		{EG_SET_DENY6, "type ifname . ipv6_addr", "interval"},
+		{EG_SET_LEARNED4, "type ifname . ipv4_addr", "timeout"},
+		{EG_SET_LEARNED6, "type ifname . ipv6_addr", "timeout"},
+		{EG_SET_SHUNNED4, "typeof iifname . " V4_DST, "timeout"},
+		{EG_SET_SHUNNED6, "type ifname . ipv6_addr", "timeout"},
 	};
 	for (size_t i = 0; i < ARRAY_SIZE(sets); i++)
-		sb_printf(b, "add set inet %s %s { type %s;%s%s%s }\n", t, sets[i].name, sets[i].type,
+		sb_printf(b, "add set inet %s %s { %s;%s%s%s }\n", t, sets[i].name, sets[i].key,
 			  sets[i].flags ? " flags " : "", sets[i].flags ? sets[i].flags : "",
 			  sets[i].flags ? ";" : "");
 	sb_printf(b, "add map inet %s %s { type ifname : counter; }\n", t, EG_MAP_COUNTERS);
@@ -113,13 +137,16 @@ static void ruleset(const eg_instance_t *in, bool fresh, strbuf_t *b)
 		  "add chain inet %s postrouting { type nat hook postrouting priority srcnat; policy accept; }\n"
 		  "add chain inet %s sandbox_input\n"
 		  "add chain inet %s sandbox_egress\n"
+		  "add chain inet %s sandbox_nat64\n"
 		  "add chain inet %s sandbox_drop\n",
-		  t, t, t, t, t, t, t);
+		  t, t, t, t, t, t, t, t);
 	for (size_t i = 0; i < ARRAY_SIZE(chains); i++)
 		sb_printf(b, "flush chain inet %s %s\n", t, chains[i]);
-	sb_printf(b, "flush set inet %s blocked4\nflush set inet %s blocked6\n", t, t);
+	sb_printf(b, "flush set inet %s blocked4\nflush set inet %s blocked6\nflush set inet %s %s\n",
+		  t, t, t, EG_SET_NAT64);
 	element_cmd(b, t, "blocked4", in->blocked, in->n_blocked, AF_INET);
 	element_cmd(b, t, "blocked6", in->blocked, in->n_blocked, AF_INET6);
+	element_cmd(b, t, EG_SET_NAT64, in->nat64, in->n_nat64, AF_INET6);
 
 	/* Each drop says why in the packet's mark, for the audit (nflog.c);
 	 * the packet is dropped right after, so the mark goes nowhere else. */
@@ -169,15 +196,26 @@ static void ruleset(const eg_instance_t *in, bool fresh, strbuf_t *b)
 		  "add rule inet %s sandbox_egress ct state established,related accept\n"
 		  "add rule inet %s sandbox_egress ct state invalid %sgoto sandbox_drop\n"
 		  "add rule inet %s sandbox_egress meta l4proto { tcp, udp } th dport { 53, 853 } %sgoto sandbox_drop\n"
-		  "add rule inet %s sandbox_egress ip daddr @blocked4 %sgoto sandbox_drop\n"
-		  "add rule inet %s sandbox_egress ip6 daddr @blocked6 %sgoto sandbox_drop\n",
-		  t, t, why[EG_DROP_INVALID], t, why[EG_DROP_DNS], t, why[EG_DROP_BLOCKED], t,
-		  why[EG_DROP_BLOCKED]);
+		  "add rule inet %s sandbox_egress meta nfproto ipv4 %s @blocked4 %sgoto sandbox_drop\n"
+		  "add rule inet %s sandbox_egress ip6 daddr @blocked6 %sgoto sandbox_drop\n"
+		  "add rule inet %s sandbox_egress ip6 daddr @%s jump sandbox_nat64\n",
+		  t, t, why[EG_DROP_INVALID], t, why[EG_DROP_DNS], t, V4_DST, why[EG_DROP_BLOCKED], t,
+		  why[EG_DROP_BLOCKED], t, EG_SET_NAT64);
 	static const char *const deny_sets[] = {EG_SET_DENY4, EG_SET_DENY6, EG_SET_SHUNNED4,
 						EG_SET_SHUNNED6};
 	for (size_t i = 0; i < ARRAY_SIZE(deny_sets); i++)
-		sb_printf(b, "add rule inet %s sandbox_egress iifname . %s daddr @%s %sgoto sandbox_drop\n",
-			  t, i % 2 ? "ip6" : "ip", deny_sets[i], why[EG_DROP_DENIED]);
+		sb_printf(b, "add rule inet %s sandbox_egress %s @%s %sgoto sandbox_drop\n", t,
+			  i % 2 ? "iifname . ip6 daddr" : "meta nfproto ipv4 iifname . " V4_DST,
+			  deny_sets[i], why[EG_DROP_DENIED]);
+	/* Through NAT64: the IPv4 address the destination embeds meets every
+	 * IPv4 denial. Only jumped to for an IPv6 destination in a NAT64
+	 * prefix, so the last 32 bits of the destination are that address. */
+	sb_printf(b,
+		  "add rule inet %s sandbox_nat64 " NAT64_V4 " @blocked4 %sgoto sandbox_drop\n"
+		  "add rule inet %s sandbox_nat64 iifname . " NAT64_V4 " @%s %sgoto sandbox_drop\n"
+		  "add rule inet %s sandbox_nat64 iifname . " NAT64_V4 " @%s %sgoto sandbox_drop\n",
+		  t, why[EG_DROP_BLOCKED], t, EG_SET_DENY4, why[EG_DROP_DENIED], t, EG_SET_SHUNNED4,
+		  why[EG_DROP_DENIED]);
 	sb_printf(b, "add rule inet %s sandbox_egress iifname @%s accept\n", t, EG_SET_OPEN);
 	static const char *const allow_sets[] = {EG_SET_ALLOW4, EG_SET_ALLOW6, EG_SET_LEARNED4,
 						 EG_SET_LEARNED6};

@@ -45,6 +45,8 @@ static const hutch_config_field_t config_fields[] = {
 	  "[\"169.254.0.0/16\", \"fe80::/10\", \"fd00:ec2::254/128\", \"100.100.100.200/32\"]",
 	  blocked_cidrs,
 	  "ranges no sandbox may reach whatever its policy (link-local and cloud metadata by default); the pools, loopback and multicast are always blocked"),
+	F(HUTCH_CONFIG_STRING_LIST, "nat64_prefixes", "[\"64:ff9b::/96\"]", nat64_prefixes,
+	  "NAT64 prefixes (/96) a sandbox could reach IPv4 hosts through: every IPv4 denial (blocked range, denied prefix, denied name's address) holds for the addresses they embed too"),
 	F(HUTCH_CONFIG_STRING, "interface_prefix", "\"hx\"", interface_prefix,
 	  "host-side veth names are <prefix><n>; 1-8 of [a-z0-9]"),
 	F(HUTCH_CONFIG_STRING, "nft_table", "\"hutch_egress\"", nft_table,
@@ -174,8 +176,11 @@ static int upstreams_load(eg_instance_t *in, hutch_err_t *err)
 
 static int blocked_build(eg_instance_t *in, hutch_err_t *err)
 {
+	/* ::/96 holds :: and ::1, and the deprecated IPv4-compatible
+	 * addresses (::a.b.c.d); ::ffff:0:0/96 the IPv4-mapped ones: neither
+	 * is a way to an IPv4 host past its IPv4 denials. */
 	static const char *const always[] = {
-		"0.0.0.0/8",   "127.0.0.0/8", "224.0.0.0/4", "240.0.0.0/4", "::/127",
+		"0.0.0.0/8",   "127.0.0.0/8", "224.0.0.0/4", "240.0.0.0/4", "::/96",
 		"::ffff:0:0/96", "ff00::/8",  "fe80::/10",
 	};
 	size_t n = 0, cap = ARRAY_SIZE(always) + strv_len(in->cfg->blocked_cidrs) + 2;
@@ -189,20 +194,30 @@ static int blocked_build(eg_instance_t *in, hutch_err_t *err)
 	eg_pool_cidr4(&in->pool, &in->blocked[n++]);
 	if (in->pool.has6)
 		eg_pool_cidr6(&in->pool, &in->blocked[n++]);
-	/* The IPv4 ones also as a NAT64 gateway would carry them
-	 * (64:ff9b::/96), so a host with one opens no side door. */
-	size_t n4 = n;
-	in->blocked = xrealloc(in->blocked, n4 * 2 * sizeof *in->blocked);
-	for (size_t i = 0; i < n4; i++) {
-		if (in->blocked[i].family != AF_INET)
-			continue;
-		eg_cidr_t m = {.family = AF_INET6, .plen = (uint8_t)(96 + in->blocked[i].plen)};
-		static const uint8_t nat64[12] = {0x00, 0x64, 0xff, 0x9b};
-		memcpy(m.addr, nat64, 12);
-		memcpy(m.addr + 12, in->blocked[i].addr, 4);
-		in->blocked[n++] = m;
-	}
+	/* The IPv4 ones hold through NAT64 too: one rule looks the address a
+	 * NAT64 prefix embeds up in the IPv4 sets (nft.c). */
 	in->n_blocked = eg_cidrs_normalize(in->blocked, n);
+	return 0;
+}
+
+/* NAT64 prefixes: /96 only, where the IPv4 address is the last 32 bits
+ * (RFC 6052's shorter prefixes split it around a reserved octet, which
+ * one lookup cannot read); refused rather than left unenforced. */
+static int nat64_build(eg_instance_t *in, hutch_err_t *err)
+{
+	size_t n = strv_len(in->cfg->nat64_prefixes);
+	in->nat64 = xcalloc(n + 1, sizeof *in->nat64);
+	for (size_t i = 0; i < n; i++) {
+		const char *text = in->cfg->nat64_prefixes[i];
+		eg_cidr_t *c = &in->nat64[i];
+		if (eg_cidr_parse(text, c, err) < 0)
+			return hutch_err_prefix(err, "nat64_prefixes");
+		if (c->family != AF_INET6 || c->plen != 96)
+			return hutch_err_set(err, EINVAL,
+					     "nat64_prefixes `%s`: only /96 IPv6 prefixes are supported (list a shorter NAT64 prefix in blocked_cidrs instead)",
+					     text);
+	}
+	in->n_nat64 = eg_cidrs_normalize(in->nat64, n);
 	return 0;
 }
 
@@ -230,6 +245,30 @@ static int mkdir_one(const char *dir, hutch_err_t *err)
 	return 0;
 }
 
+/* The table from before could not be kept (its sets are of another
+ * layout: an older net-egress left it): it is made anew, and the elements
+ * of the sandboxes from before put back from their state and what was read
+ * of their learned and shunned sets, so they stay confined as before
+ * (their traffic is dropped meanwhile, never let through). */
+static int table_rebuild(eg_instance_t *in, hutch_err_t *err)
+{
+	in->host->log(in->host, HUTCH_LOG_WARN,
+		      "%s; making the table anew, with the elements of the %zu sandboxes from before",
+		      err->message, in->n_sandboxes);
+	memset(err, 0, sizeof *err);
+	int r = eg_nft_install(in, true, err);
+	eg_nfnl_t *nl;
+	if (r < 0 || (r = eg_nfnl_get(&in->nl_cache, &nl, err)) < 0)
+		return r;
+	size_t n;
+	eg_sandbox_t **v = eg_registry_list(in, &n);
+	for (size_t i = 0; i < n && r == 0; i++)
+		r = eg_sets_restore(in, nl, v[i], err);
+	eg_registry_list_free(v, n);
+	eg_nfnl_put(&in->nl_cache, nl);
+	return r;
+}
+
 static void instance_free(eg_instance_t *in)
 {
 	if (!in)
@@ -249,6 +288,7 @@ static void instance_free(eg_instance_t *in)
 		close(in->nflog_fd);
 	eg_pool_fini(&in->pool);
 	free(in->blocked);
+	free(in->nat64);
 	free(in->upstreams);
 	free(in->netns_dir);
 	free(in->state_dir);
@@ -307,7 +347,8 @@ static int egress_init(const hutch_host_t *host, const void *config, void **inst
 	if (in->pool.has6)
 		eg_pool_addr6(&in->pool, 1, in->gw6);
 	in->by_slot = xcalloc(in->pool.n_slots, sizeof *in->by_slot);
-	if ((r = blocked_build(in, err)) < 0 || (r = upstreams_load(in, err)) < 0)
+	if ((r = blocked_build(in, err)) < 0 || (r = nat64_build(in, err)) < 0 ||
+	    (r = upstreams_load(in, err)) < 0)
 		goto fail;
 	in->netns_dir = xasprintf("%s/netns", host->run_dir);
 	in->state_dir = xasprintf("%s/sandboxes", host->run_dir);
@@ -331,7 +372,8 @@ static int egress_init(const hutch_host_t *host, const void *config, void **inst
 		hutch_err_prefix(err, "audit of dropped packets (audit_drops)");
 		goto fail;
 	}
-	if ((r = eg_nft_install(in, in->n_sandboxes == 0, err)) < 0)
+	if ((r = eg_nft_install(in, in->n_sandboxes == 0, err)) < 0 &&
+	    (in->n_sandboxes == 0 || (r = table_rebuild(in, err)) < 0))
 		goto fail;
 	installed = true;
 	hutch_err_t e = {0};

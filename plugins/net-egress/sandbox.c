@@ -26,12 +26,31 @@ int64_t eg_now_ms(void)
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+bool eg_nat64_embedded(const eg_instance_t *in, const uint8_t addr[16], uint8_t out[4])
+{
+	for (size_t i = 0; i < in->n_nat64; i++) {
+		if (eg_cidr_contains(&in->nat64[i], AF_INET6, addr)) {
+			memcpy(out, addr + 12, 4); /* a /96: the last 32 bits */
+			return true;
+		}
+	}
+	return false;
+}
+
+const eg_cidr_t *eg_blocked_range(const eg_instance_t *in, int family, const uint8_t *addr)
+{
+	uint8_t v4[4];
+	bool nat64 = family == AF_INET6 && eg_nat64_embedded(in, addr, v4);
+	for (size_t i = 0; i < in->n_blocked; i++)
+		if (eg_cidr_contains(&in->blocked[i], family, addr) ||
+		    (nat64 && eg_cidr_contains(&in->blocked[i], AF_INET, v4)))
+			return &in->blocked[i];
+	return NULL;
+}
+
 bool eg_blocked(const eg_instance_t *in, int family, const uint8_t *addr)
 {
-	for (size_t i = 0; i < in->n_blocked; i++)
-		if (eg_cidr_contains(&in->blocked[i], family, addr))
-			return true;
-	return false;
+	return eg_blocked_range(in, family, addr) != NULL;
 }
 
 /* ---- sandboxes ---- */
@@ -74,6 +93,7 @@ void eg_sandbox_unref(eg_sandbox_t *sb)
 	if (!sb || atomic_fetch_sub(&sb->refs, 1) != 1)
 		return;
 	eg_learned_free(sb);
+	strv_free(sb->watch_names); /* a round cut short by a stop */
 	eg_rules_free(sb->rules);
 	pthread_mutex_destroy(&sb->lock);
 	pthread_cond_destroy(&sb->watch_cond);

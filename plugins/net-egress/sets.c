@@ -7,6 +7,8 @@
  *   src4, src6          ifname . its own address (anti-spoofing)
  *   open                ifname, when its rules allow all
  *   allow4/6, deny4/6   ifname . prefix (interval sets), from its rules
+ *                       (deny4 also holds the IPv4 prefixes of denied
+ *                       IPv6 prefixes inside a NAT64 prefix)
  *   learned4/6          ifname . address answered for an allowed name,
  *                       with a timeout from the answer's TTL
  *   shunned4/6          ifname . address answered for a denied name
@@ -88,23 +90,22 @@ static void prefix_elem(eg_instance_t *in, eg_nfnl_t *nl, eg_elem_op_t op, const
 	eg_nfnl_elem(nl, op, in->table, set, &e);
 }
 
-/* The IPv6 prefixes a sandbox is denied: its own, plus each IPv4 one as
- * seen through the NAT64 well-known prefix (64:ff9b::/96), so a host that
- * has NAT64 does not open a side door. (IPv4-mapped ::ffff:0:0/96 is
- * blocked for everyone.) */
-static eg_cidr_t *deny6_list(const eg_rules_t *r, size_t *n_out)
+/* The IPv4 prefixes a sandbox is denied: its own, plus each IPv6 one that
+ * lies inside a NAT64 prefix, as the IPv4 prefix it embeds (denying the
+ * NAT64 form of a host denies the host). The IPv4 ones hold through NAT64
+ * by the rule that looks embedded addresses up in deny4 (nft.c). */
+static eg_cidr_t *deny4_list(const eg_instance_t *in, const eg_rules_t *r, size_t *n_out)
 {
-	eg_cidr_t *v = xcalloc(r->n_deny_cidrs * 2 + 1, sizeof *v);
+	eg_cidr_t *v = xcalloc(r->n_deny_cidrs + 1, sizeof *v);
 	size_t n = 0;
 	for (size_t i = 0; i < r->n_deny_cidrs; i++) {
 		const eg_cidr_t *c = &r->deny_cidrs[i];
-		if (c->family == AF_INET6) {
+		uint8_t v4[4];
+		if (c->family == AF_INET) {
 			v[n++] = *c;
-		} else {
-			eg_cidr_t m = {.family = AF_INET6, .plen = (uint8_t)(96 + c->plen)};
-			static const uint8_t nat64[12] = {0x00, 0x64, 0xff, 0x9b};
-			memcpy(m.addr, nat64, 12);
-			memcpy(m.addr + 12, c->addr, 4);
+		} else if (c->plen >= 96 && eg_nat64_embedded(in, c->addr, v4)) {
+			eg_cidr_t m = {.family = AF_INET, .plen = (uint8_t)(c->plen - 96)};
+			memcpy(m.addr, v4, 4);
 			v[n++] = m;
 		}
 	}
@@ -128,13 +129,13 @@ void eg_sets_rules(eg_instance_t *in, eg_nfnl_t *nl, const eg_sandbox_t *sb,
 	}
 	for (size_t i = 0; i < rules->n_deny_cidrs; i++) {
 		const eg_cidr_t *c = &rules->deny_cidrs[i];
-		if (c->family == AF_INET)
-			prefix_elem(in, nl, op, EG_SET_DENY4, sb->ifname, c);
+		if (c->family == AF_INET6)
+			prefix_elem(in, nl, op, EG_SET_DENY6, sb->ifname, c);
 	}
-	size_t n6;
-	_cleanup_free_ eg_cidr_t *d6 = deny6_list(rules, &n6);
-	for (size_t i = 0; i < n6; i++)
-		prefix_elem(in, nl, op, EG_SET_DENY6, sb->ifname, &d6[i]);
+	size_t n4;
+	_cleanup_free_ eg_cidr_t *d4 = deny4_list(in, rules, &n4);
+	for (size_t i = 0; i < n4; i++)
+		prefix_elem(in, nl, op, EG_SET_DENY4, sb->ifname, &d4[i]);
 }
 
 void eg_sets_learned(eg_instance_t *in, eg_nfnl_t *nl, const eg_sandbox_t *sb, int family,
@@ -300,12 +301,33 @@ int eg_sets_recover_learned(eg_instance_t *in, eg_nfnl_t *nl, eg_sandbox_t *sb,
 			e->family = (uint8_t)sets[s].family;
 			memcpy(e->addr, l.v[i].key + IFNAMSIZ, alen);
 			e->where = sets[s].denied ? EG_WHERE_SHUNNED : EG_WHERE_LEARNED;
+			/* A deny of unknown origin is kept until it expires. */
+			e->denied = e->watched = sets[s].denied;
 			e->expires_ms = now + (int64_t)l.v[i].expires_ms;
 		}
 		pthread_mutex_unlock(&sb->lock);
 		free(l.v);
 	}
 	return 0;
+}
+
+int eg_sets_restore(eg_instance_t *in, eg_nfnl_t *nl, eg_sandbox_t *sb, hutch_err_t *err)
+{
+	pthread_mutex_lock(&sb->lock);
+	int64_t now = eg_now_ms();
+	eg_nfnl_begin(nl);
+	eg_sets_sandbox(in, nl, sb, true);
+	if (sb->rules)
+		eg_sets_rules(in, nl, sb, sb->rules, true);
+	for (size_t i = 0; i < sb->n_learned; i++) {
+		const eg_learned_t *e = &sb->learned[i];
+		if (e->where != EG_WHERE_NONE && e->expires_ms > now)
+			eg_sets_learned(in, nl, sb, e->family, e->addr, e->where == EG_WHERE_SHUNNED,
+					EG_ELEM_ADD, (uint64_t)(e->expires_ms - now));
+	}
+	int r = eg_nfnl_commit(nl, err);
+	pthread_mutex_unlock(&sb->lock);
+	return r < 0 ? hutch_err_prefix(err, "sandbox %s: put its elements back", sb->id) : 0;
 }
 
 typedef struct counter_walk {

@@ -65,6 +65,14 @@ def dns_seeds():
     for i in range(80):
         many += rr(ptr_q, 1, 60, bytes([198, 18, 2, i]))
     write("dns", "answer_many", many)
+    # The most addresses one message can hold (the root asked, each A
+    # record owned by the root: 15 bytes): all of them are read.
+    n = (65535 - 12 - 5) // 15
+    full = header(9, 0x8180, an=n) + question("")
+    for i in range(n):
+        full += b"\0" + struct.pack(">HHIH", 1, 1, 60, 4) + bytes([198, 18, i >> 8, i & 255])
+    assert len(full) <= 65535
+    write("dns", "answer_most_addresses", full)
     write("dns", "runt", b"\x12\x34\x01")
 
 

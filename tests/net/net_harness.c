@@ -310,7 +310,9 @@ static void hosts_write(const char *changing)
 		" b.allowed.test\n" IP_DENIED " denied.test\n" IP_EVIL
 		" a.allowed.test.evil\n" IP_CIDR_TARGET " cidr-target.test\n" IP_OK_TARGET
 		" ok-target.test\n%s changing.test\n" IP_OTHER " other.test\n" IP6_ALLOWED
-		" allowed.test\n" IP6_DENIED " denied.test\n",
+		" allowed.test\n" IP6_DENIED " denied.test\n" IP_DENIED " shared.allowed.test\n"
+		IP6_NAT64_DENIED " n64.allowed.test\n" IP6_NAT64_DENIED_AAAA " n64.denied.test\n"
+		IP_FAR " far.test\n",
 		changing);
 	for (int i = 1; i <= N_MANY; i++)
 		fprintf(f, "198.18.2.%d many.allowed.test\n", i);
@@ -414,7 +416,16 @@ static void dnsmasq_start(int ttl)
 		hosts_opt, ttl_opt, "--cname=cname.allowed.test,denied.test",
 		"--cname=cname2.allowed.test,cidr-target.test",
 		"--cname=cname3.allowed.test,ok-target.test", "--user=root", "--pid-file=",
-		"--log-queries", log_opt, "--cache-size=0", NULL};
+		"--log-queries", log_opt, "--cache-size=0",
+		/* chain.test -> c1.chain.test -> ... -> c15.chain.test -> far.test */
+		"--cname=chain.test,c1.chain.test", "--cname=c1.chain.test,c2.chain.test",
+		"--cname=c2.chain.test,c3.chain.test", "--cname=c3.chain.test,c4.chain.test",
+		"--cname=c4.chain.test,c5.chain.test", "--cname=c5.chain.test,c6.chain.test",
+		"--cname=c6.chain.test,c7.chain.test", "--cname=c7.chain.test,c8.chain.test",
+		"--cname=c8.chain.test,c9.chain.test", "--cname=c9.chain.test,c10.chain.test",
+		"--cname=c10.chain.test,c11.chain.test", "--cname=c11.chain.test,c12.chain.test",
+		"--cname=c12.chain.test,c13.chain.test", "--cname=c13.chain.test,c14.chain.test",
+		"--cname=c14.chain.test,c15.chain.test", "--cname=c15.chain.test,far.test", NULL};
 	/* Under a small supervisor, so dnsmasq goes with this process however
 	 * it ends (a sanitizer's abort, a CTest timeout): dnsmasq changes its
 	 * credentials, which clears a parent-death signal of its own. */
@@ -490,6 +501,8 @@ void world_setup(int dnsmasq_ttl)
 		"ip route add local 169.254.169.254/32 dev lo; "
 		"ip -6 route add local 2001:db8:1::/64 dev lo; "
 		"ip -6 route add local fd00:ec2::254/128 dev lo; "
+		"ip -6 route add local 64:ff9b::/96 dev lo; "
+		"ip -6 route add local " NAT64_OPERATOR_PREFIX " dev lo; "
 		"ip route add 10.200.0.0/16 via " IP_HOST_UPLINK "; "
 		"ip -6 route add fd00:6567::/64 via 2001:db8::2'\n",
 		g_inet, (int)getpid(), g_inet);
@@ -1383,5 +1396,47 @@ int sandbox_dns_raw(const sandbox_t *sb, bool tcp, const uint8_t *msg, size_t le
 {
 	raw_job_t j = {sb->dns, tcp, msg, len, out, cap, wait_ms, 0};
 	in_netns(sb->nsfd, raw_thread, &j);
+	return j.result;
+}
+
+/* Sends, shuts down the sending side, and reads until the resolver
+ * closes (or wait_ms passes). */
+static void *half_close_thread(void *arg)
+{
+	raw_job_t *j = arg;
+	int s = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	struct sockaddr_in to = {.sin_family = AF_INET, .sin_port = htons(53)};
+	inet_pton(AF_INET, j->server, &to.sin_addr);
+	j->result = -1;
+	if (connect(s, (struct sockaddr *)&to, sizeof to) < 0 ||
+	    send(s, j->msg, j->len, MSG_NOSIGNAL) != (ssize_t)j->len || shutdown(s, SHUT_WR) < 0) {
+		close(s);
+		return NULL;
+	}
+	size_t got = 0;
+	int64_t end = now_us() + (int64_t)j->wait_ms * 1000;
+	for (;;) {
+		int left = (int)((end - now_us()) / 1000);
+		struct pollfd p = {.fd = s, .events = POLLIN};
+		if (left <= 0 || poll(&p, 1, left) != 1)
+			break; /* still open: result stays -1 */
+		ssize_t n = recv(s, j->out + got, j->cap - got, 0);
+		if (n <= 0) {
+			j->result = n == 0 ? (int)got : -1;
+			break;
+		}
+		got += (size_t)n;
+		if (got == j->cap)
+			break;
+	}
+	close(s);
+	return NULL;
+}
+
+int sandbox_dns_tcp_half_close(const sandbox_t *sb, const uint8_t *msg, size_t len, uint8_t *out,
+			       size_t cap, int wait_ms)
+{
+	raw_job_t j = {sb->dns, true, msg, len, out, cap, wait_ms, 0};
+	in_netns(sb->nsfd, half_close_thread, &j);
 	return j.result;
 }

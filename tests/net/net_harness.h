@@ -76,12 +76,21 @@ void harness_cleanup(void);
 #define IP_CHANGING_2 "198.18.1.61"  /* changing.test, after the change */
 #define IP_NEVER "198.18.1.70"       /* in no answer */
 #define IP_OTHER "198.18.1.80"       /* other.test */
+#define IP_SHARED IP_DENIED          /* shared.allowed.test: denied.test's address */
+#define IP_FAR "198.18.1.90"         /* far.test, the end of chain.test's 16 CNAMEs */
 #define IP_METADATA "169.254.169.254"
 #define IP_DNS_UPSTREAM "198.18.0.1" /* dnsmasq, and I's end of the link */
 #define IP_HOST_UPLINK "198.18.0.2"  /* H's end of the link */
 #define IP6_ALLOWED "2001:db8:1::10"
 #define IP6_DENIED "2001:db8:1::20"
 #define IP6_NEVER "2001:db8:1::70"
+/* NAT64 (64:ff9b::/96 and the operator's prefix below are local in I, as
+ * if a NAT64 gateway carried them to the embedded IPv4 address). */
+#define NAT64_OPERATOR_PREFIX "2001:db8:64::/96"
+#define IP6_NAT64_DENIED "64:ff9b::c612:114"     /* denied.test via NAT64; n64.allowed.test */
+#define IP6_NAT64_ALLOWED "64:ff9b::c612:10a"    /* allowed.test via NAT64 */
+#define IP6_NAT64_DENIED_AAAA "64:ff9b::c612:150" /* n64.denied.test: only this AAAA */
+#define IP_NAT64_DENIED_AAAA "198.18.1.80"       /* the same host (other.test) by IPv4 */
 #define N_MANY 40                    /* many.allowed.test: 198.18.2.1..40 */
 #define N_BENCH 1000                 /* b<i>.bench.test, i = 1..N_BENCH: 198.18.16.0 + i */
 
@@ -196,6 +205,13 @@ int sandbox_resolve(const sandbox_t *sb, const char *name, uint16_t qtype, bool 
  * length (into out), 0 on none within wait_ms, -1 when a TCP peer closed. */
 int sandbox_dns_raw(const sandbox_t *sb, bool tcp, const uint8_t *msg, size_t len, uint8_t *out,
 		    size_t cap, int wait_ms);
+
+/* Sends msg (queries with their length prefixes) over TCP, then shuts
+ * down the sending side, as a client may once it asked everything; reads
+ * until the resolver closes. Returns the bytes read, or -1 when it did
+ * not close within wait_ms. */
+int sandbox_dns_tcp_half_close(const sandbox_t *sb, const uint8_t *msg, size_t len, uint8_t *out,
+			       size_t cap, int wait_ms);
 
 /* Resolves and asserts the first address is want. */
 void expect_resolves(const sandbox_t *sb, const char *name, const char *want);

@@ -504,6 +504,33 @@ static void case_restart(void)
 	expect_no_trace(id, kept_if);
 }
 
+/* A table an older net-egress left, with sets of another layout (here:
+ * shunned4 keyed by ipv4_addr): hutchd still starts, makes the table anew
+ * and puts the kept sandbox's elements back, its denies included. */
+static void case_upgrade_table(void)
+{
+	start(NULL);
+	policy_spec_t p = {.name = "open-but", .allow_all = true, .deny_hosts = LIST("*.bench.test")};
+	sandbox_t sb;
+	sandbox_attach(&g_eg, &sb, NULL, &p, 1, true);
+	char ifname[32];
+	host_ifname_of(sb.id, ifname);
+	expect_resolves(&sb, "b1.bench.test", "198.18.16.1");
+	egress_unload(&g_eg);
+	_cleanup_free_ char *script = xasprintf(
+		"nft flush chain inet hutch_egress sandbox_egress\n"
+		"nft flush chain inet hutch_egress sandbox_nat64\n"
+		"nft delete set inet hutch_egress shunned4\n"
+		"nft add set inet hutch_egress shunned4 '{ type ifname . ipv4_addr; flags timeout; }'\n"
+		"nft add element inet hutch_egress shunned4 '{ \"%s\" . 198.18.16.1 timeout 60s }'\n",
+		ifname);
+	host_sh(script);
+	egress_load(&g_eg, NULL);
+	expect_connects(&sb, IP_OTHER, "the open policy, after the table was made anew");
+	expect_dropped(&sb, "198.18.16.1", "a wildcard-denied answer from before the restart");
+	sandbox_detach(&g_eg, &sb);
+}
+
 /* A sandbox given the address of one that went must not inherit its
  * connections: the next UDP datagram of the same flow would otherwise
  * pass as "established", past the policy. */
@@ -771,6 +798,8 @@ static void case_bad_config(void)
 		{"dns_port = 70000", "is not a port"},
 		{"ttl_min = \"2h\"", "ttl_min <= ttl_max"},
 		{"blocked_cidrs = [\"169.254.0.0/33\"]", "blocked_cidrs"},
+		{"nat64_prefixes = [\"64:ff9b:1::/48\"]", "only /96"},
+		{"nat64_prefixes = [\"198.18.0.0/24\"]", "nat64_prefixes"},
 	};
 	/* Each is refused at init, with a message that says why. */
 	for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
@@ -811,6 +840,227 @@ static void case_bad_config(void)
 	}
 }
 
+/* ---- a deny always wins ---- */
+
+/* Connects to addr until it is dropped, for up to ms (a policy change
+ * resolves newly denied names without waiting). */
+static void wait_dropped(const sandbox_t *sb, const char *addr, int ms, const char *why)
+{
+	int64_t t0 = now_us();
+	while (sandbox_tcp(sb, addr, 200) == 0 && now_us() - t0 < (int64_t)ms * 1000)
+		usleep(20000);
+	expect_dropped(sb, addr, why);
+}
+
+/* A denied host through NAT64: I carries 64:ff9b::/96 (and an operator's
+ * prefix) as a NAT64 gateway would, to the embedded IPv4 host. Every IPv4
+ * denial holds there too: a denied name's addresses, denied prefixes,
+ * under an open policy, an allowed NAT64 prefix, or an allowed name that
+ * answers the NAT64 form. */
+static void case_deny_nat64(void)
+{
+	start("pool6 = \"fd00:6567::/112\"");
+	policy_spec_t open = {.name = "open-but", .allow_all = true, .deny_hosts = LIST("denied.test")};
+	sandbox_t sb;
+	sandbox_attach(&g_eg, &sb, NULL, &open, 1, true);
+	expect_connects(&sb, IP6_NAT64_ALLOWED, "an allowed host through NAT64 (the path works)");
+	expect_dropped(&sb, IP_DENIED, "the denied host by IPv4");
+	expect_dropped(&sb, IP6_NAT64_DENIED, "the denied host through NAT64, open policy");
+	const char *needles[] = {"\"event\":\"egress.drop\"", "\"address\":\"" IP6_NAT64_DENIED "\"",
+				 "\"reason\":\"denied\"", "\"name\":\"denied.test\"", NULL};
+	char *line = audit_grep(2000, needles);
+	CHECK(line, "the NAT64 drop is audited as denied, naming the host");
+	free(line);
+
+	policy_spec_t prefix = {.name = "nat64-prefix", .allow_cidrs = LIST("64:ff9b::/96"),
+				.deny_hosts = LIST("denied.test")};
+	sandbox_update(&g_eg, &sb, &prefix, 1, true);
+	expect_connects(&sb, IP6_NAT64_ALLOWED, "an allowed NAT64 prefix");
+	expect_dropped(&sb, IP6_NAT64_DENIED, "the denied host inside an allowed NAT64 prefix");
+
+	policy_spec_t named = {.name = "n64", .allow_hosts = LIST("n64.allowed.test"),
+			       .deny_hosts = LIST("denied.test")};
+	sandbox_update(&g_eg, &sb, &named, 1, true);
+	char out[4][64];
+	int rcode;
+	CHECK(sandbox_resolve(&sb, "n64.allowed.test", 28, false, out, 4, &rcode) == 1 &&
+		      strcmp(out[0], IP6_NAT64_DENIED) == 0,
+	      "AAAA of n64.allowed.test (rcode %d)", rcode);
+	expect_dropped(&sb, IP6_NAT64_DENIED, "an allowed name answering the denied host's NAT64 form");
+
+	policy_spec_t cidr = {.name = "cidr", .allow_all = true,
+			      .deny_cidrs = LIST(IP_ALLOWED "/32")};
+	sandbox_update(&g_eg, &sb, &cidr, 1, true);
+	expect_dropped(&sb, IP6_NAT64_ALLOWED, "a denied IPv4 prefix through NAT64");
+	expect_connects(&sb, IP6_NAT64_DENIED, "denied.test is not denied any more");
+
+	/* A denied name answered only in NAT64 form: its IPv4 host too. */
+	policy_spec_t v6only = {.name = "v6only", .allow_all = true,
+				.deny_hosts = LIST("n64.denied.test")};
+	sandbox_update(&g_eg, &sb, &v6only, 1, true);
+	wait_dropped(&sb, IP6_NAT64_DENIED_AAAA, 3000, "a denied name's NAT64 answer");
+	expect_dropped(&sb, IP_NAT64_DENIED_AAAA, "the IPv4 host a denied name's NAT64 answer names");
+	sandbox_detach(&g_eg, &sb);
+	egress_unload(&g_eg);
+
+	/* An operator's own NAT64 prefix, named in the config. */
+	egress_load(&g_eg, "pool6 = \"fd00:6567::/112\"\n"
+			   "nat64_prefixes = [\"64:ff9b::/96\", \"" NAT64_OPERATOR_PREFIX "\"]");
+	sandbox_attach(&g_eg, &sb, NULL, &open, 1, true);
+	expect_connects(&sb, "2001:db8:64::c612:10a", "an allowed host through the operator's NAT64");
+	expect_dropped(&sb, "2001:db8:64::c612:114", "the denied host through the operator's NAT64");
+	expect_dropped(&sb, "2001:db8:64::a9fe:a9fe", "metadata through the operator's NAT64");
+	expect_dropped(&sb, "2001:db8:64::ac8:3", "the pool through the operator's NAT64");
+	expect_dropped(&sb, IP6_NAT64_DENIED, "the denied host through the well-known prefix");
+	sandbox_detach(&g_eg, &sb);
+}
+
+/* A sandbox's own lookups never evict a deny: max_learned is for what
+ * allowed (and remembered) names taught it. */
+static void case_deny_evict(void)
+{
+	start("max_learned = 20");
+	policy_spec_t p = {.name = "wide", .allow_cidrs = LIST("198.18.1.0/24"),
+			   .allow_hosts = LIST("*.allowed.test"), .deny_hosts = LIST("denied.test")};
+	sandbox_t sb;
+	sandbox_attach(&g_eg, &sb, NULL, &p, 1, true);
+	expect_dropped(&sb, IP_DENIED, "the denied host in an allowed prefix");
+	char out[N_MANY][64];
+	int rcode;
+	for (int round = 0; round < 3; round++) {
+		int n = sandbox_resolve(&sb, "many.allowed.test", 1, false, out, N_MANY, &rcode);
+		CHECK(n == N_MANY, "many.allowed.test: %d addresses (rcode %d)", n, rcode);
+		expect_resolves(&sb, "a.allowed.test", IP_A_ALLOWED);
+		expect_resolves(&sb, "b.allowed.test", IP_B_ALLOWED);
+	}
+	expect_connects(&sb, IP_B_ALLOWED, "the latest answer, under max_learned pressure");
+	expect_dropped(&sb, IP_DENIED, "the denied host by literal, after the lookups");
+	expect_resolves(&sb, "shared.allowed.test", IP_SHARED);
+	expect_dropped(&sb, IP_SHARED, "an allowed name sharing the denied host's address");
+	CHECK(metrics_get("egress_learned_evicted_total", NULL) >= 20, "evictions counted: %g",
+	      metrics_get("egress_learned_evicted_total", NULL));
+	const char *needles[] = {"\"event\":\"egress.dns\"", "\"name\":\"many.allowed.test\"",
+				 "\"evicted\":", NULL};
+	char *line = audit_grep(2000, needles);
+	CHECK(line, "the answers that evicted are audited with the count");
+	free(line);
+
+	/* Addresses of denied names the sandbox asks for are never evicted
+	 * either; past max_learned of them, such an answer is refused. */
+	policy_spec_t wild = {.name = "wild", .allow_all = true, .deny_hosts = LIST("*.bench.test")};
+	sandbox_update(&g_eg, &sb, &wild, 1, true);
+	for (int i = 1; i <= 20; i++) {
+		char name[64], want[32];
+		snprintf(name, sizeof name, "b%d.bench.test", i);
+		snprintf(want, sizeof want, "198.18.16.%d", i);
+		expect_resolves(&sb, name, want);
+	}
+	int n = sandbox_resolve(&sb, "b21.bench.test", 1, false, out, 4, &rcode);
+	CHECK(n == 0 && rcode == 2, "past max_learned denied addresses: SERVFAIL (n %d, rcode %d)", n,
+	      rcode);
+	const char *full[] = {"\"event\":\"egress.dns\"", "\"name\":\"b21.bench.test\"",
+			      "\"outcome\":\"servfail\"", "\"limit\":\"max_learned\"", NULL};
+	line = audit_grep(2000, full);
+	CHECK(line, "the refused answer is audited with the limit");
+	free(line);
+	for (int round = 0; round < 2; round++)
+		CHECK(sandbox_resolve(&sb, "many.allowed.test", 1, false, out, N_MANY, &rcode) == N_MANY,
+		      "many.allowed.test under the open policy");
+	expect_dropped(&sb, "198.18.16.1", "the first wildcard-denied answer, after the lookups");
+	expect_dropped(&sb, "198.18.16.20", "the last wildcard-denied answer, after the lookups");
+	expect_connects(&sb, IP_A_ALLOWED, "an open address");
+	sandbox_detach(&g_eg, &sb);
+}
+
+/* Every exact denied name is kept resolved, however many there are. */
+static void case_deny_many_names(void)
+{
+	start(NULL);
+	enum { N = 300 };
+	char names[N][32];
+	const char *list[N + 1];
+	for (int i = 0; i < N; i++) {
+		snprintf(names[i], sizeof names[i], "b%d.bench.test", i + 1);
+		list[i] = names[i];
+	}
+	list[N] = NULL;
+	policy_spec_t p = {.name = "many-denied", .allow_all = true, .deny_hosts = list};
+	sandbox_t sb;
+	sandbox_attach(&g_eg, &sb, NULL, &p, 1, true);
+	static const int sample[] = {1, 64, 65, 70, 150, 255, 257, 300};
+	for (size_t i = 0; i < sizeof sample / sizeof sample[0]; i++) {
+		char addr[32], why[64];
+		snprintf(addr, sizeof addr, "198.18.%d.%d", 16 + sample[i] / 256, sample[i] % 256);
+		snprintf(why, sizeof why, "denied name %d of %d", sample[i], N);
+		expect_dropped(&sb, addr, why);
+	}
+	expect_connects(&sb, "198.18.17.45", "b301.bench.test, not denied");
+	sandbox_detach(&g_eg, &sb);
+}
+
+/* A CNAME chain longer than the resolver follows: a denied name's
+ * addresses past the cut are shunned all the same, and any other such
+ * answer is refused (the names past the cut cannot be judged). */
+static void case_deny_long_chain(void)
+{
+	start(NULL);
+	policy_spec_t p = {.name = "open-but", .allow_all = true, .deny_hosts = LIST("chain.test")};
+	sandbox_t sb;
+	sandbox_attach(&g_eg, &sb, NULL, &p, 1, true);
+	expect_dropped(&sb, IP_FAR, "the end of a denied name's long CNAME chain");
+	expect_connects(&sb, IP_OTHER, "the open policy");
+	policy_spec_t named = {.name = "named", .allow_hosts = LIST("chain.test", "c5.chain.test")};
+	sandbox_update(&g_eg, &sb, &named, 1, true);
+	char out[4][64];
+	int rcode;
+	int n = sandbox_resolve(&sb, "chain.test", 1, false, out, 4, &rcode);
+	CHECK(n == 0 && rcode == 2, "an allowed name's chain too long to judge: SERVFAIL (n %d, rcode %d)",
+	      n, rcode);
+	const char *needles[] = {"\"event\":\"egress.dns\"", "\"name\":\"chain.test\"",
+				 "\"limit\":\"cname_chain\"", NULL};
+	char *line = audit_grep(2000, needles);
+	CHECK(line, "the refused answer is audited with the limit");
+	free(line);
+	expect_resolves(&sb, "c5.chain.test", IP_FAR); /* 12 names: followed */
+	expect_connects(&sb, IP_FAR, "a chain short enough to follow");
+	sandbox_detach(&g_eg, &sb);
+}
+
+/* A TCP client may shut down its sending side once it asked: the answers
+ * still come, then the resolver closes. */
+static void case_dns_tcp_half_close(void)
+{
+	start(NULL);
+	policy_spec_t p = {.name = "p", .allow_hosts = LIST("allowed.test", "a.allowed.test")};
+	sandbox_t sb;
+	sandbox_attach(&g_eg, &sb, NULL, &p, 1, true);
+	uint8_t msg[1024], out[4096];
+	size_t len = 0;
+	static const char *const names[] = {"allowed.test", "a.allowed.test"};
+	for (size_t i = 0; i < 2; i++) {
+		size_t n = query_bytes(msg + len + 2, 0x0100, 1, names[i]);
+		msg[len] = (uint8_t)(n >> 8);
+		msg[len + 1] = (uint8_t)n;
+		len += 2 + n;
+	}
+	int got = sandbox_dns_tcp_half_close(&sb, msg, len, out, sizeof out, 5000);
+	CHECK(got > 0, "no answer after the client's half-close (got %d)", got);
+	size_t off = 0, answers = 0;
+	while (off + 2 <= (size_t)got) {
+		size_t n = ((size_t)out[off] << 8) | out[off + 1];
+		CHECK(off + 2 + n <= (size_t)got && n >= 12, "a cut answer at %zu", off);
+		const uint8_t *a = out + off + 2;
+		CHECK(a[0] == 0xab && a[1] == 0xcd && (a[2] & 0x80) && (a[3] & 0xf) == 0,
+		      "answer %zu: id %02x%02x rcode %d", answers, a[0], a[1], a[3] & 0xf);
+		answers++;
+		off += 2 + n;
+	}
+	CHECK(answers == 2 && off == (size_t)got, "%zu answers in %d bytes", answers, got);
+	expect_connects(&sb, IP_ALLOWED, "learned from an answer after the half-close");
+	expect_connects(&sb, IP_A_ALLOWED, "learned from the second answer");
+	sandbox_detach(&g_eg, &sb);
+}
+
 static const struct {
 	const char *name;
 	void (*fn)(void);
@@ -829,10 +1079,16 @@ static const struct {
 	{"cleanup", case_cleanup},
 	{"failed_attach", case_failed_attach},
 	{"restart", case_restart},
+	{"upgrade_table", case_upgrade_table},
 	{"stale_conntrack", case_stale_conntrack},
 	{"audit", case_audit},
 	{"bad_packets", case_bad_packets},
 	{"bad_config", case_bad_config},
+	{"deny_nat64", case_deny_nat64},
+	{"deny_evict", case_deny_evict},
+	{"deny_many_names", case_deny_many_names},
+	{"deny_long_chain", case_deny_long_chain},
+	{"dns_tcp_half_close", case_dns_tcp_half_close},
 };
 
 int main(int argc, char **argv)
