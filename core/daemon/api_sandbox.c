@@ -7,6 +7,9 @@
 #include "sandbox_mgr.h"
 #include "strbuf.h"
 
+/* The longest a stop may wait for a sandbox's processes to end. */
+#define STOP_GRACE_MAX_MS (3600LL * 1000)
+
 /* Replies with one sandbox and finishes the call. */
 static void reply_sandbox(grpc_call_t *call, const sandbox_t *sb)
 {
@@ -148,8 +151,9 @@ static void stop_on_message(grpc_call_t *call, const ProtobufCMessage *msg)
 	sandbox_t *sb = find_or_fail(call, req->id);
 	if (!sb)
 		return;
-	if (req->grace_ms < 0) {
-		grpc_call_finish(call, GRPC_STATUS_INVALID_ARGUMENT, "grace_ms must not be negative");
+	if (req->grace_ms < 0 || req->grace_ms > STOP_GRACE_MAX_MS) {
+		grpc_call_finish(call, GRPC_STATUS_INVALID_ARGUMENT,
+				 "grace_ms must be between 0 and 3600000 (an hour)");
 		return;
 	}
 	grpc_call_ref(call);

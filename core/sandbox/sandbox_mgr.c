@@ -26,6 +26,10 @@
 /* Where the agent binary appears inside every sandbox. */
 #define AGENT_IN_SANDBOX "/.hutch/agent"
 #define MIN_MEMORY (64LL << 20)
+/* The most a spec may ask for, whatever the config: the kernel's own
+ * pid limit (PID_MAX_LIMIT), and a writable layer of 1 TiB. */
+#define SANDBOX_PIDS_MAX (4 * 1024 * 1024)
+#define SANDBOX_DISK_MAX (1LL << 40)
 
 typedef struct waiter {
 	sandbox_done_cb cb;
@@ -797,6 +801,34 @@ const char *sandbox_main_log(const sandbox_t *sb, size_t *len)
 	return sb->main_log.buf ? sb->main_log.buf : "";
 }
 
+/* A create that fails after validation failed on the host (a plugin, the
+ * runtime, hutchd's own files): the client's message keeps what happened
+ * but not where, since the host's paths tell a client nothing it can act
+ * on and much about the host. The log keeps them. Absolute paths are
+ * recognised where a token starts with '/' (so URLs stay). */
+static void err_hide_host_paths(hutch_err_t *err)
+{
+	static const char hidden[] = "<host path>";
+	char out[sizeof err->message];
+	size_t n = 0;
+	const char *p = err->message;
+	char prev = ' ';
+	while (*p && n + 1 < sizeof out) {
+		if (*p == '/' && strchr(" `'\"(=[", prev)) {
+			while (*p && !strchr(" `'\"):,;]", *p))
+				p++;
+			for (const char *h = hidden; *h && n + 1 < sizeof out; h++)
+				out[n++] = *h;
+			prev = '>';
+			continue;
+		}
+		prev = *p;
+		out[n++] = *p++;
+	}
+	out[n] = '\0';
+	memcpy(err->message, out, n + 1);
+}
+
 static void create_done(uv_work_t *req, int status)
 {
 	create_job_t *j = req->data;
@@ -838,6 +870,7 @@ static void create_done(uv_work_t *req, int status)
 	if (j->result < 0) {
 		hutch_err_prefix(&j->err, "create sandbox %s", sb->id);
 		log_warn("%s", j->err.message);
+		err_hide_host_paths(&j->err);
 		/* Nothing of it remains: not even the record. */
 		hutch_err_t e2 = {0};
 		store_delete(sb->m->d.store, KIND, sb->id, &e2);
@@ -866,6 +899,7 @@ static void create_done(uv_work_t *req, int status)
 		 * fails, and the sandbox goes away with nothing left of it. */
 		hutch_err_prefix(&perr, "create sandbox %s: ports", sb->id);
 		log_warn("%s", perr.message);
+		err_hide_host_paths(&perr);
 		sb->delete_after_stop = true;
 		persist(sb);
 		if (j->cb)
@@ -955,17 +989,31 @@ static int resolve_spec(sandbox_mgr_t *m, const char *tenant, Hutch__V1__Sandbox
 	if (s->memory_bytes > c->max_memory)
 		return hutch_err_set(err, EINVAL, "memory %lld MiB is more than the %lld MiB allowed",
 				     (long long)(s->memory_bytes >> 20), (long long)(c->max_memory >> 20));
+	/* Durations are compared in seconds: a client's value times 1000
+	 * could overflow (2^62 s once wrapped to an expiry a second away). */
+	int64_t max_life_s = c->max_lifetime_ms / 1000;
 	if (s->lifetime_seconds == 0)
 		s->lifetime_seconds = c->lifetime_ms / 1000;
-	if (s->lifetime_seconds * 1000 > c->max_lifetime_ms)
+	if (s->lifetime_seconds > max_life_s)
 		return hutch_err_set(err, EINVAL, "lifetime %llds is longer than the %llds allowed",
-				     (long long)s->lifetime_seconds, (long long)(c->max_lifetime_ms / 1000));
+				     (long long)s->lifetime_seconds, (long long)max_life_s);
 	if (s->idle_timeout_seconds == 0)
 		s->idle_timeout_seconds = c->idle_timeout_ms / 1000;
+	/* An idle timeout past the longest lifetime could never fire. */
+	if (s->idle_timeout_seconds > max_life_s)
+		return hutch_err_set(err, EINVAL,
+				     "idle timeout %llds is longer than the %llds a sandbox may live",
+				     (long long)s->idle_timeout_seconds, (long long)max_life_s);
 	if (s->pids_max == 0)
 		s->pids_max = c->pids_max;
+	if (s->pids_max > SANDBOX_PIDS_MAX)
+		return hutch_err_set(err, EINVAL, "pids %lld is more than the %d allowed",
+				     (long long)s->pids_max, SANDBOX_PIDS_MAX);
 	if (s->disk_bytes == 0)
 		s->disk_bytes = c->disk;
+	if (s->disk_bytes > SANDBOX_DISK_MAX)
+		return hutch_err_set(err, EINVAL, "disk %lld GiB is more than the %lld GiB allowed",
+				     (long long)(s->disk_bytes >> 30), (long long)(SANDBOX_DISK_MAX >> 30));
 	if (s->workdir && *s->workdir && s->workdir[0] != '/')
 		return hutch_err_set(err, EINVAL, "workdir `%s` must be an absolute path", s->workdir);
 	for (size_t i = 0; i < s->n_env; i++)
@@ -978,8 +1026,16 @@ static int resolve_spec(sandbox_mgr_t *m, const char *tenant, Hutch__V1__Sandbox
 	if (s->n_network_policies > 0 && m->d.plugins->n_network == 0)
 		return hutch_err_set(err, ENOTSUP,
 				     "network policies need a network plugin (none is configured in [plugins] network)");
+	/* Never accept a device that would not be there: the core does not
+	 * drive the accelerator ABI yet, loaded plugin or not. */
 	if (s->gpu && *s->gpu && m->d.plugins->n_accelerators == 0)
-		return hutch_err_set(err, ENOTSUP, "gpu `%s`: no accelerator plugin is configured", s->gpu);
+		return hutch_err_set(err, ENOTSUP,
+				     "gpu `%s`: no accelerator is wired into sandboxes in this hutchd yet (no accelerator plugin is configured)",
+				     s->gpu);
+	if (s->gpu && *s->gpu)
+		return hutch_err_set(err, ENOTSUP,
+				     "gpu `%s`: no accelerator is wired into sandboxes in this hutchd yet (accelerator plugin `%s` is loaded, but sandboxes cannot use its devices)",
+				     s->gpu, m->d.plugins->accelerators[0]->name);
 	if (s->n_volumes > 0 && !m->d.plugins->storage)
 		return hutch_err_set(err, ENOTSUP, "volumes need a storage plugin (none is configured)");
 	if (s->n_volumes > 0) /* never accept a mount that would not happen */
@@ -1275,6 +1331,13 @@ void sandbox_stop(sandbox_t *sb, int64_t grace_ms, sandbox_done_cb cb, void *dat
 {
 	stop_internal(sb, grace_ms, HUTCH__V1__SANDBOX_STATE__SANDBOX_STATE_STOPPED,
 		      "stopped on request", cb, data);
+}
+
+void sandbox_await_end(sandbox_t *sb, sandbox_done_cb cb, void *data)
+{
+	/* As agent_closed ends it: whichever comes first, the sandbox's end
+	 * keeps its own reason. */
+	stop_internal(sb, 0, HUTCH__V1__SANDBOX_STATE__SANDBOX_STATE_FAILED, NULL, cb, data);
 }
 
 int sandbox_delete(sandbox_t *sb, hutch_err_t *err)

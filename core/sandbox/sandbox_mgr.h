@@ -68,6 +68,12 @@ int sandbox_create(sandbox_mgr_t *m, const char *tenant, const Hutch__V1__Sandbo
  * stopped sandbox calls cb at once. */
 void sandbox_stop(sandbox_t *sb, int64_t grace_ms, sandbox_done_cb cb, void *data);
 
+/* A caller's agent session broke (the sandbox's init is gone or it is
+ * stopping): cb when it has stopped. Not a stop on request: the sandbox
+ * ends as failed with its own reason (e.g. out of memory) unless someone
+ * asked for a stop already. */
+void sandbox_await_end(sandbox_t *sb, sandbox_done_cb cb, void *data);
+
 /* Forgets a sandbox that is no longer running; -EBUSY if it is. */
 int sandbox_delete(sandbox_t *sb, hutch_err_t *err);
 
