@@ -9,7 +9,7 @@
 #include "cleanup.h"
 #include "log.h"
 #include "metrics.h"
-#include "sandbox_mgr.h"
+#include "sandbox_pb.h"
 #include "strbuf.h"
 
 #define RUN_DEFAULT_MAX (16 * 1024 * 1024)
@@ -245,14 +245,12 @@ static void sandbox_gone(void *data, sandbox_t *sb, const hutch_err_t *err)
 		exec_release(x);
 	} else if (!x->ended) {
 		char msg[512];
-		const char *what = sandbox_state(sb) == HUTCH__V1__SANDBOX_STATE__SANDBOX_STATE_EXPIRED ? "expired"
-				   : sandbox_state(sb) == HUTCH__V1__SANDBOX_STATE__SANDBOX_STATE_FAILED ? "died"
+		const char *what = sandbox_state(sb) == SANDBOX_EXPIRED ? "expired"
+				   : sandbox_state(sb) == SANDBOX_FAILED ? "died"
 				   : "was stopped";
-		Hutch__V1__Sandbox pb = HUTCH__V1__SANDBOX__INIT;
-		sandbox_to_pb(sb, &pb);
+		const char *why = sandbox_reason(sb);
 		snprintf(msg, sizeof msg, "sandbox %s %s while the process ran (%s)", sandbox_id(sb),
-			 what, pb.reason && *pb.reason ? pb.reason : "no reason given");
-		sandbox_pb_release(&pb);
+			 what, why && *why ? why : "no reason given");
 		grpc_call_finish(x->call, GRPC_STATUS_UNAVAILABLE, msg);
 		exec_release(x);
 	}

@@ -7,7 +7,7 @@
 
 #include "api.h"
 #include "cleanup.h"
-#include "sandbox_mgr.h"
+#include "sandbox_pb.h"
 #include "strbuf.h"
 #include "tar_stream.h"
 

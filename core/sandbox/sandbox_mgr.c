@@ -13,10 +13,9 @@
 #include "log.h"
 #include "metrics.h"
 #include "net_chain.h"
-#include "net_policy.h"
+#include "policy_set.h"
 #include "sandbox_identity.h"
 #include "sandbox_meta.h"
-#include "secret_store.h"
 #include "port_forward.h"
 #include "proc.h"
 #include "rundir.h"
@@ -44,10 +43,10 @@ struct sandbox {
 	char id[32];
 	char *tenant;
 	char *name;
-	Hutch__V1__SandboxState state;
+	sandbox_state_t state;
 	char *reason;
 	int64_t created_ms, started_ms, stopped_ms, expires_ms;
-	Hutch__V1__SandboxSpec *spec; /* resolved; owned (protobuf-c unpacked) */
+	sandbox_spec_t *spec;         /* resolved; owned */
 	char **env;                   /* "K=V" for every process */
 	char *run_dir;
 	char *image_layer;
@@ -57,7 +56,7 @@ struct sandbox {
 	bool busy;                    /* create/stop job in flight */
 	bool stop_requested;
 	int64_t stop_grace_ms;
-	Hutch__V1__SandboxState stop_final;
+	sandbox_state_t stop_final;
 	char *stop_reason;
 	waiter_t *stop_waiters;
 	uv_timer_t life_timer, idle_timer;
@@ -106,13 +105,11 @@ void sandbox_mgr_job_hold(sandbox_mgr_t *m, int delta)
 	m->jobs += delta;
 }
 
-static bool is_live(Hutch__V1__SandboxState s);
-
 void sandbox_mgr_set_image_source(sandbox_mgr_t *m, const sandbox_image_source_t *src)
 {
 	m->images = *src;
 	for (sandbox_t *sb = m->list; sb; sb = sb->next)
-		if (is_live(sb->state) && sb->image.digest[0] && m->images.adopt)
+		if (sandbox_state_live(sb->state) && sb->image.digest[0] && m->images.adopt)
 			m->images.adopt(m->images.data, sb->tenant, &sb->image);
 }
 
@@ -129,21 +126,6 @@ static const char *sandbox_image_digest(const sandbox_t *sb)
 	return sb->image.digest[0] ? sb->image.digest : NULL;
 }
 
-static void set_str(char **dst, const char *s)
-{
-	free(*dst);
-	*dst = s ? xstrdup(s) : NULL;
-}
-
-/* For strings inside unpacked protobuf messages: an unset one points at
- * protobuf-c's shared empty string, which must not be freed. */
-static void pb_set_str(char **dst, const char *s)
-{
-	if (*dst && *dst != protobuf_c_empty_string)
-		free(*dst);
-	*dst = xstrdup(s ? s : "");
-}
-
 static void new_id(char out[32])
 {
 	uint8_t b[6];
@@ -153,91 +135,41 @@ static void new_id(char out[32])
 	snprintf(out, 32, "sb-%02x%02x%02x%02x%02x%02x", b[0], b[1], b[2], b[3], b[4], b[5]);
 }
 
-static bool is_live(Hutch__V1__SandboxState s)
-{
-	return s == HUTCH__V1__SANDBOX_STATE__SANDBOX_STATE_CREATING ||
-	       s == HUTCH__V1__SANDBOX_STATE__SANDBOX_STATE_RUNNING ||
-	       s == HUTCH__V1__SANDBOX_STATE__SANDBOX_STATE_STOPPING;
-}
-
-static const char *state_word(Hutch__V1__SandboxState s)
-{
-	switch (s) {
-	case HUTCH__V1__SANDBOX_STATE__SANDBOX_STATE_CREATING: return "creating";
-	case HUTCH__V1__SANDBOX_STATE__SANDBOX_STATE_RUNNING: return "running";
-	case HUTCH__V1__SANDBOX_STATE__SANDBOX_STATE_STOPPING: return "stopping";
-	case HUTCH__V1__SANDBOX_STATE__SANDBOX_STATE_STOPPED: return "stopped";
-	case HUTCH__V1__SANDBOX_STATE__SANDBOX_STATE_EXPIRED: return "expired";
-	case HUTCH__V1__SANDBOX_STATE__SANDBOX_STATE_FAILED: return "failed";
-	default: return "unknown";
-	}
-}
-
-/* A deep copy of a protobuf-c message, owned by the caller. */
-static void *pb_clone(const ProtobufCMessage *m)
-{
-	size_t n = protobuf_c_message_get_packed_size(m);
-	uint8_t *buf = xmalloc(n ? n : 1);
-	protobuf_c_message_pack(m, buf);
-	void *copy = protobuf_c_message_unpack(m->descriptor, NULL, n, buf);
-	free(buf);
-	return copy;
-}
-
 /* ---- persistence ---- */
 
-void sandbox_to_pb(const sandbox_t *sb, Hutch__V1__Sandbox *out)
+void sandbox_view(const sandbox_t *sb, sandbox_record_t *out)
 {
-	out->id = (char *)sb->id;
-	out->name = sb->name ? sb->name : (char *)"";
-	out->tenant = sb->tenant;
-	out->state = sb->state;
-	out->reason = sb->reason ? sb->reason : (char *)"";
-	out->spec = sb->spec;
-	out->created_unix_ms = sb->created_ms;
-	out->started_unix_ms = sb->started_ms;
-	out->stopped_unix_ms = sb->stopped_ms;
-	out->expires_unix_ms = sb->expires_ms;
-	out->runtime = sb->m->d.plugins->runtime ? sb->m->d.plugins->runtime->name : (char *)"";
-	out->image_digest = (char *)sb->image.digest;
-	out->oom_killed = sb->oom_killed;
-	out->addresses = sb->addresses;
-	out->n_addresses = strv_len(sb->addresses);
-	size_t np = strv_len(sb->port_addrs);
-	if (np && sb->spec) {
-		out->ports = xcalloc(np, sizeof *out->ports);
-		for (size_t i = 0; i < np && i < sb->spec->n_ports; i++) {
-			Hutch__V1__PortBinding *b = xmalloc(sizeof *b);
-			hutch__v1__port_binding__init(b);
-			b->sandbox_port = sb->spec->ports[i];
-			b->host_address = sb->port_addrs[i];
-			out->ports[out->n_ports++] = b;
-		}
-	}
-}
-
-void sandbox_pb_release(Hutch__V1__Sandbox *out)
-{
-	/* Strings point into the sandbox; only the port array is ours. */
-	for (size_t i = 0; i < out->n_ports; i++)
-		free(out->ports[i]);
-	free(out->ports);
-	out->ports = NULL;
-	out->n_ports = 0;
+	plugin_t *rt = sb->m->d.plugins->runtime;
+	*out = (sandbox_record_t){
+		.id = (char *)sb->id,
+		.name = sb->name,
+		.tenant = sb->tenant,
+		.state = sb->state,
+		.reason = sb->reason,
+		.spec = sb->spec,
+		.created_ms = sb->created_ms,
+		.started_ms = sb->started_ms,
+		.stopped_ms = sb->stopped_ms,
+		.expires_ms = sb->expires_ms,
+		.runtime = rt ? rt->name : (char *)"",
+		.image_digest = (char *)sb->image.digest,
+		.oom_killed = sb->oom_killed,
+		.addresses = sb->addresses,
+		.port_addrs = sb->port_addrs,
+	};
 }
 
 static void persist(sandbox_t *sb)
 {
 	if (sb->forgotten)
 		return;
-	Hutch__V1__Sandbox pb = HUTCH__V1__SANDBOX__INIT;
-	sandbox_to_pb(sb, &pb);
-	size_t n = protobuf_c_message_get_packed_size(&pb.base);
-	_cleanup_free_ uint8_t *buf = xmalloc(n ? n : 1);
-	protobuf_c_message_pack(&pb.base, buf);
-	sandbox_pb_release(&pb);
+	sandbox_record_t rec;
+	sandbox_view(sb, &rec);
+	_cleanup_free_ uint8_t *buf = NULL;
+	size_t n = 0;
 	hutch_err_t err = {0};
-	if (store_put(sb->m->d.store, KIND, sb->tenant, sb->id, sb->name, buf, n, &err) < 0)
+	if (sb->m->d.codec->encode(&rec, &buf, &n, &err) < 0 ||
+	    store_put(sb->m->d.store, KIND, sb->tenant, sb->id, sb->name, buf, n, &err) < 0)
 		log_error("sandbox %s: %s", sb->id, err.message);
 }
 
@@ -267,8 +199,7 @@ static void waiters_fire(sandbox_t *sb)
 
 static void sandbox_free(sandbox_t *sb)
 {
-	if (sb->spec)
-		protobuf_c_message_free_unpacked(&sb->spec->base, NULL);
+	sandbox_spec_free(sb->spec);
 	env_free(sb->env);
 	strv_free(sb->addresses);
 	strv_free(sb->port_addrs);
@@ -333,9 +264,19 @@ const char *sandbox_id(const sandbox_t *sb)
 	return sb->id;
 }
 
-Hutch__V1__SandboxState sandbox_state(const sandbox_t *sb)
+sandbox_state_t sandbox_state(const sandbox_t *sb)
 {
 	return sb->state;
+}
+
+const char *sandbox_reason(const sandbox_t *sb)
+{
+	return sb->reason;
+}
+
+const sandbox_spec_t *sandbox_spec(const sandbox_t *sb)
+{
+	return sb->spec;
 }
 
 char *const *sandbox_env(const sandbox_t *sb)
@@ -355,14 +296,14 @@ bool sandbox_oom_killed(const sandbox_t *sb)
 
 agent_conn_t *sandbox_agent(sandbox_t *sb, hutch_err_t *err)
 {
-	if (sb->state == HUTCH__V1__SANDBOX_STATE__SANDBOX_STATE_RUNNING && sb->agent &&
+	if (sb->state == SANDBOX_RUNNING && sb->agent &&
 	    agent_conn_alive(sb->agent))
 		return sb->agent;
-	if (sb->state == HUTCH__V1__SANDBOX_STATE__SANDBOX_STATE_RUNNING)
+	if (sb->state == SANDBOX_RUNNING)
 		hutch_err_set(err, EAGAIN, "sandbox %s is not reachable right now (its agent is restarting)",
 			      sb->id);
 	else
-		hutch_err_set(err, EBUSY, "sandbox %s is %s%s%s%s", sb->id, state_word(sb->state),
+		hutch_err_set(err, EBUSY, "sandbox %s is %s%s%s%s", sb->id, sandbox_state_word(sb->state),
 			      sb->reason && *sb->reason ? " (" : "", sb->reason ? sb->reason : "",
 			      sb->reason && *sb->reason ? ")" : "");
 	return NULL;
@@ -372,7 +313,7 @@ uint32_t sandbox_mgr_running_count(const sandbox_mgr_t *m, const char *tenant)
 {
 	uint32_t n = 0;
 	for (const sandbox_t *sb = m->list; sb; sb = sb->next)
-		if (is_live(sb->state) && (!tenant || strcmp(sb->tenant, tenant) == 0))
+		if (sandbox_state_live(sb->state) && (!tenant || strcmp(sb->tenant, tenant) == 0))
 			n++;
 	return n;
 }
@@ -390,8 +331,8 @@ sandbox_t *sandbox_find(sandbox_mgr_t *m, const char *tenant, const char *id_or_
 		/* Names are unique among live sandboxes; a live one wins over
 		 * older stopped ones of the same name. */
 		if (sb->name && strcmp(sb->name, id_or_name) == 0 &&
-		    (!by_name || (is_live(sb->state) && !is_live(by_name->state)) ||
-		     (is_live(sb->state) == is_live(by_name->state) && sb->created_ms > by_name->created_ms)))
+		    (!by_name || (sandbox_state_live(sb->state) && !sandbox_state_live(by_name->state)) ||
+		     (sandbox_state_live(sb->state) == sandbox_state_live(by_name->state) && sb->created_ms > by_name->created_ms)))
 			by_name = sb;
 	}
 	return by_name;
@@ -406,7 +347,7 @@ void sandbox_each(sandbox_mgr_t *m, const char *tenant, sandbox_iter_cb cb, void
 
 /* ---- timers ---- */
 
-static void stop_internal(sandbox_t *sb, int64_t grace_ms, Hutch__V1__SandboxState final,
+static void stop_internal(sandbox_t *sb, int64_t grace_ms, sandbox_state_t final,
 			  const char *reason, sandbox_done_cb cb, void *data);
 
 static void on_lifetime(uv_timer_t *t)
@@ -415,7 +356,7 @@ static void on_lifetime(uv_timer_t *t)
 	char why[96];
 	snprintf(why, sizeof why, "lifetime of %llds expired",
 		 (long long)(sb->spec ? sb->spec->lifetime_seconds : 0));
-	stop_internal(sb, 0, HUTCH__V1__SANDBOX_STATE__SANDBOX_STATE_EXPIRED, why, NULL, NULL);
+	stop_internal(sb, 0, SANDBOX_EXPIRED, why, NULL, NULL);
 }
 
 static void on_idle(uv_timer_t *t)
@@ -426,7 +367,7 @@ static void on_idle(uv_timer_t *t)
 	char why[96];
 	snprintf(why, sizeof why, "idle for %llds",
 		 (long long)(sb->spec ? sb->spec->idle_timeout_seconds : 0));
-	stop_internal(sb, 0, HUTCH__V1__SANDBOX_STATE__SANDBOX_STATE_EXPIRED, why, NULL, NULL);
+	stop_internal(sb, 0, SANDBOX_EXPIRED, why, NULL, NULL);
 }
 
 static void timers_start(sandbox_t *sb)
@@ -452,7 +393,7 @@ void sandbox_activity(sandbox_t *sb, int delta_active)
 {
 	sb->active += delta_active;
 	if (sb->timers_init && sb->spec && sb->spec->idle_timeout_seconds > 0 &&
-	    sb->state == HUTCH__V1__SANDBOX_STATE__SANDBOX_STATE_RUNNING)
+	    sb->state == SANDBOX_RUNNING)
 		uv_timer_again(&sb->idle_timer);
 }
 
@@ -465,11 +406,11 @@ static void agent_closed(void *data, const char *reason)
 	meta_relay_free(sb->meta);
 	sb->meta = NULL;
 	snprintf(sb->agent_down_reason, sizeof sb->agent_down_reason, "%s", reason);
-	if (sb->state == HUTCH__V1__SANDBOX_STATE__SANDBOX_STATE_RUNNING && !sb->m->closing &&
+	if (sb->state == SANDBOX_RUNNING && !sb->m->closing &&
 	    !sb->stop_requested) {
 		/* Nobody asked for this: the sandbox's init is gone. */
 		log_warn("sandbox %s: agent session ended (%s); stopping it", sb->id, reason);
-		stop_internal(sb, 0, HUTCH__V1__SANDBOX_STATE__SANDBOX_STATE_FAILED, NULL, NULL, NULL);
+		stop_internal(sb, 0, SANDBOX_FAILED, NULL, NULL, NULL);
 	}
 	sandbox_unref(sb);
 }
@@ -500,7 +441,7 @@ static void fill_runtime_spec(sandbox_t *sb, hutch_sandbox_spec_t *rs, const cha
 			      hutch_kv_t *env, const char **argv, int in_fd, int out_fd,
 			      uint16_t *ports)
 {
-	const Hutch__V1__SandboxSpec *s = sb->spec;
+	const sandbox_spec_t *s = sb->spec;
 	size_t nm = 0;
 	mounts[nm++] = (hutch_mount_t){sb->m->d.agent_path, AGENT_IN_SANDBOX, HUTCH_MOUNT_READONLY};
 	/* Written by write_etc_files; read-only, so a sandbox cannot grow
@@ -749,8 +690,8 @@ static void main_exit(void *ud, int code, int sig)
 	else
 		snprintf(why, sizeof why, "main process exited with code %d", code);
 	stop_internal(sb, 0,
-		      code == 0 && !sig ? HUTCH__V1__SANDBOX_STATE__SANDBOX_STATE_STOPPED
-					: HUTCH__V1__SANDBOX_STATE__SANDBOX_STATE_FAILED,
+		      code == 0 && !sig ? SANDBOX_STOPPED
+					: SANDBOX_FAILED,
 		      why, NULL, NULL);
 }
 
@@ -761,7 +702,7 @@ static void main_error(void *ud, int e, const char *msg)
 	if (e == EPIPE)
 		return; /* the session ended: handled as the sandbox's end */
 	_cleanup_free_ char *why = xasprintf("main process: %s", msg);
-	stop_internal(sb, 0, HUTCH__V1__SANDBOX_STATE__SANDBOX_STATE_FAILED, why, NULL, NULL);
+	stop_internal(sb, 0, SANDBOX_FAILED, why, NULL, NULL);
 }
 
 static const agent_stream_ops_t main_ops = {
@@ -773,7 +714,7 @@ static const agent_stream_ops_t main_ops = {
 
 static void main_start(sandbox_t *sb)
 {
-	const Hutch__V1__SandboxSpec *s = sb->spec;
+	const sandbox_spec_t *s = sb->spec;
 	if (!s->n_command || !sb->agent)
 		return;
 	const char **argv = xcalloc(s->n_command + 1, sizeof *argv);
@@ -844,7 +785,7 @@ static void create_done(uv_work_t *req, int status)
 		 * again at the next start. */
 		close(j->to_agent);
 		close(j->from_agent);
-		sb->state = HUTCH__V1__SANDBOX_STATE__SANDBOX_STATE_RUNNING;
+		sb->state = SANDBOX_RUNNING;
 		sb->started_ms = now_ms();
 		sb->expires_ms = sb->started_ms + sb->spec->lifetime_seconds * 1000;
 		persist(sb);
@@ -875,7 +816,7 @@ static void create_done(uv_work_t *req, int status)
 		hutch_err_t e2 = {0};
 		store_delete(sb->m->d.store, KIND, sb->id, &e2);
 		if (sb->has_secrets)
-			secrets_forget_sandbox(sb->m->d.secrets, sb->id);
+			sb->m->d.secrets.forget(sb->m->d.secrets.data, sb->id);
 		sb->forgotten = true;
 		list_remove(sb->m, sb);
 		metrics_add("sandboxes_failed_total", NULL, 1);
@@ -888,7 +829,7 @@ static void create_done(uv_work_t *req, int status)
 		free(j);
 		return;
 	}
-	sb->state = HUTCH__V1__SANDBOX_STATE__SANDBOX_STATE_RUNNING;
+	sb->state = SANDBOX_RUNNING;
 	sb->started_ms = now_ms();
 	sb->expires_ms = sb->started_ms + sb->spec->lifetime_seconds * 1000;
 	strv_free(sb->addresses);
@@ -904,7 +845,7 @@ static void create_done(uv_work_t *req, int status)
 		persist(sb);
 		if (j->cb)
 			j->cb(j->data, NULL, &perr);
-		stop_internal(sb, 0, HUTCH__V1__SANDBOX_STATE__SANDBOX_STATE_FAILED,
+		stop_internal(sb, 0, SANDBOX_FAILED,
 			      "ports could not be forwarded", NULL, NULL);
 		sandbox_unref(sb);
 		free(j);
@@ -951,12 +892,12 @@ static bool valid_env_key(const char *k)
 
 /* Checks the request and fills in defaults: the stored spec says what the
  * sandbox really got. */
-static int resolve_spec(sandbox_mgr_t *m, const char *tenant, Hutch__V1__SandboxSpec *s,
+static int resolve_spec(sandbox_mgr_t *m, const char *tenant, sandbox_spec_t *s,
 			hutch_err_t *err)
 {
 	const sandbox_section_t *c = &m->d.cfg->sandbox;
 	if (!s->image || !*s->image)
-		pb_set_str(&s->image, c->default_image);
+		sandbox_str_set(&s->image, c->default_image);
 	if (!m->images.resolve && !image_builtin_known(s->image))
 		return hutch_err_set(err, ENOENT, "image `%s` not found (available: busybox)", s->image);
 	if (s->name && *s->name) {
@@ -965,7 +906,7 @@ static int resolve_spec(sandbox_mgr_t *m, const char *tenant, Hutch__V1__Sandbox
 					     "name `%s`: use 1-63 characters of letters, digits, - _ .",
 					     s->name);
 		for (sandbox_t *o = m->list; o; o = o->next)
-			if (is_live(o->state) && o->name && strcmp(o->name, s->name) == 0 &&
+			if (sandbox_state_live(o->state) && o->name && strcmp(o->name, s->name) == 0 &&
 			    strcmp(o->tenant, tenant) == 0)
 				return hutch_err_set(err, EEXIST, "a sandbox named `%s` is already running (%s)",
 						     s->name, o->id);
@@ -1017,9 +958,9 @@ static int resolve_spec(sandbox_mgr_t *m, const char *tenant, Hutch__V1__Sandbox
 	if (s->workdir && *s->workdir && s->workdir[0] != '/')
 		return hutch_err_set(err, EINVAL, "workdir `%s` must be an absolute path", s->workdir);
 	for (size_t i = 0; i < s->n_env; i++)
-		if (!valid_env_key(s->env[i]->key))
+		if (!valid_env_key(s->env[i].key))
 			return hutch_err_set(err, EINVAL, "env key `%s`: use letters, digits and _",
-					     s->env[i]->key ? s->env[i]->key : "");
+					     s->env[i].key ? s->env[i].key : "");
 	for (size_t i = 0; i < s->n_ports; i++)
 		if (s->ports[i] == 0 || s->ports[i] > 65535)
 			return hutch_err_set(err, EINVAL, "port %u is not a TCP port", s->ports[i]);
@@ -1059,7 +1000,7 @@ static int resolve_spec(sandbox_mgr_t *m, const char *tenant, Hutch__V1__Sandbox
 }
 
 /* Defaults, then the spec's env, then the resolved secrets (which win). */
-static char **build_env(const Hutch__V1__SandboxSpec *s, const char *hostname,
+static char **build_env(const sandbox_spec_t *s, const char *hostname,
 			char *const *secret_env, bool identity)
 {
 	char **env = NULL;
@@ -1070,16 +1011,16 @@ static char **build_env(const Hutch__V1__SandboxSpec *s, const char *hostname,
 		strv_push(&env, xstrdup("HUTCH_IDENTITY_TOKEN_FILE=" IDENTITY_TOKEN_IN_SANDBOX));
 	for (size_t i = 0; i < s->n_env; i++) {
 		/* A user value replaces a default of the same key. */
-		size_t kl = strlen(s->env[i]->key);
+		size_t kl = strlen(s->env[i].key);
 		for (size_t k = 0; env[k]; k++) {
-			if (strncmp(env[k], s->env[i]->key, kl) == 0 && env[k][kl] == '=') {
+			if (strncmp(env[k], s->env[i].key, kl) == 0 && env[k][kl] == '=') {
 				free(env[k]);
 				size_t n = strv_len(env);
 				memmove(&env[k], &env[k + 1], (n - k) * sizeof *env);
 				break;
 			}
 		}
-		strv_push(&env, xasprintf("%s=%s", s->env[i]->key, s->env[i]->value ? s->env[i]->value : ""));
+		strv_push(&env, xasprintf("%s=%s", s->env[i].key, s->env[i].value ? s->env[i].value : ""));
 	}
 	for (char *const *e = secret_env; e && *e; e++) {
 		size_t kl = strcspn(*e, "=");
@@ -1097,28 +1038,27 @@ static char **build_env(const Hutch__V1__SandboxSpec *s, const char *hostname,
 	return env;
 }
 
-int sandbox_create(sandbox_mgr_t *m, const char *tenant, const Hutch__V1__SandboxSpec *spec,
-		   sandbox_done_cb cb, void *data, hutch_err_t *err)
+int sandbox_create(sandbox_mgr_t *m, const char *tenant, sandbox_spec_t *s, sandbox_done_cb cb,
+		   void *data, hutch_err_t *err)
 {
-	if (m->closing)
+	if (m->closing) {
+		sandbox_spec_free(s);
 		return hutch_err_set(err, ESHUTDOWN, "hutchd is shutting down");
-	Hutch__V1__SandboxSpec empty = HUTCH__V1__SANDBOX_SPEC__INIT;
-	Hutch__V1__SandboxSpec *s = pb_clone(spec ? &spec->base : &empty.base);
-	if (!s)
-		return hutch_err_set(err, ENOMEM, "out of memory");
+	}
 	int r = resolve_spec(m, tenant, s, err);
 	sandbox_image_t image = {0}; /* images (issue 5) */
 	if (r == 0 && m->images.resolve)
 		r = m->images.resolve(m->images.data, tenant, s, &image, err);
 	char **secret_env = NULL;
 	if (r == 0 && s->n_secrets > 0)
-		r = secrets_resolve(m->d.secrets, tenant, s->secrets, s->n_secrets, &secret_env, err);
+		r = m->d.secrets.resolve(m->d.secrets.data, tenant, s->secrets, s->n_secrets,
+					 &secret_env, err);
 	/* Inline values never get stored or shown again. */
-	secrets_strip_spec(s);
+	sandbox_spec_strip_secrets(s);
 	if (r < 0) {
 		if (m->images.release)
 			m->images.release(m->images.data, &image);
-		protobuf_c_message_free_unpacked(&s->base, NULL);
+		sandbox_spec_free(s);
 		return r;
 	}
 	sandbox_t *sb = xcalloc(1, sizeof *sb);
@@ -1129,15 +1069,15 @@ int sandbox_create(sandbox_mgr_t *m, const char *tenant, const Hutch__V1__Sandbo
 	sb->name = s->name && *s->name ? xstrdup(s->name) : NULL;
 	sb->spec = s;
 	sb->image = image;
-	sb->state = HUTCH__V1__SANDBOX_STATE__SANDBOX_STATE_CREATING;
+	sb->state = SANDBOX_CREATING;
 	sb->created_ms = now_ms();
 	sb->env = build_env(s, sb->id, secret_env, m->d.plugins->identity != NULL);
 	sb->run_dir = xasprintf("%s/%s", m->run_root, sb->id);
 	if (secret_env) {
 		/* Kept sealed so a restarted hutchd can give the sandbox's
 		 * processes the same environment. */
-		r = secrets_keep_for_sandbox(m->d.secrets, tenant, sb->id, secret_env, err);
-		secrets_env_free(secret_env);
+		r = m->d.secrets.keep(m->d.secrets.data, tenant, sb->id, secret_env, err);
+		env_free(secret_env);
 		if (r < 0) {
 			sandbox_free(sb);
 			return r;
@@ -1150,8 +1090,8 @@ int sandbox_create(sandbox_mgr_t *m, const char *tenant, const Hutch__V1__Sandbo
 	j->sb = sb;
 	j->cb = cb;
 	j->data = data;
-	r = net_policy_set_load(m->d.store, tenant, s->network_policies, s->n_network_policies,
-				&j->policies, err);
+	r = m->d.policies_load(m->d.policies_data, tenant, s->network_policies,
+			       s->n_network_policies, &j->policies, err);
 	if (r < 0) {
 		free(j);
 		sandbox_free(sb);
@@ -1239,23 +1179,23 @@ static void stop_done(uv_work_t *req, int status)
 		sb->m->images.release(sb->m->images.data, &sb->image);
 	if (j->oom) {
 		sb->oom_killed = true;
-		if (sb->state == HUTCH__V1__SANDBOX_STATE__SANDBOX_STATE_FAILED ||
+		if (sb->state == SANDBOX_FAILED ||
 		    !sb->stop_reason) {
 			char why[128];
 			snprintf(why, sizeof why, "out of memory: killed at its %lld MiB limit",
 				 (long long)(sb->spec->memory_bytes >> 20));
-			set_str(&sb->stop_reason, why);
-			sb->state = HUTCH__V1__SANDBOX_STATE__SANDBOX_STATE_FAILED;
+			sandbox_str_set(&sb->stop_reason, why);
+			sb->state = SANDBOX_FAILED;
 		}
 	}
 	if (!sb->stop_reason)
-		set_str(&sb->stop_reason, sb->state == HUTCH__V1__SANDBOX_STATE__SANDBOX_STATE_FAILED
+		sandbox_str_set(&sb->stop_reason, sb->state == SANDBOX_FAILED
 						  ? "sandbox exited unexpectedly" : "stopped on request");
-	set_str(&sb->reason, sb->stop_reason);
+	sandbox_str_set(&sb->reason, sb->stop_reason);
 	sb->stopped_ms = now_ms();
 	persist(sb);
 	if (sb->has_secrets) {
-		secrets_forget_sandbox(sb->m->d.secrets, sb->id);
+		sb->m->d.secrets.forget(sb->m->d.secrets.data, sb->id);
 		sb->has_secrets = false;
 	}
 	metrics_add("sandboxes_stopped_total", NULL, 1);
@@ -1267,16 +1207,16 @@ static void stop_done(uv_work_t *req, int status)
 		timers_close(sb);
 		sandbox_unref(sb); /* the list's */
 	}
-	log_info("sandbox %s %s (%s)", sb->id, state_word(sb->state), sb->reason);
+	log_info("sandbox %s %s (%s)", sb->id, sandbox_state_word(sb->state), sb->reason);
 	waiters_fire(sb);
 	sandbox_unref(sb);
 	free(j);
 }
 
-static void stop_internal(sandbox_t *sb, int64_t grace_ms, Hutch__V1__SandboxState final,
+static void stop_internal(sandbox_t *sb, int64_t grace_ms, sandbox_state_t final,
 			  const char *reason, sandbox_done_cb cb, void *data)
 {
-	if (!is_live(sb->state)) {
+	if (!sandbox_state_live(sb->state)) {
 		if (cb)
 			cb(data, sb, NULL);
 		return;
@@ -1288,17 +1228,17 @@ static void stop_internal(sandbox_t *sb, int64_t grace_ms, Hutch__V1__SandboxSta
 		w->next = sb->stop_waiters;
 		sb->stop_waiters = w;
 	}
-	if (sb->stop_requested && sb->state == HUTCH__V1__SANDBOX_STATE__SANDBOX_STATE_STOPPING)
+	if (sb->stop_requested && sb->state == SANDBOX_STOPPING)
 		return; /* already on its way */
 	if (!sb->stop_requested) {
 		sb->stop_requested = true;
 		sb->stop_final = final;
 		sb->stop_grace_ms = grace_ms > 0 ? grace_ms : sb->m->d.cfg->sandbox.stop_grace_ms;
-		set_str(&sb->stop_reason, reason);
+		sandbox_str_set(&sb->stop_reason, reason);
 	}
 	if (sb->busy)
 		return; /* the create in flight runs the stop when done */
-	sb->state = HUTCH__V1__SANDBOX_STATE__SANDBOX_STATE_STOPPING;
+	sb->state = SANDBOX_STOPPING;
 	persist(sb);
 	if (sb->timers_init) {
 		uv_timer_stop(&sb->life_timer);
@@ -1329,7 +1269,7 @@ static void stop_internal(sandbox_t *sb, int64_t grace_ms, Hutch__V1__SandboxSta
 
 void sandbox_stop(sandbox_t *sb, int64_t grace_ms, sandbox_done_cb cb, void *data)
 {
-	stop_internal(sb, grace_ms, HUTCH__V1__SANDBOX_STATE__SANDBOX_STATE_STOPPED,
+	stop_internal(sb, grace_ms, SANDBOX_STOPPED,
 		      "stopped on request", cb, data);
 }
 
@@ -1337,14 +1277,14 @@ void sandbox_await_end(sandbox_t *sb, sandbox_done_cb cb, void *data)
 {
 	/* As agent_closed ends it: whichever comes first, the sandbox's end
 	 * keeps its own reason. */
-	stop_internal(sb, 0, HUTCH__V1__SANDBOX_STATE__SANDBOX_STATE_FAILED, NULL, cb, data);
+	stop_internal(sb, 0, SANDBOX_FAILED, NULL, cb, data);
 }
 
 int sandbox_delete(sandbox_t *sb, hutch_err_t *err)
 {
-	if (is_live(sb->state) || sb->busy)
+	if (sandbox_state_live(sb->state) || sb->busy)
 		return hutch_err_set(err, EBUSY, "sandbox %s is %s: stop it first", sb->id,
-				     state_word(sb->state));
+				     sandbox_state_word(sb->state));
 	hutch_err_t e2 = {0};
 	store_delete(sb->m->d.store, KIND, sb->id, &e2);
 	sb->forgotten = true;
@@ -1394,7 +1334,7 @@ static void policy_done(uv_work_t *req, int status)
 	sb->busy = false;
 	if (j->result == 0) {
 		/* The spec records what is bound now. */
-		Hutch__V1__SandboxSpec *s = sb->spec;
+		sandbox_spec_t *s = sb->spec;
 		for (size_t i = 0; i < s->n_network_policies; i++)
 			free(s->network_policies[i]);
 		free(s->network_policies);
@@ -1414,7 +1354,7 @@ static void policy_done(uv_work_t *req, int status)
 	strv_free(j->names);
 	net_policy_set_free(&j->set);
 	/* A stop asked for meanwhile waited for this to finish. */
-	if (sb->stop_requested && sb->state == HUTCH__V1__SANDBOX_STATE__SANDBOX_STATE_RUNNING)
+	if (sb->stop_requested && sb->state == SANDBOX_RUNNING)
 		stop_internal(sb, sb->stop_grace_ms, sb->stop_final, sb->stop_reason, NULL, NULL);
 	sandbox_unref(sb);
 	free(j);
@@ -1424,9 +1364,9 @@ int sandbox_update_policies(sandbox_t *sb, char *const *names, size_t n, bool us
 			    sandbox_done_cb cb, void *data, hutch_err_t *err)
 {
 	sandbox_mgr_t *m = sb->m;
-	if (sb->state != HUTCH__V1__SANDBOX_STATE__SANDBOX_STATE_RUNNING || sb->stop_requested)
+	if (sb->state != SANDBOX_RUNNING || sb->stop_requested)
 		return hutch_err_set(err, EBUSY, "sandbox %s is %s, not running", sb->id,
-				     sb->stop_requested ? "stopping" : state_word(sb->state));
+				     sb->stop_requested ? "stopping" : sandbox_state_word(sb->state));
 	if (sb->busy)
 		return hutch_err_set(err, EBUSY, "sandbox %s is changing its policies already; try again",
 				     sb->id);
@@ -1446,7 +1386,7 @@ int sandbox_update_policies(sandbox_t *sb, char *const *names, size_t n, bool us
 	j->use_default = use_default && n == 0;
 	j->cb = cb;
 	j->data = data;
-	int r = net_policy_set_load(m->d.store, sb->tenant, names, n, &j->set, err);
+	int r = m->d.policies_load(m->d.policies_data, sb->tenant, names, n, &j->set, err);
 	if (r < 0) {
 		free(j);
 		return r;
@@ -1482,7 +1422,7 @@ char **sandbox_mgr_policy_users(sandbox_mgr_t *m, const char *tenant, const char
 {
 	char **ids = NULL;
 	for (sandbox_t *sb = m->list; sb; sb = sb->next)
-		if (is_live(sb->state) && binds(sb, tenant, policy))
+		if (sandbox_state_live(sb->state) && binds(sb, tenant, policy))
 			strv_push(&ids, xstrdup(sb->id));
 	return ids;
 }
@@ -1490,7 +1430,7 @@ char **sandbox_mgr_policy_users(sandbox_mgr_t *m, const char *tenant, const char
 void sandbox_mgr_policy_changed(sandbox_mgr_t *m, const char *tenant, const char *policy)
 {
 	for (sandbox_t *sb = m->list; sb; sb = sb->next) {
-		if (sb->state != HUTCH__V1__SANDBOX_STATE__SANDBOX_STATE_RUNNING ||
+		if (sb->state != SANDBOX_RUNNING ||
 		    !binds(sb, tenant, policy))
 			continue;
 		hutch_err_t err = {0};
@@ -1589,7 +1529,7 @@ static void renew_done(uv_work_t *req, int status)
 	} else {
 		/* Try again soon; the old token stays until it expires. */
 		sb->identity_renew_ms = now_ms() + 5000;
-		if (sb->state == HUTCH__V1__SANDBOX_STATE__SANDBOX_STATE_RUNNING)
+		if (sb->state == SANDBOX_RUNNING)
 			log_warn("sandbox %s: identity token not renewed: %s", sb->id,
 				 status ? uv_strerror(status) : j->err.message);
 	}
@@ -1602,7 +1542,7 @@ static void identity_tick(uv_timer_t *t)
 	sandbox_mgr_t *m = t->data;
 	int64_t now = now_ms();
 	for (sandbox_t *sb = m->list; sb; sb = sb->next) {
-		if (sb->state != HUTCH__V1__SANDBOX_STATE__SANDBOX_STATE_RUNNING || sb->busy ||
+		if (sb->state != SANDBOX_RUNNING || sb->busy ||
 		    !sb->identity_dir || !sb->identity_expires || sb->identity_renewing ||
 		    now < sb->identity_renew_ms)
 			continue;
@@ -1698,51 +1638,46 @@ static void on_found(void *data, const char *id, const hutch_sandbox_status_t *s
 static int load_record(void *ud, const store_obj_t *o)
 {
 	sandbox_mgr_t *m = ud;
-	Hutch__V1__Sandbox *pb =
-		hutch__v1__sandbox__unpack(NULL, o->len, (const uint8_t *)o->data);
-	if (!pb) {
-		log_error("sandbox record %s is unreadable; ignoring it", o->id);
+	sandbox_record_t rec;
+	hutch_err_t derr = {0};
+	if (m->d.codec->decode((const uint8_t *)o->data, o->len, &rec, &derr) < 0) {
+		log_error("sandbox record %s is unreadable (%s); ignoring it", o->id, derr.message);
 		return 0;
 	}
 	sandbox_t *sb = xcalloc(1, sizeof *sb);
 	sb->m = m;
 	sb->refs = 1;
-	snprintf(sb->id, sizeof sb->id, "%s", pb->id);
-	sb->tenant = xstrdup(pb->tenant);
-	sb->name = pb->name && *pb->name ? xstrdup(pb->name) : NULL;
-	sb->state = pb->state;
-	sb->reason = pb->reason && *pb->reason ? xstrdup(pb->reason) : NULL;
-	sb->created_ms = pb->created_unix_ms;
-	sb->started_ms = pb->started_unix_ms;
-	sb->stopped_ms = pb->stopped_unix_ms;
-	sb->expires_ms = pb->expires_unix_ms;
-	sb->oom_killed = pb->oom_killed;
-	snprintf(sb->image.digest, sizeof sb->image.digest, "%s", pb->image_digest ? pb->image_digest : "");
-	sb->spec = pb->spec;
-	pb->spec = NULL;
-	if (!sb->spec) {
-		Hutch__V1__SandboxSpec empty = HUTCH__V1__SANDBOX_SPEC__INIT;
-		sb->spec = pb_clone(&empty.base);
-	}
-	for (size_t i = 0; i < pb->n_addresses; i++)
-		strv_push(&sb->addresses, xstrdup(pb->addresses[i]));
+	snprintf(sb->id, sizeof sb->id, "%s", rec.id);
+	sb->tenant = steal_ptr(&rec.tenant);
+	sb->name = rec.name && *rec.name ? steal_ptr(&rec.name) : NULL;
+	sb->state = rec.state;
+	sb->reason = rec.reason && *rec.reason ? steal_ptr(&rec.reason) : NULL;
+	sb->created_ms = rec.created_ms;
+	sb->started_ms = rec.started_ms;
+	sb->stopped_ms = rec.stopped_ms;
+	sb->expires_ms = rec.expires_ms;
+	sb->oom_killed = rec.oom_killed;
+	snprintf(sb->image.digest, sizeof sb->image.digest, "%s",
+		 rec.image_digest ? rec.image_digest : "");
+	sb->spec = rec.spec ? steal_ptr(&rec.spec) : xcalloc(1, sizeof *sb->spec);
+	sb->addresses = steal_ptr(&rec.addresses);
+	sandbox_record_release(&rec);
 	char **secret_env = NULL;
 	hutch_err_t serr = {0};
-	if (is_live(sb->state) &&
-	    secrets_load_for_sandbox(m->d.secrets, sb->id, &secret_env, &serr) < 0)
+	if (sandbox_state_live(sb->state) &&
+	    m->d.secrets.load(m->d.secrets.data, sb->id, &secret_env, &serr) < 0)
 		log_error("sandbox %s: its secrets cannot be restored: %s", sb->id, serr.message);
 	sb->has_secrets = secret_env != NULL;
 	sb->env = build_env(sb->spec, sb->id, secret_env, m->d.plugins->identity != NULL);
-	if (m->d.plugins->identity && is_live(sb->state)) {
+	if (m->d.plugins->identity && sandbox_state_live(sb->state)) {
 		/* Its token file is renewed at once: hutchd may have been down
 		 * past its renewal time. */
 		sb->identity_dir = xasprintf("%s/%s/identity", m->run_root, sb->id);
 		sb->identity_expires = 1;
 		sb->identity_renew_ms = 0;
 	}
-	secrets_env_free(secret_env);
+	env_free(secret_env);
 	sb->run_dir = xasprintf("%s/%s", m->run_root, sb->id);
-	protobuf_c_message_free_unpacked(&pb->base, NULL);
 	sb->next = m->list;
 	m->list = sb;
 	return 0;
@@ -1823,13 +1758,13 @@ int sandbox_mgr_recover(sandbox_mgr_t *m, hutch_err_t *err)
 	int recovered = 0, lost = 0, orphans = 0;
 
 	for (sandbox_t *sb = m->list; sb; sb = sb->next) {
-		if (!is_live(sb->state))
+		if (!sandbox_state_live(sb->state))
 			continue;
 		hutch_sandbox_status_t st = {.size = sizeof st};
 		hutch_err_t e = {0};
 		bool running = rt->ops.runtime.sandbox_status(rt->instance, sb->id, &st, &e) == 0 &&
 			       st.phase == HUTCH_PHASE_RUNNING;
-		if (running && !cleanup && sb->state == HUTCH__V1__SANDBOX_STATE__SANDBOX_STATE_RUNNING &&
+		if (running && !cleanup && sb->state == SANDBOX_RUNNING &&
 		    reattach(sb, &e) == 0) {
 			snprintf(sb->netns_path, sizeof sb->netns_path, "%s", st.netns_path);
 			if (ports_start(sb, &e) < 0)
@@ -1841,9 +1776,9 @@ int sandbox_mgr_recover(sandbox_mgr_t *m, hutch_err_t *err)
 		if (running && !cleanup)
 			log_warn("sandbox %s: cannot reconnect (%s); stopping it", sb->id, e.message);
 		cleanup_leftover(m, sb->id);
-		sb->state = cleanup ? HUTCH__V1__SANDBOX_STATE__SANDBOX_STATE_STOPPED
-				    : HUTCH__V1__SANDBOX_STATE__SANDBOX_STATE_FAILED;
-		set_str(&sb->reason, cleanup ? "stopped at daemon restart (on_restart = cleanup)"
+		sb->state = cleanup ? SANDBOX_STOPPED
+				    : SANDBOX_FAILED;
+		sandbox_str_set(&sb->reason, cleanup ? "stopped at daemon restart (on_restart = cleanup)"
 				     : running ? "could not be reconnected after a daemon restart"
 					       : "lost while hutchd was down");
 		sb->oom_killed = st.oom_killed;
@@ -1854,7 +1789,7 @@ int sandbox_mgr_recover(sandbox_mgr_t *m, hutch_err_t *err)
 	/* Runtime state nobody owns: a crash between create and record. */
 	for (size_t i = 0; i < f.n; i++) {
 		sandbox_t *sb = sandbox_find(m, NULL, f.ids[i]);
-		if (!sb || !is_live(sb->state)) {
+		if (!sb || !sandbox_state_live(sb->state)) {
 			log_warn("removing leftover sandbox %s", f.ids[i]);
 			cleanup_leftover(m, f.ids[i]);
 			orphans++;
@@ -1866,7 +1801,7 @@ int sandbox_mgr_recover(sandbox_mgr_t *m, hutch_err_t *err)
 	/* Network leftovers of sandboxes that are gone. */
 	char **live = NULL;
 	for (sandbox_t *sb = m->list; sb; sb = sb->next)
-		if (is_live(sb->state))
+		if (sandbox_state_live(sb->state))
 			strv_push(&live, xstrdup(sb->id));
 	for (size_t i = 0; i < m->d.plugins->n_network; i++) {
 		plugin_t *p = m->d.plugins->network[i];
