@@ -6,7 +6,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -18,6 +17,7 @@
 #include "net_chain.h"
 #include "proc.h"
 #include "rundir.h"
+#include "runtime_spec.h"
 #include "strbuf.h"
 
 struct build_sandbox {
@@ -84,12 +84,7 @@ int build_sandbox_create(const build_sandbox_deps_t *deps, const build_sandbox_o
 				     "this build step needs network access, and no network plugin is configured ([plugins] network): build sandboxes have no network without one");
 	build_sandbox_t *b = xcalloc(1, sizeof *b);
 	b->deps = *deps;
-	uint8_t rnd[6];
-	if (getrandom(rnd, sizeof rnd, 0) != (ssize_t)sizeof rnd)
-		for (size_t i = 0; i < sizeof rnd; i++)
-			rnd[i] = (uint8_t)rand();
-	snprintf(b->id, sizeof b->id, "bld-%02x%02x%02x%02x%02x%02x", rnd[0], rnd[1], rnd[2], rnd[3],
-		 rnd[4], rnd[5]);
+	runtime_id_new("bld", b->id);
 	b->dir = xasprintf("%s/%s", deps->run_root, b->id);
 	int r = mkdir_p(b->dir, 0700, err);
 	if (r < 0) {
@@ -103,59 +98,29 @@ int build_sandbox_create(const build_sandbox_deps_t *deps, const build_sandbox_o
 	if ((r = write_etc(b, o->network ? &att : NULL, err)) < 0)
 		goto fail;
 
-	/* Mounts: the /etc files, then the caller's. */
-	size_t nm = 3 + o->n_mounts;
-	hutch_mount_t *mounts = xcalloc(nm, sizeof *mounts);
-	static const char *const etc_names[] = {"hosts", "hostname", "resolv.conf"};
-	char *etc_src[3], *etc_dst[3];
-	for (size_t i = 0; i < 3; i++) {
-		etc_src[i] = xasprintf("%s/etc/%s", b->dir, etc_names[i]);
-		etc_dst[i] = xasprintf("/etc/%s", etc_names[i]);
-		mounts[i] = (hutch_mount_t){etc_src[i], etc_dst[i], HUTCH_MOUNT_READONLY};
-	}
-	for (size_t i = 0; i < o->n_mounts; i++)
-		mounts[3 + i] = o->mounts[i];
-	hutch_kv_t *env = xcalloc(o->n_env + 1, sizeof *env);
-	size_t ne = 0;
-	bool has_path = false;
-	for (size_t i = 0; i < o->n_env; i++) {
-		env[ne++] = o->env[i];
-		has_path |= strcmp(o->env[i].key, "PATH") == 0;
-	}
-	if (!has_path)
-		env[ne++] = (hutch_kv_t){"PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"};
-	hutch_sandbox_spec_t rs = {
-		.size = sizeof rs,
+	runtime_spec_opts_t ro = {
 		.id = b->id,
 		.tenant = o->tenant,
-		.name = NULL,
-		.hostname = b->id,
+		.run_dir = b->dir,
 		.layers = o->layers,
 		.n_layers = o->n_layers,
 		.argv = NULL, /* the runtime's idle init: commands come by exec */
-		.init_stdin_fd = -1,
-		.init_stdout_fd = -1,
-		.init_stderr_fd = -1,
-		.env = env,
-		.n_env = ne,
-		.workdir = "/",
+		.env = o->env,
+		.n_env = o->n_env,
 		.cpu_millis = o->cpu_millis,
 		.memory_bytes = o->memory_bytes,
 		.pids_max = o->pids_max,
 		.disk_bytes = o->disk_bytes,
-		.mounts = mounts,
-		.n_mounts = nm,
+		.mounts = o->mounts,
+		.n_mounts = o->n_mounts,
 		.netns_path = att.netns_path[0] ? att.netns_path : NULL,
 	};
+	runtime_spec_t rs;
+	runtime_spec_build(&rs, &ro);
 	hutch_sandbox_status_t st = {.size = sizeof st};
 	plugin_t *rt = runtime(b);
-	r = rt->ops.runtime.sandbox_create(rt->instance, &rs, &st, err);
-	for (size_t i = 0; i < 3; i++) {
-		free(etc_src[i]);
-		free(etc_dst[i]);
-	}
-	free(mounts);
-	free(env);
+	r = rt->ops.runtime.sandbox_create(rt->instance, &rs.rs, &st, err);
+	runtime_spec_release(&rs);
 	if (r < 0) {
 		hutch_err_prefix(err, "build sandbox: %s", rt->name);
 		goto fail;
