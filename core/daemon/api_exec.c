@@ -554,7 +554,6 @@ static const grpc_method_t exec_methods[] = {
 	},
 };
 
-int api_exec_register(daemon_t *d, hutch_err_t *err);
 int api_exec_register(daemon_t *d, hutch_err_t *err)
 {
 	return grpc_server_add_methods(d->grpc, exec_methods,

@@ -312,7 +312,6 @@ static const grpc_method_t policy_methods[] = {
 	 .on_message = update_on_message},
 };
 
-int api_policy_register(daemon_t *d, hutch_err_t *err);
 int api_policy_register(daemon_t *d, hutch_err_t *err)
 {
 	return grpc_server_add_methods(d->grpc, policy_methods,

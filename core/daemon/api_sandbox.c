@@ -178,25 +178,8 @@ static const grpc_method_t sandbox_methods[] = {
 	 .on_message = delete_on_message},
 };
 
-int api_exec_register(daemon_t *d, hutch_err_t *err);
-int api_files_register(daemon_t *d, hutch_err_t *err);
-int api_policy_register(daemon_t *d, hutch_err_t *err);
-int api_secret_register(daemon_t *d, hutch_err_t *err);
-int api_identity_register(daemon_t *d, hutch_err_t *err);
-
 int api_sandbox_register(daemon_t *d, hutch_err_t *err)
 {
-	int r = grpc_server_add_methods(d->grpc, sandbox_methods,
-					sizeof sandbox_methods / sizeof sandbox_methods[0], d, err);
-	if (r == 0)
-		r = api_exec_register(d, err);
-	if (r == 0)
-		r = api_files_register(d, err);
-	if (r == 0)
-		r = api_policy_register(d, err);
-	if (r == 0)
-		r = api_secret_register(d, err);
-	if (r == 0)
-		r = api_identity_register(d, err);
-	return r;
+	return grpc_server_add_methods(d->grpc, sandbox_methods,
+				       sizeof sandbox_methods / sizeof sandbox_methods[0], d, err);
 }

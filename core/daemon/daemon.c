@@ -242,8 +242,7 @@ static int listen_all(daemon_t *d, hutch_err_t *err)
 	int r = grpc_server_new(&d->loop, &o, &d->grpc, err);
 	if (r < 0)
 		return r;
-	if ((r = api_daemon_register(d, err)) < 0 || (r = api_sandbox_register(d, err)) < 0 ||
-	    (r = api_image_register(d, err)) < 0)
+	if ((r = api_services_register(d, err)) < 0)
 		return r;
 	if (c->api.tcp_listen) {
 		char host[256];
