@@ -1,14 +1,10 @@
 #include "build_sandbox.h"
 
 #include <fcntl.h>
-#include <poll.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "cleanup.h"
@@ -28,13 +24,6 @@ struct build_sandbox {
 	bool created;          /* the runtime has it */
 	bool stopped;
 };
-
-static int64_t now_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 const char *build_sandbox_id(const build_sandbox_t *b)
 {
@@ -138,118 +127,40 @@ fail:
 
 /* ---- exec ---- */
 
-static bool cancelled(const build_exec_t *x)
-{
-	return x->cancel && atomic_load(x->cancel);
-}
-
 /* Runs argv (on the host) with stdout/stderr streamed to x->on_output,
- * the cancel flag polled and the timeout enforced. */
+ * the cancel flag polled and the timeout enforced, in a session of its own
+ * so that a kill takes its helpers too. */
 static int run_streamed(const char *const *argv, int netns_fd, const build_exec_t *x,
 			int *exit_code, hutch_err_t *err)
 {
-	int r;
-	int out_p[2] = {-1, -1}, err_p[2] = {-1, -1};
-	pid_t pid = -1;
-	_cleanup_close_ int pidfd = -1;
-	if (pipe2(out_p, O_CLOEXEC | O_NONBLOCK) < 0 || pipe2(err_p, O_CLOEXEC | O_NONBLOCK) < 0) {
-		r = hutch_err_sys(err, errno, "pipe");
-		goto out;
-	}
 	hutch_spawn_opts_t so = {
 		.size = sizeof so,
 		.argv = argv,
 		.envp = x->host_envp,
 		.stdin_fd = -1,
-		.stdout_fd = out_p[1],
-		.stderr_fd = err_p[1],
+		.stdout_fd = -1,
+		.stderr_fd = -1,
 		.netns_fd = netns_fd,
 		.new_session = true,
 	};
-	r = proc_spawn(&so, &pid, &pidfd, err);
-	close(out_p[1]);
-	close(err_p[1]);
-	out_p[1] = err_p[1] = -1;
+	proc_watch_t w = {
+		.on_output = x->on_output,
+		.data = x->data,
+		.streams = x->on_output ? 3 : 0,
+		.timeout_ms = x->timeout_ms,
+		.cancel = x->cancel,
+	};
+	proc_end_t end;
+	int r = proc_run_watched(&so, &w, &end, err);
 	if (r < 0)
-		goto out;
-
-	int64_t deadline = x->timeout_ms > 0 ? now_ms() + x->timeout_ms : 0;
-	bool exited = false, timed_out = false, was_cancelled = false;
-	int st = 0;
-	bool reaped = false;
-	char buf[16384];
-	while (!exited || out_p[0] >= 0 || err_p[0] >= 0) {
-		if (!timed_out && !was_cancelled && !exited) {
-			if (deadline && now_ms() >= deadline)
-				timed_out = true;
-			else if (cancelled(x))
-				was_cancelled = true;
-			if (timed_out || was_cancelled)
-				kill(-pid, SIGKILL); /* its session: helpers too */
-		}
-		struct pollfd pfds[3] = {
-			{.fd = exited ? -1 : pidfd, .events = POLLIN},
-			{.fd = out_p[0], .events = POLLIN},
-			{.fd = err_p[0], .events = POLLIN},
-		};
-		/* Wake at least every 200 ms to see a cancel; without a pidfd,
-		 * every 20 ms to ask waitpid. */
-		int pr = poll(pfds, 3, pidfd < 0 ? 20 : 200);
-		if (pr < 0 && errno != EINTR)
-			break;
-		if (!exited && pidfd < 0 && waitpid(pid, &st, WNOHANG) == pid)
-			reaped = exited = true;
-		if (!exited && pfds[0].revents)
-			exited = true;
-		for (int k = 1; k <= 2; k++) {
-			int *fd = k == 1 ? &out_p[0] : &err_p[0];
-			if (*fd < 0)
-				continue;
-			for (;;) {
-				ssize_t n = read(*fd, buf, sizeof buf);
-				if (n > 0) {
-					if (x->on_output)
-						x->on_output(x->data, k, buf, (size_t)n);
-					continue;
-				}
-				if (n < 0 && errno == EINTR)
-					continue;
-				if (n < 0 && errno == EAGAIN) {
-					/* Once the command is gone, a background child that
-					 * kept the pipe must not hold the step forever. */
-					if (exited && pr == 0) {
-						close(*fd);
-						*fd = -1;
-					}
-					break;
-				}
-				close(*fd);
-				*fd = -1;
-				break;
-			}
-		}
-	}
-	while (!reaped && waitpid(pid, &st, 0) < 0 && errno == EINTR)
-		;
-	int code, sig;
-	proc_status_decode(st, &code, &sig);
-	if (sig)
-		code = 128 + sig;
-	*exit_code = code;
-	if (timed_out)
-		r = hutch_err_set(err, ETIMEDOUT, "timed out after %lld s", (long long)(x->timeout_ms / 1000));
-	else if (was_cancelled)
-		r = hutch_err_set(err, ECANCELED, "cancelled");
-	else
-		r = 0;
-out:
-	for (int i = 0; i < 2; i++) {
-		if (out_p[i] >= 0)
-			close(out_p[i]);
-		if (err_p[i] >= 0)
-			close(err_p[i]);
-	}
-	return r;
+		return r;
+	*exit_code = end.term_signal ? 128 + end.term_signal : end.exit_code;
+	if (end.timed_out)
+		return hutch_err_set(err, ETIMEDOUT, "timed out after %lld s",
+				     (long long)(x->timeout_ms / 1000));
+	if (end.cancelled)
+		return hutch_err_set(err, ECANCELED, "cancelled");
+	return 0;
 }
 
 int build_sandbox_exec(build_sandbox_t *b, const build_exec_t *x, int *exit_code,
