@@ -79,7 +79,8 @@ sandbox_spec_t *sandbox_spec_from_pb(const Hutch__V1__SandboxSpec *pb)
 	s->labels = kv_from_pb(pb->labels, pb->n_labels);
 	s->n_labels = pb->n_labels;
 	s->ports = xcalloc(pb->n_ports + 1, sizeof *s->ports);
-	memcpy(s->ports, pb->ports, pb->n_ports * sizeof *s->ports);
+	if (pb->n_ports)
+		memcpy(s->ports, pb->ports, pb->n_ports * sizeof *s->ports);
 	s->n_ports = pb->n_ports;
 	s->network_policies = strs_from_pb(pb->network_policies, pb->n_network_policies);
 	s->n_network_policies = pb->n_network_policies;
