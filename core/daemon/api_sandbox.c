@@ -124,12 +124,7 @@ static void list_on_message(grpc_call_t *call, const ProtobufCMessage *msg)
 
 static void stopped(void *data, sandbox_t *sb, const hutch_err_t *err)
 {
-	grpc_call_t *call = data;
-	if (err)
-		api_fail(call, err);
-	else
-		reply_sandbox(call, sb);
-	grpc_call_unref(call);
+	created(data, sb, err); /* the same reply */
 	sandbox_unref(sb);
 }
 
