@@ -198,19 +198,24 @@ static int send_u32s(agent_conn_t *c, uint8_t type, uint32_t id, uint8_t t1, uin
 	return finish(c, &fb, &b);
 }
 
-int agent_send_stdin(agent_conn_t *c, uint32_t id, const void *data, size_t n)
+/* Large writes go as several frames of at most AGENT_CHUNK bytes. */
+static int send_chunked(agent_conn_t *c, uint8_t type, uint32_t id, const void *data, size_t n)
 {
-	/* Large writes go as several frames. */
 	const uint8_t *p = data;
 	while (n > 0) {
 		size_t k = n < AGENT_CHUNK ? n : AGENT_CHUNK;
-		int r = send_raw(c, AGENT_STDIN, id, p, k);
+		int r = send_raw(c, type, id, p, k);
 		if (r < 0)
 			return r;
 		p += k;
 		n -= k;
 	}
 	return 0;
+}
+
+int agent_send_stdin(agent_conn_t *c, uint32_t id, const void *data, size_t n)
+{
+	return send_chunked(c, AGENT_STDIN, id, data, n);
 }
 
 int agent_send_stdin_eof(agent_conn_t *c, uint32_t id)
@@ -261,16 +266,7 @@ int agent_send_put(agent_conn_t *c, uint32_t id, const char *path, uint32_t type
 
 int agent_send_data(agent_conn_t *c, uint32_t id, const void *data, size_t n)
 {
-	const uint8_t *p = data;
-	while (n > 0) {
-		size_t k = n < AGENT_CHUNK ? n : AGENT_CHUNK;
-		int r = send_raw(c, AGENT_DATA, id, p, k);
-		if (r < 0)
-			return r;
-		p += k;
-		n -= k;
-	}
-	return 0;
+	return send_chunked(c, AGENT_DATA, id, data, n);
 }
 
 void agent_conn_set_meta(agent_conn_t *c, const agent_meta_ops_t *ops, void *ud)
