@@ -162,6 +162,7 @@ class Upstream:
         class Server(socketserver.ThreadingTCPServer):
             daemon_threads = True
             allow_reuse_address = True
+            request_queue_size = 256  # bursts of h2 streams open many
 
         self.server = Server(("127.0.0.1", 0), Handler)
         self.port = self.server.server_address[1]
