@@ -375,7 +375,14 @@ static void ev_upgraded(proxy_exchange_t *ex, const uint8_t *rest, size_t n)
 	ex_finish(ex, false);
 }
 
+static void ev_flush(proxy_exchange_t *ex)
+{
+	if (ex->dops->flush)
+		ex->dops->flush(ex->down);
+}
+
 const proxy_up_events_t proxy_exchange_up_events = {
+	.flush = ev_flush,
 	.connected = ev_connected,
 	.head = ev_head,
 	.body = ev_body,

@@ -37,6 +37,10 @@ typedef struct proxy_h1 {
 	proxy_exchange_t *ex;
 	proxy_timer_t *timer;
 	strbuf_t pending; /* read, not yet parsed */
+	/* A response's head (and what follows it in the same upstream read)
+	 * is gathered here and written at once: one write per response in
+	 * the common case instead of one per piece. */
+	strbuf_t cork;
 	enum h1_state state;
 	int error_status;  /* set by a callback that found a limit passed */
 	bool paused;       /* parser paused at a message's end */
@@ -102,6 +106,7 @@ static void h1_free(proxy_h1_t *c)
 	proxy_timer_free(c->timer);
 	proxy_head_free(&c->head);
 	sb_free(&c->pending);
+	sb_free(&c->cork);
 	free(c);
 }
 
@@ -431,31 +436,51 @@ static void h1_head(void *down, int status, const char *lines, size_t len,
 			sb_append(&sb, "Connection: keep-alive\r\n");
 	}
 	sb_append_n(&sb, "\r\n", 2);
-	sock_write(c->sock, sb.buf, sb.len);
+	if (status >= 200)
+		sb_append_n(&c->cork, sb.buf, sb.len);
+	else
+		sock_write(c->sock, sb.buf, sb.len);
 	sb_free(&sb);
 }
+
+static void h1_flush(void *down)
+{
+	proxy_h1_t *c = down;
+	if (c->sock && c->cork.len)
+		sock_write(c->sock, c->cork.buf, c->cork.len);
+	c->cork.len = 0;
+}
+
+/* Small pieces join the cork; a big one goes out with it in one write. */
+#define CORK_MAX (32u << 10)
 
 static void h1_body(void *down, const uint8_t *d, size_t n)
 {
 	proxy_h1_t *c = down;
 	if (!c->sock || n == 0)
 		return;
-	if (!c->resp_chunked) {
-		sock_write(c->sock, d, n);
+	char size[24];
+	int k = c->resp_chunked ? snprintf(size, sizeof size, "%zx\r\n", n) : 0;
+	if (c->cork.len + n < CORK_MAX) {
+		sb_append_n(&c->cork, size, (size_t)k);
+		sb_append_n(&c->cork, d, n);
+		if (c->resp_chunked)
+			sb_append_n(&c->cork, "\r\n", 2);
 		return;
 	}
-	char size[24];
-	int k = snprintf(size, sizeof size, "%zx\r\n", n);
-	uv_buf_t b[3] = {uv_buf_init(size, (unsigned)k), uv_buf_init((char *)d, (unsigned)n),
-			 uv_buf_init((char *)"\r\n", 2)};
-	c->sock->ops->write(c->sock, b, 3);
+	uv_buf_t b[4] = {uv_buf_init(c->cork.buf, (unsigned)c->cork.len),
+			 uv_buf_init(size, (unsigned)k), uv_buf_init((char *)d, (unsigned)n),
+			 uv_buf_init((char *)"\r\n", c->resp_chunked ? 2 : 0)};
+	c->sock->ops->write(c->sock, b, 4);
+	c->cork.len = 0;
 }
 
 static void h1_end(void *down)
 {
 	proxy_h1_t *c = down;
-	if (c->sock && c->resp_chunked)
-		sock_write(c->sock, "0\r\n\r\n", 5);
+	if (c->resp_chunked)
+		sb_append_n(&c->cork, "0\r\n\r\n", 5);
+	h1_flush(c);
 }
 
 static void h1_abort(void *down)
@@ -463,6 +488,7 @@ static void h1_abort(void *down)
 	proxy_h1_t *c = down;
 	/* A response cut short must not look complete: reset the stream. */
 	c->dying = true;
+	c->cork.len = 0;
 	if (c->sock) {
 		c->sock->ops->close(c->sock);
 		c->sock = NULL;
@@ -497,6 +523,7 @@ static bool h1_blocked(void *down)
 static proxy_sock_t *h1_take_sock(void *down, strbuf_t *rest)
 {
 	proxy_h1_t *c = down;
+	h1_flush(c); /* the 101 */
 	proxy_sock_t *s = c->sock;
 	c->sock = NULL;
 	*rest = c->pending;
@@ -537,6 +564,7 @@ const proxy_down_ops_t proxy_h1_down_ops = {
 	.blocked = h1_blocked,
 	.take_sock = h1_take_sock,
 	.done = h1_done,
+	.flush = h1_flush,
 };
 
 static void h1_shut(proxy_conn_base_t *b)
@@ -555,6 +583,7 @@ void proxy_h1_start(proxy_engine_t *eng, proxy_sock_t *sock, const char *peer,
 	c->sock = sock;
 	snprintf(c->peer, sizeof c->peer, "%s", peer);
 	c->pending = (strbuf_t)STRBUF_INIT;
+	c->cork = (strbuf_t)STRBUF_INIT;
 	llhttp_init(&c->parser, HTTP_REQUEST, &h1_settings);
 	c->parser.data = c;
 	c->timer = proxy_timer_new(eng, h1_on_timer, c);

@@ -164,16 +164,25 @@ static bool list_has_token(const char *list, const char *token)
 
 bool proxy_hop_by_hop(const char *name, const char *connection)
 {
-	static const char *const fixed[] = {
-		"connection", "keep-alive", "proxy-connection", "te", "trailer",
-		"transfer-encoding", "upgrade", "proxy-authorization",
-		"proxy-authenticate", "content-length", "host", "http2-settings",
+	/* By length first: this runs for every header of every message. */
+	static const char *const by_len[][3] = {
+		[2] = {"te"},
+		[4] = {"host"},
+		[7] = {"trailer", "upgrade"},
+		[10] = {"connection", "keep-alive"},
+		[14] = {"content-length", "http2-settings"},
+		[16] = {"proxy-connection"},
+		[17] = {"transfer-encoding"},
+		[18] = {"proxy-authenticate"},
+		[19] = {"proxy-authorization"},
 	};
-	for (size_t i = 0; i < sizeof fixed / sizeof fixed[0]; i++)
-		if (strcasecmp(name, fixed[i]) == 0)
-			return true;
 	if (name[0] == ':') /* HTTP/2 pseudo-headers */
 		return true;
+	size_t n = strlen(name);
+	if (n < sizeof by_len / sizeof by_len[0])
+		for (int i = 0; i < 3 && by_len[n][i]; i++)
+			if (strcasecmp(name, by_len[n][i]) == 0)
+				return true;
 	return connection && list_has_token(connection, name);
 }
 

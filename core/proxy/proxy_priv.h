@@ -272,6 +272,8 @@ typedef struct proxy_down_ops {
 	proxy_sock_t *(*take_sock)(void *down, strbuf_t *rest);
 	/* The exchange is over and freed; forget it. */
 	void (*done)(void *down);
+	/* Optional: write what head/body gathered (after each upstream read). */
+	void (*flush)(void *down);
 } proxy_down_ops_t;
 
 /* The request as the downstream parsed it; the exchange takes head. */
@@ -314,6 +316,8 @@ typedef struct proxy_up_events {
 	void (*drain)(proxy_exchange_t *ex);
 	/* 101 parsed: bytes after it are the tunnel's. */
 	void (*upgraded)(proxy_exchange_t *ex, const uint8_t *rest, size_t n);
+	/* One read's worth parsed, the response goes on. */
+	void (*flush)(proxy_exchange_t *ex);
 } proxy_up_events_t;
 
 /* Takes a pooled connection to up or opens one, for ex. */

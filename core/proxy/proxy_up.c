@@ -200,8 +200,10 @@ static void up_sock_data(void *owner, const uint8_t *d, size_t n)
 		u->ev->upgraded(u->ex, d + n - rest, rest);
 		return;
 	}
-	if (e == HPE_OK && !u->complete)
+	if (e == HPE_OK && !u->complete) {
+		u->ev->flush(u->ex);
 		return;
+	}
 	if (u->complete) {
 		u->failed = true;
 		u->ev->end(u->ex);

@@ -3,7 +3,7 @@
  * tests drive, so they talk to the real engine over real sockets.
  *
  *   proxy_test_server --upstream ADDR [--listen ADDR] [--tls CERT KEY]
- *       [--forwarded] [--log FILE] [--header-timeout-ms N]
+ *       [--forwarded] [--log FILE] [--quiet] [--header-timeout-ms N]
  *       [--idle-timeout-ms N] [--connect-timeout-ms N]
  *       [--response-timeout-ms N] [--max-header-bytes N] [--max-headers N]
  *       [--max-request-line N] [--max-body N] [--pool-max-idle N]
@@ -31,6 +31,7 @@ static proxy_upstream_t upstream;
 static FILE *log_file;
 static uv_loop_t *loop;
 static proxy_listener_t *listener;
+static bool quiet;
 
 struct deferred {
 	uv_timer_t t;
@@ -191,6 +192,8 @@ int main(int argc, char **argv)
 		} else if (strcmp(a, "--listen") == 0) {
 			cfg.listen = v;
 			i++;
+		} else if (strcmp(a, "--quiet") == 0) {
+			quiet = true; /* no log callback (benchmarks) */
 		} else if (strcmp(a, "--forwarded") == 0) {
 			cfg.add_forwarded = true;
 		} else if (strcmp(a, "--log") == 0) {
@@ -208,6 +211,12 @@ int main(int argc, char **argv)
 	if (!up || proxy_upstream_parse(up, &upstream, &err) < 0) {
 		fprintf(stderr, "--upstream: %s\n", up ? err.message : "missing");
 		return 2;
+	}
+	static proxy_policy_t quiet_policy;
+	if (quiet) {
+		quiet_policy = policy;
+		quiet_policy.log = NULL;
+		cfg.policy = &quiet_policy;
 	}
 	loop = uv_default_loop();
 	if (proxy_listener_new(loop, &cfg, &listener, &err) < 0) {
