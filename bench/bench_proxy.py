@@ -84,8 +84,8 @@ def start(cmd, port):
 
 
 def wrk(port, seconds, conns):
-    out = subprocess.run(["wrk", "-t2", "-c%d" % conns, "-d%ds" % seconds, "--latency",
-                          "http://127.0.0.1:%d/index.html" % port],
+    out = subprocess.run(["wrk", "-t%d" % min(2, conns), "-c%d" % conns, "-d%ds" % seconds,
+                          "--latency", "http://127.0.0.1:%d/index.html" % port],
                          capture_output=True, text=True, timeout=seconds + 30).stdout
 
     def lat(pct):
