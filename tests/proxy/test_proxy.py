@@ -436,6 +436,11 @@ def h2c(env):
                           capture_output=True, text=True, timeout=20)
     j = json.loads(body.stdout)
     check(j["body_len"] == 100000 and j["headers"]["host"] == "127.0.0.1:%d" % p.port, j)
+    # 20 MB down one stream: pulled through the stream's buffer and windows
+    big = subprocess.run(["nghttp", "http://127.0.0.1:%d/big?n=%d" % (p.port, 20 << 20)],
+                         capture_output=True, timeout=60)
+    check(big.returncode == 0 and len(big.stdout) == 20 << 20,
+          "h2 download: %d bytes" % len(big.stdout))
     out = subprocess.run(["curl", "-sS", "--http2-prior-knowledge",
                           "http://127.0.0.1:%d/local/h2" % p.port],
                          capture_output=True, text=True, timeout=10)
