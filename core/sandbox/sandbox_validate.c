@@ -5,35 +5,13 @@
 #include <string.h>
 
 #include "image_builtin.h"
+#include "names.h"
 
 #define MIN_MEMORY (64LL << 20)
 /* The most a spec may ask for, whatever the config: the kernel's own
  * pid limit (PID_MAX_LIMIT), and a writable layer of 1 TiB. */
 #define SANDBOX_PIDS_MAX (4 * 1024 * 1024)
 #define SANDBOX_DISK_MAX (1LL << 40)
-
-static bool valid_name(const char *s)
-{
-	size_t n = strlen(s);
-	if (n == 0 || n > 63)
-		return false;
-	for (const char *p = s; *p; p++)
-		if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
-		      *p == '-' || *p == '_' || *p == '.'))
-			return false;
-	return true;
-}
-
-static bool valid_env_key(const char *k)
-{
-	if (!k || !*k || (*k >= '0' && *k <= '9'))
-		return false;
-	for (const char *p = k; *p; p++)
-		if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
-		      *p == '_'))
-			return false;
-	return true;
-}
 
 /* Checks the request and fills in defaults: the stored spec says what the
  * sandbox really got. */
@@ -46,7 +24,7 @@ int sandbox_spec_resolve(sandbox_mgr_t *m, const char *tenant, sandbox_spec_t *s
 	if (!m->images.resolve && !image_builtin_known(s->image))
 		return hutch_err_set(err, ENOENT, "image `%s` not found (available: busybox)", s->image);
 	if (s->name && *s->name) {
-		if (!valid_name(s->name))
+		if (!object_name_valid(s->name))
 			return hutch_err_set(err, EINVAL,
 					     "name `%s`: use 1-63 characters of letters, digits, - _ .",
 					     s->name);
@@ -103,7 +81,7 @@ int sandbox_spec_resolve(sandbox_mgr_t *m, const char *tenant, sandbox_spec_t *s
 	if (s->workdir && *s->workdir && s->workdir[0] != '/')
 		return hutch_err_set(err, EINVAL, "workdir `%s` must be an absolute path", s->workdir);
 	for (size_t i = 0; i < s->n_env; i++)
-		if (!valid_env_key(s->env[i].key))
+		if (!env_key_valid(s->env[i].key))
 			return hutch_err_set(err, EINVAL, "env key `%s`: use letters, digits and _",
 					     s->env[i].key ? s->env[i].key : "");
 	for (size_t i = 0; i < s->n_ports; i++)
