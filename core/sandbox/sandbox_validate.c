@@ -90,6 +90,10 @@ int sandbox_spec_resolve(sandbox_mgr_t *m, const char *tenant, sandbox_spec_t *s
 	if (s->n_network_policies > 0 && m->d.plugins->n_network == 0)
 		return hutch_err_set(err, ENOTSUP,
 				     "network policies need a network plugin (none is configured in [plugins] network)");
+	if (s->identity_audience && *s->identity_audience && !m->d.plugins->identity)
+		return hutch_err_set(err, ENOTSUP,
+				     "identity_audience `%s`: sandboxes get no identity token without an identity plugin (none is configured in [plugins] identity)",
+				     s->identity_audience);
 	/* Never accept a device that would not be there: the core does not
 	 * drive the accelerator ABI yet, loaded plugin or not. */
 	if (s->gpu && *s->gpu && m->d.plugins->n_accelerators == 0)
