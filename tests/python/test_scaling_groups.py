@@ -299,3 +299,27 @@ def test_tenant_isolation_and_malformed_requests(env):
     big = b"GET /default/mine/rev HTTP/1.1\r\nHost: a\r\nX-Big: " + b"a" * 70000 + b"\r\n\r\n"
     assert _raw(addr, big).startswith(b"HTTP/1.1 431")
     assert get("/default/mine/rev") == (200, b"mine\n")
+
+
+def test_cli_group_commands(env):
+    def cli(*args, **kw):
+        p = env.cli(*args, **kw)
+        p.stdout = p.stdout.decode() if isinstance(p.stdout, bytes) else p.stdout
+        return p
+
+    out = cli("group", "deploy", "--image", "busybox", "--port", "8080",
+                  "--readiness-path", "/health", "clig", "--",
+                  *serve("cli")).stdout
+    assert "clig (revision 1)" in out
+    deadline = time.time() + 30
+    while "1 of 1 replicas ready" not in cli("group", "inspect", "clig").stdout:
+        assert time.time() < deadline
+        time.sleep(0.1)
+    ls = cli("group", "ls").stdout
+    assert "clig" in ls and "/default/clig" in ls
+    r = hutch.scaling_group.router_request(ScalingGroup.from_name("clig").url, "/rev")
+    assert r.text == "cli\n"
+    assert "0..2" in cli("group", "scale", "clig", "0", "2").stdout
+    assert cli("group", "rm", "clig").stdout.strip() == "clig"
+    assert "clig" not in cli("group", "ls").stdout
+    assert cli("group", "inspect", "clig", check=False).returncode != 0
