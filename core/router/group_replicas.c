@@ -103,6 +103,7 @@ static void replica_start(group_t *g)
 {
 	group_mgr_t *m = g->m;
 	sandbox_spec_t *spec = m->d.codec->spec_dup(g->spec->tmpl);
+	free(spec->ports);
 	spec->ports = xcalloc(1, sizeof *spec->ports);
 	spec->ports[0] = g->spec->port;
 	spec->n_ports = 1;
