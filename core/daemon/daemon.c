@@ -147,6 +147,23 @@ static void router_closed(void *data)
 	d->router = NULL;
 }
 
+/* Scaling groups (their stored specs, live replicas adopted) and the
+ * router in front of them and of containers' ports. */
+static int services_start(daemon_t *d, hutch_err_t *err)
+{
+	group_mgr_deps_t deps = {
+		.loop = &d->loop,
+		.sandboxes = d->sandboxes,
+		.store = d->store,
+		.cfg = &d->cfg.router,
+		.codec = &group_pb_codec,
+	};
+	int r = group_mgr_new(&deps, &d->groups, err);
+	if (r < 0)
+		return r;
+	return router_new(&d->loop, &d->cfg.router, d->groups, d->sandboxes, &d->router, err);
+}
+
 /* The router stops taking requests and held ones are answered; the
  * groups' replicas keep running like every sandbox. */
 static void services_stop(daemon_t *d)
@@ -508,17 +525,7 @@ int daemon_run(const daemon_opts_t *opts, hutch_err_t *err)
 		.cfg = &d.cfg,
 		.sandboxes = d.sandboxes,
 	};
-	if ((r = image_service_new(&ideps, &d.images, err)) < 0)
-		goto out;
-	group_mgr_deps_t gdeps = {
-		.loop = &d.loop,
-		.sandboxes = d.sandboxes,
-		.store = d.store,
-		.cfg = &d.cfg.router,
-		.codec = &group_pb_codec,
-	};
-	if ((r = group_mgr_new(&gdeps, &d.groups, err)) < 0 ||
-	    (r = router_new(&d.loop, &d.cfg.router, d.groups, d.sandboxes, &d.router, err)) < 0)
+	if ((r = image_service_new(&ideps, &d.images, err)) < 0 || (r = services_start(&d, err)) < 0)
 		goto out;
 	if ((r = listen_all(&d, err)) < 0)
 		goto out;
@@ -548,10 +555,11 @@ out:
 		http_api_stop(&d);
 		while ((d.sandboxes && sandbox_mgr_jobs(d.sandboxes) > 0) || d.http_jobs > 0)
 			uv_run(&d.loop, UV_RUN_ONCE);
-		if (!d.stopping)
+		if (!d.stopping) {
 			services_stop(&d);
-		if (d.sandboxes && !d.stopping)
-			sandbox_mgr_close(d.sandboxes);
+			if (d.sandboxes)
+				sandbox_mgr_close(d.sandboxes);
+		}
 		/* Plugins are finalised with the loop stopped but still open, so
 		 * fini() can stop its timers; then everything left is closed. */
 		caps_free(d.caps, d.plugins.n);
