@@ -17,7 +17,8 @@ enum up_state { UP_CONNECTING, UP_ACTIVE, UP_IDLE };
 struct proxy_up {
 	proxy_engine_t *eng;
 	proxy_sock_t *sock;
-	char key[320];
+	proxy_upstream_t up; /* where it goes: the pool's key */
+	char name[160];      /* the same, for the log */
 	llhttp_t parser;
 	proxy_head_t head;
 	proxy_exchange_t *ex;
@@ -269,9 +270,7 @@ static void up_attach(proxy_up_t *u, proxy_exchange_t *ex, const proxy_up_events
 int proxy_up_get(proxy_engine_t *eng, const proxy_upstream_t *up, proxy_exchange_t *ex,
 		 const proxy_up_events_t *ev, proxy_up_t **out, hutch_err_t *err)
 {
-	char key[320];
-	proxy_upstream_name(up, key, sizeof key, true);
-	proxy_up_t *u = proxy_pool_take(eng->pool, key);
+	proxy_up_t *u = proxy_pool_take(eng->pool, up);
 	if (u) {
 		proxy_timer_stop(u->timer);
 		up_attach(u, ex, ev);
@@ -282,7 +281,8 @@ int proxy_up_get(proxy_engine_t *eng, const proxy_upstream_t *up, proxy_exchange
 	}
 	u = xcalloc(1, sizeof *u);
 	u->eng = eng;
-	snprintf(u->key, sizeof u->key, "%s", key);
+	u->up = *up;
+	proxy_upstream_name(up, u->name, sizeof u->name, false);
 	up_attach(u, ex, ev);
 	u->state = UP_CONNECTING;
 	u->timer = proxy_timer_new(eng, up_on_timer, u);
@@ -306,6 +306,17 @@ void proxy_up_write(proxy_up_t *u, const void *d, size_t n)
 {
 	if (u->sock)
 		sock_write(u->sock, d, n);
+}
+
+void proxy_up_writev(proxy_up_t *u, const uv_buf_t *bufs, unsigned n)
+{
+	if (u->sock)
+		u->sock->ops->write(u->sock, bufs, n);
+}
+
+const char *proxy_up_name(const proxy_up_t *u)
+{
+	return u->name;
 }
 
 bool proxy_up_blocked(const proxy_up_t *u)
@@ -376,7 +387,7 @@ proxy_up_t *proxy_up_from_pool_link(struct proxy_link *l)
 	return plist_entry(l, proxy_up_t, pool_link);
 }
 
-const char *proxy_up_key(const proxy_up_t *u)
+const proxy_upstream_t *proxy_up_upstream(const proxy_up_t *u)
 {
-	return u->key;
+	return &u->up;
 }

@@ -89,8 +89,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	proxy_engine_close(&eng);
 	while (eng.handles)
 		uv_run(&loop, UV_RUN_NOWAIT);
-	void proxy_pool_free(proxy_pool_t * p);
-	proxy_pool_free(eng.pool);
+	proxy_engine_final(&eng);
 	proxy_sock_mem_free(sock);
 	return 0;
 }
