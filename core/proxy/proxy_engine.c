@@ -36,6 +36,7 @@ void proxy_engine_init(proxy_engine_t *eng, uv_loop_t *loop, const proxy_config_
 	DEFAULT(pool_max_idle, 64);
 	DEFAULT(pool_idle_timeout_ms, 30000);
 	DEFAULT(h2_max_streams, 128);
+	DEFAULT(upstream_read_timeout_ms, 60000);
 	eng->add_forwarded = cfg->add_forwarded;
 	eng->tls = cfg->tls != NULL;
 	/* The policy table as we know it: a shorter (older) one reads as

@@ -49,6 +49,7 @@ struct proxy_exchange {
 	uint64_t bytes_in, bytes_out;
 	uint64_t t_start, t_connect, t_connected, t_sent, t_head;
 	const char *error;
+	char error_buf[HUTCH_ERR_MESSAGE_MAX + 40]; /* a failure's text, kept for the log */
 	proxy_exchange_t *next_spare;
 };
 
@@ -190,16 +191,22 @@ static void ex_answer(proxy_exchange_t *ex, int status, const char *type, const 
 	ex->dops->end(ex->down);
 }
 
+/* Fails the request: an answer saying why (the texts are the engine's:
+ * which upstream step failed, never a header or body), or, once the
+ * response has begun, a cut stream. */
 static void ex_fail(proxy_exchange_t *ex, int status, const char *why)
 {
-	ex->error = why;
+	snprintf(ex->error_buf, sizeof ex->error_buf, "%s", why);
+	ex->error = ex->error_buf;
 	if (ex->resp_head) {
 		ex->dops->abort(ex->down);
 		ex_finish(ex, false);
 		return;
 	}
-	char body[128];
-	int n = snprintf(body, sizeof body, "%s\n", proxy_reason(status));
+	char body[sizeof ex->error_buf + 40];
+	int n = snprintf(body, sizeof body, "%s: %s\n", proxy_reason(status), why);
+	if (n < 0 || (size_t)n >= sizeof body)
+		n = (int)strlen(body);
 	ex_answer(ex, status, "text/plain", body, (size_t)n);
 	ex_finish(ex, false);
 }

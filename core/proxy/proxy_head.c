@@ -187,9 +187,12 @@ bool proxy_hop_by_hop_n(const char *name, size_t n, const char *connection)
 	};
 	if (name[0] == ':') /* HTTP/2 pseudo-headers */
 		return true;
+	/* The first letter (lowered) rules out nearly every other header
+	 * before a full comparison. */
 	if (n < sizeof by_len / sizeof by_len[0])
 		for (int i = 0; i < 3 && by_len[n][i]; i++)
-			if (strcasecmp(name, by_len[n][i]) == 0)
+			if ((name[0] | 0x20) == by_len[n][i][0] &&
+			    strncasecmp(name, by_len[n][i], n) == 0)
 				return true;
 	return connection && list_has_token(connection, name);
 }

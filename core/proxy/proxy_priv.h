@@ -166,8 +166,9 @@ typedef struct proxy_sock_cbs {
 	void (*eof)(void *owner, int err);
 	/* queued fell to PROXY_WRITE_LOW after passing PROXY_WRITE_HIGH. */
 	void (*drain)(void *owner);
-	/* Upstream sockets: connected (and TLS handshake done), or not. */
-	void (*connected)(void *owner, int status);
+	/* Upstream sockets: connected (and TLS handshake done), or not:
+	 * status < 0 and why it failed (valid during the call). */
+	void (*connected)(void *owner, int status, const char *why);
 } proxy_sock_cbs_t;
 
 typedef struct proxy_sock_ops {
@@ -237,7 +238,8 @@ bool proxy_tls_done(const proxy_tls_t *t);
 const char *proxy_tls_alpn(const proxy_tls_t *t);
 size_t proxy_tls_pending(const proxy_tls_t *t);
 size_t proxy_tls_take(proxy_tls_t *t, uint8_t *buf, size_t cap);
-int proxy_tls_client_ctx(SSL_CTX **out, hutch_err_t *err);
+/* ca_file: PEM CAs to trust, NULL for the system's. */
+int proxy_tls_client_ctx(const char *ca_file, SSL_CTX **out, hutch_err_t *err);
 
 /* ---- a message head ---- */
 struct proxy_hdr_off {

@@ -86,15 +86,16 @@ static void add_edit(struct proxy_route *r, struct proxy_edit *e, size_t *n, con
 {
 	if (!header_ok(name, value))
 		return;
+	size_t len = strlen(name);
 	for (size_t i = 0; i < *n; i++) {
-		if (strcasecmp(e[i].name, name) == 0) {
+		if (e[i].name_len == len && strcasecmp(e[i].name, name) == 0) {
 			set_value(r, &e[i], value);
 			return;
 		}
 	}
 	if (*n >= PROXY_MAX_EDITS)
 		return;
-	e[*n].name_len = (uint32_t)strlen(name);
+	e[*n].name_len = (uint32_t)len;
 	e[*n].name = route_strdup(r, name, e[*n].name_len);
 	e[*n].value = NULL;
 	set_value(r, &e[*n], value);
