@@ -41,6 +41,7 @@ typedef struct proxy_sock proxy_sock_t;
 typedef struct proxy_exchange proxy_exchange_t;
 typedef struct proxy_up proxy_up_t;
 typedef struct proxy_pool proxy_pool_t;
+typedef struct proxy_sock_cbs proxy_sock_cbs_t;
 
 /* ---- intrusive list ---- */
 struct proxy_link {
@@ -92,6 +93,11 @@ struct proxy_engine {
 	/* Exchanges of finished requests, kept for the next ones. */
 	proxy_exchange_t *spare_ex;
 	unsigned n_spare_ex;
+	/* How upstream connections are made: proxy_sock_connect unless set
+	 * (the fuzz harness hands out in-memory streams). */
+	int (*connect)(proxy_engine_t *eng, const proxy_upstream_t *up,
+		       const proxy_sock_cbs_t *cbs, void *owner, proxy_sock_t **out,
+		       hutch_err_t *err);
 	struct proxy_link conns; /* downstream connections (h1, h2) */
 	size_t handles;          /* libuv handles not yet closed */
 	bool closing;
@@ -159,7 +165,7 @@ static inline void proxy_sb_u64(strbuf_t *sb, uint64_t v)
 }
 
 /* ---- byte streams ---- */
-typedef struct proxy_sock_cbs {
+struct proxy_sock_cbs {
 	void (*data)(void *owner, const uint8_t *d, size_t n);
 	/* The stream ended: 0 clean EOF, -errno otherwise (a failed write,
 	 * a TLS error). Reading has stopped; the owner closes the sock. */
@@ -169,7 +175,7 @@ typedef struct proxy_sock_cbs {
 	/* Upstream sockets: connected (and TLS handshake done), or not:
 	 * status < 0 and why it failed (valid during the call). */
 	void (*connected)(void *owner, int status, const char *why);
-} proxy_sock_cbs_t;
+};
 
 typedef struct proxy_sock_ops {
 	void (*write)(proxy_sock_t *s, const uv_buf_t *bufs, unsigned n);

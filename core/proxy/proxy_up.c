@@ -305,7 +305,8 @@ int proxy_up_get(proxy_engine_t *eng, const proxy_upstream_t *up, proxy_exchange
 	up_attach(u, ex, ev);
 	u->state = UP_CONNECTING;
 	u->timer = proxy_timer_new(eng, up_on_timer, u);
-	int r = proxy_sock_connect(eng, up, &up_sock_cbs, u, &u->sock, err);
+	int r = (eng->connect ? eng->connect : proxy_sock_connect)(eng, up, &up_sock_cbs, u,
+								   &u->sock, err);
 	if (r < 0) {
 		proxy_timer_free(u->timer);
 		free(u);
