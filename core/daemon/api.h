@@ -14,12 +14,21 @@ grpc_status_t api_status_from_errno(int code);
 /* Ends call with the status for err->code and err's message. */
 void api_fail(grpc_call_t *call, const hutch_err_t *err);
 
-/* Registers each service. */
-int api_daemon_register(daemon_t *d, hutch_err_t *err);
-int api_sandbox_register(daemon_t *d, hutch_err_t *err);
-int api_image_register(daemon_t *d, hutch_err_t *err);
-/* grpc.health.v1 and server reflection (api_meta.c). */
-int api_meta_register(daemon_t *d, hutch_err_t *err);
+/* Every gRPC service hutchd serves, registered in one place
+ * (api_services.c): daemon.c calls api_services_register once. Each
+ * api_<service>.c registers its methods with its own function below; a
+ * new service adds its line there and here. */
+int api_services_register(daemon_t *d, hutch_err_t *err);
+
+int api_daemon_register(daemon_t *d, hutch_err_t *err);   /* Daemon */
+int api_sandbox_register(daemon_t *d, hutch_err_t *err);  /* Sandboxes: lifecycle */
+int api_exec_register(daemon_t *d, hutch_err_t *err);     /* Sandboxes: Exec, Run */
+int api_files_register(daemon_t *d, hutch_err_t *err);    /* Sandboxes: files */
+int api_policy_register(daemon_t *d, hutch_err_t *err);   /* Policies, UpdatePolicies */
+int api_secret_register(daemon_t *d, hutch_err_t *err);   /* Secrets */
+int api_identity_register(daemon_t *d, hutch_err_t *err); /* Identity */
+int api_image_register(daemon_t *d, hutch_err_t *err);    /* Images */
+int api_meta_register(daemon_t *d, hutch_err_t *err);     /* grpc.health.v1, reflection (api_meta.c) */
 
 /* The authorize hook: unix-socket callers get [api] unix_tenant; TCP callers
  * must present `authorization: Bearer <key>` matching an [[api.key]]. */

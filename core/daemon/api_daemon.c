@@ -4,7 +4,7 @@
 
 #include "api.h"
 #include "hutch/v1/daemon.pb-c.h"
-#include "sandbox_mgr.h"
+#include "sandbox_pb.h"
 #include "strbuf.h"
 
 #ifndef HUTCH_VERSION

@@ -16,7 +16,7 @@
 #include "cleanup.h"
 #include "log.h"
 #include "metrics.h"
-#include "sandbox_mgr.h"
+#include "sandbox_pb.h"
 #include "strbuf.h"
 #include "utf8_lossy.h"
 
@@ -308,16 +308,20 @@ static void sandbox_gone(void *data, sandbox_t *sb, const hutch_err_t *err)
 {
 	exec_call_t *x = data;
 	(void)err;
-	if (!x->ended) {
+	if (!x->ended && sandbox_oom_killed(sb)) {
+		/* Its memory limit killed the sandbox, the process with it:
+		 * that is the process's end, as a kill at the limit inside
+		 * would be, not an unreachable hutchd. */
+		send_exit(x, -1, SIGKILL, true);
+		exec_release(x);
+	} else if (!x->ended) {
 		char msg[512];
-		const char *what = sandbox_state(sb) == HUTCH__V1__SANDBOX_STATE__SANDBOX_STATE_EXPIRED ? "expired"
-				   : sandbox_state(sb) == HUTCH__V1__SANDBOX_STATE__SANDBOX_STATE_FAILED ? "died"
+		const char *what = sandbox_state(sb) == SANDBOX_EXPIRED ? "expired"
+				   : sandbox_state(sb) == SANDBOX_FAILED ? "died"
 				   : "was stopped";
-		Hutch__V1__Sandbox pb = HUTCH__V1__SANDBOX__INIT;
-		sandbox_to_pb(sb, &pb);
+		const char *why = sandbox_reason(sb);
 		snprintf(msg, sizeof msg, "sandbox %s %s while the process ran (%s)", sandbox_id(sb),
-			 what, pb.reason && *pb.reason ? pb.reason : "no reason given");
-		sandbox_pb_release(&pb);
+			 what, why && *why ? why : "no reason given");
 		grpc_call_finish(x->call, GRPC_STATUS_UNAVAILABLE, msg);
 		exec_release(x);
 	}
@@ -341,12 +345,12 @@ static void x_error(void *ud, int e, const char *message)
 	}
 	if (e == EPIPE && x->sb) {
 		/* The session ended: the sandbox is stopping or died. Wait for
-		 * the stop to finish so the reason (e.g. out of memory) is
-		 * known. */
+		 * its end so the reason (e.g. out of memory) is known; this is
+		 * no stop on request, which would hide that reason. */
 		sandbox_t *sb = x->sb;
 		sandbox_ref(sb);
 		x->refs++;
-		sandbox_stop(sb, 0, sandbox_gone, x);
+		sandbox_await_end(sb, sandbox_gone, x);
 		return;
 	}
 	hutch_err_t err = {0};
@@ -392,6 +396,10 @@ static int exec_begin(exec_call_t *x, const Hutch__V1__ExecStart *st, hutch_err_
 		return hutch_err_set(err, EINVAL, "argv must name a command");
 	if (st->timeout_ms < 0)
 		return hutch_err_set(err, EINVAL, "timeout_ms must not be negative");
+	/* No process outlives the longest a sandbox may live. */
+	if (st->timeout_ms > x->d->cfg.sandbox.max_lifetime_ms)
+		return hutch_err_set(err, EINVAL, "timeout_ms %lld is longer than the %lld a sandbox may live",
+				     (long long)st->timeout_ms, (long long)x->d->cfg.sandbox.max_lifetime_ms);
 	if (st->cwd && *st->cwd && st->cwd[0] != '/')
 		return hutch_err_set(err, EINVAL, "cwd `%s` must be an absolute path", st->cwd);
 	sandbox_t *sb = sandbox_find(x->d->sandboxes, daemon_call_tenant(x->call), st->sandbox_id);
@@ -619,7 +627,6 @@ static const grpc_method_t exec_methods[] = {
 	},
 };
 
-int api_exec_register(daemon_t *d, hutch_err_t *err);
 int api_exec_register(daemon_t *d, hutch_err_t *err)
 {
 	return grpc_server_add_methods(d->grpc, exec_methods,

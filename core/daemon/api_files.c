@@ -7,7 +7,7 @@
 
 #include "api.h"
 #include "cleanup.h"
-#include "sandbox_mgr.h"
+#include "sandbox_pb.h"
 #include "strbuf.h"
 #include "tar_stream.h"
 
@@ -618,7 +618,6 @@ static const grpc_method_t files_methods[] = {
 	 .on_message = remove_on_message, .on_cancel = small_cancel},
 };
 
-int api_files_register(daemon_t *d, hutch_err_t *err);
 int api_files_register(daemon_t *d, hutch_err_t *err)
 {
 	return grpc_server_add_methods(d->grpc, files_methods,

@@ -139,7 +139,6 @@ static const grpc_method_t identity_methods[] = {
 	 .on_message = rotate_on_message},
 };
 
-int api_identity_register(daemon_t *d, hutch_err_t *err);
 int api_identity_register(daemon_t *d, hutch_err_t *err)
 {
 	return grpc_server_add_methods(d->grpc, identity_methods,

@@ -9,6 +9,7 @@
 #include "log.h"
 #include "net_policy.h"
 #include "sandbox_mgr.h"
+#include "sandbox_pb.h"
 #include "strbuf.h"
 
 static void fill_users(daemon_t *d, Hutch__V1__NetworkPolicy *p, char ***keep)
@@ -266,10 +267,9 @@ static void updated(void *data, sandbox_t *sb, const hutch_err_t *err)
 	if (err) {
 		api_fail(call, err);
 	} else {
-		Hutch__V1__Sandbox pb = HUTCH__V1__SANDBOX__INIT;
-		sandbox_to_pb(sb, &pb);
-		grpc_call_send(call, &pb.base);
-		sandbox_pb_release(&pb);
+		Hutch__V1__Sandbox *pb = sandbox_pb_new(sb);
+		grpc_call_send(call, &pb->base);
+		protobuf_c_message_free_unpacked(&pb->base, NULL);
 		grpc_call_finish(call, GRPC_STATUS_OK, NULL);
 	}
 	grpc_call_unref(call);
@@ -312,7 +312,6 @@ static const grpc_method_t policy_methods[] = {
 	 .on_message = update_on_message},
 };
 
-int api_policy_register(daemon_t *d, hutch_err_t *err);
 int api_policy_register(daemon_t *d, hutch_err_t *err)
 {
 	return grpc_server_add_methods(d->grpc, policy_methods,

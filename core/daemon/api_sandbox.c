@@ -4,16 +4,18 @@
 #include <string.h>
 
 #include "api.h"
-#include "sandbox_mgr.h"
+#include "sandbox_pb.h"
 #include "strbuf.h"
+
+/* The longest a stop may wait for a sandbox's processes to end. */
+#define STOP_GRACE_MAX_MS (3600LL * 1000)
 
 /* Replies with one sandbox and finishes the call. */
 static void reply_sandbox(grpc_call_t *call, const sandbox_t *sb)
 {
-	Hutch__V1__Sandbox pb = HUTCH__V1__SANDBOX__INIT;
-	sandbox_to_pb(sb, &pb);
-	grpc_call_send(call, &pb.base);
-	sandbox_pb_release(&pb);
+	Hutch__V1__Sandbox *pb = sandbox_pb_new(sb);
+	grpc_call_send(call, &pb->base);
+	protobuf_c_message_free_unpacked(&pb->base, NULL);
 	grpc_call_finish(call, GRPC_STATUS_OK, NULL);
 }
 
@@ -49,7 +51,8 @@ static void create_on_message(grpc_call_t *call, const ProtobufCMessage *msg)
 	const Hutch__V1__CreateSandboxRequest *req = (const Hutch__V1__CreateSandboxRequest *)msg;
 	hutch_err_t err = {0};
 	grpc_call_ref(call);
-	if (sandbox_create(d->sandboxes, daemon_call_tenant(call), req->spec, created, call, &err) < 0) {
+	sandbox_spec_t *spec = sandbox_spec_from_pb(req->spec);
+	if (sandbox_create(d->sandboxes, daemon_call_tenant(call), spec, created, call, &err) < 0) {
 		grpc_call_unref(call);
 		api_fail(call, &err);
 	}
@@ -72,37 +75,27 @@ typedef struct list_ctx {
 
 static bool labels_match(const sandbox_t *sb, const Hutch__V1__ListSandboxesRequest *req)
 {
-	Hutch__V1__Sandbox pb = HUTCH__V1__SANDBOX__INIT;
-	sandbox_to_pb(sb, &pb);
-	bool all = true;
-	for (size_t i = 0; all && i < req->n_label_selector; i++) {
+	const sandbox_spec_t *spec = sandbox_spec(sb);
+	for (size_t i = 0; i < req->n_label_selector; i++) {
 		bool found = false;
-		for (size_t k = 0; pb.spec && k < pb.spec->n_labels; k++)
-			if (strcmp(pb.spec->labels[k]->key, req->label_selector[i]->key) == 0 &&
-			    strcmp(pb.spec->labels[k]->value, req->label_selector[i]->value) == 0)
-				found = true;
-		all = found;
+		for (size_t k = 0; spec && k < spec->n_labels && !found; k++)
+			found = strcmp(spec->labels[k].key, req->label_selector[i]->key) == 0 &&
+				strcmp(spec->labels[k].value, req->label_selector[i]->value) == 0;
+		if (!found)
+			return false;
 	}
-	sandbox_pb_release(&pb);
-	return all;
+	return true;
 }
 
 static void list_one(void *data, sandbox_t *sb)
 {
 	list_ctx_t *l = data;
-	Hutch__V1__SandboxState s = sandbox_state(sb);
-	bool live = s == HUTCH__V1__SANDBOX_STATE__SANDBOX_STATE_CREATING ||
-		    s == HUTCH__V1__SANDBOX_STATE__SANDBOX_STATE_RUNNING ||
-		    s == HUTCH__V1__SANDBOX_STATE__SANDBOX_STATE_STOPPING;
-	if (!l->all && !live)
+	if (!l->all && !sandbox_state_live(sandbox_state(sb)))
 		return;
 	if (!labels_match(sb, l->req))
 		return;
-	Hutch__V1__Sandbox *pb = xmalloc(sizeof *pb);
-	hutch__v1__sandbox__init(pb);
-	sandbox_to_pb(sb, pb);
 	l->items = xrealloc(l->items, (l->n + 1) * sizeof *l->items);
-	l->items[l->n++] = pb;
+	l->items[l->n++] = sandbox_pb_new(sb);
 }
 
 static void list_on_message(grpc_call_t *call, const ProtobufCMessage *msg)
@@ -124,21 +117,14 @@ static void list_on_message(grpc_call_t *call, const ProtobufCMessage *msg)
 	resp.n_sandboxes = l.n;
 	grpc_call_send(call, &resp.base);
 	grpc_call_finish(call, GRPC_STATUS_OK, NULL);
-	for (size_t i = 0; i < l.n; i++) {
-		sandbox_pb_release(l.items[i]);
-		free(l.items[i]);
-	}
+	for (size_t i = 0; i < l.n; i++)
+		protobuf_c_message_free_unpacked(&l.items[i]->base, NULL);
 	free(l.items);
 }
 
 static void stopped(void *data, sandbox_t *sb, const hutch_err_t *err)
 {
-	grpc_call_t *call = data;
-	if (err)
-		api_fail(call, err);
-	else
-		reply_sandbox(call, sb);
-	grpc_call_unref(call);
+	created(data, sb, err); /* the same reply */
 	sandbox_unref(sb);
 }
 
@@ -148,8 +134,9 @@ static void stop_on_message(grpc_call_t *call, const ProtobufCMessage *msg)
 	sandbox_t *sb = find_or_fail(call, req->id);
 	if (!sb)
 		return;
-	if (req->grace_ms < 0) {
-		grpc_call_finish(call, GRPC_STATUS_INVALID_ARGUMENT, "grace_ms must not be negative");
+	if (req->grace_ms < 0 || req->grace_ms > STOP_GRACE_MAX_MS) {
+		grpc_call_finish(call, GRPC_STATUS_INVALID_ARGUMENT,
+				 "grace_ms must be between 0 and 3600000 (an hour)");
 		return;
 	}
 	grpc_call_ref(call);
@@ -186,25 +173,8 @@ static const grpc_method_t sandbox_methods[] = {
 	 .on_message = delete_on_message},
 };
 
-int api_exec_register(daemon_t *d, hutch_err_t *err);
-int api_files_register(daemon_t *d, hutch_err_t *err);
-int api_policy_register(daemon_t *d, hutch_err_t *err);
-int api_secret_register(daemon_t *d, hutch_err_t *err);
-int api_identity_register(daemon_t *d, hutch_err_t *err);
-
 int api_sandbox_register(daemon_t *d, hutch_err_t *err)
 {
-	int r = grpc_server_add_methods(d->grpc, sandbox_methods,
-					sizeof sandbox_methods / sizeof sandbox_methods[0], d, err);
-	if (r == 0)
-		r = api_exec_register(d, err);
-	if (r == 0)
-		r = api_files_register(d, err);
-	if (r == 0)
-		r = api_policy_register(d, err);
-	if (r == 0)
-		r = api_secret_register(d, err);
-	if (r == 0)
-		r = api_identity_register(d, err);
-	return r;
+	return grpc_server_add_methods(d->grpc, sandbox_methods,
+				       sizeof sandbox_methods / sizeof sandbox_methods[0], d, err);
 }

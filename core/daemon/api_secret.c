@@ -85,7 +85,6 @@ static const grpc_method_t secret_methods[] = {
 	 .on_message = integrations_on_message},
 };
 
-int api_secret_register(daemon_t *d, hutch_err_t *err);
 int api_secret_register(daemon_t *d, hutch_err_t *err)
 {
 	return grpc_server_add_methods(d->grpc, secret_methods,

@@ -15,7 +15,10 @@
 #include "cleanup.h"
 #include "config_bind.h"
 #include "log.h"
+#include "net_policy.h"
 #include "sandbox_mgr.h"
+#include "sandbox_pb.h"
+#include "sandbox_secrets.h"
 #include "image_config.h"
 #include "image_service.h"
 #include "secret_store.h"
@@ -262,8 +265,7 @@ static int listen_all(daemon_t *d, hutch_err_t *err)
 	int r = grpc_server_new(&d->loop, &o, &d->grpc, err);
 	if (r < 0)
 		return r;
-	if ((r = api_daemon_register(d, err)) < 0 || (r = api_sandbox_register(d, err)) < 0 ||
-	    (r = api_image_register(d, err)) < 0 || (r = api_meta_register(d, err)) < 0)
+	if ((r = api_services_register(d, err)) < 0)
 		return r;
 	if (c->api.tcp_listen) {
 		char host[256];
@@ -469,7 +471,10 @@ int daemon_run(const daemon_opts_t *opts, hutch_err_t *err)
 		.cfg = &d.cfg,
 		.host = d.core_host,
 		.agent_path = agent,
-		.secrets = d.secrets,
+		.codec = &sandbox_pb_codec,
+		.secrets = sandbox_secret_source(d.secrets),
+		.policies_load = net_policy_set_load,
+		.policies_data = d.store,
 		.metadata = d.plugins.identity ? http_api_metadata : NULL,
 		.metadata_data = &d,
 	};

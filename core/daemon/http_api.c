@@ -30,7 +30,7 @@
 #include "log.h"
 #include "metrics.h"
 #include "sandbox_identity.h"
-#include "sandbox_mgr.h"
+#include "sandbox_pb.h"
 #include "strbuf.h"
 
 #define DOC_MAX (256 * 1024)
@@ -314,7 +314,7 @@ static void on_metadata(void *data, sandbox_t *sb, const http_request_t *req, ht
 		return reply_text(p, 403, "missing header: Metadata-Flavor: hutch\n");
 	if (http_header(req, "x-forwarded-for"))
 		return reply_text(p, 403, "forwarded requests are refused\n");
-	if (sandbox_state(sb) != HUTCH__V1__SANDBOX_STATE__SANDBOX_STATE_RUNNING)
+	if (sandbox_state(sb) != SANDBOX_RUNNING)
 		return reply_text(p, 403, "the sandbox is not running\n");
 	bool get = strcmp(req->method, "GET") == 0;
 	if (strcmp(req->path, "/") == 0) {

@@ -252,40 +252,29 @@ static sandbox_hold_t *hold_new(image_store_t *store, char **pins, char **layers
 	return h;
 }
 
-static bool spec_has_env(const Hutch__V1__SandboxSpec *s, const char *key)
+static bool spec_has_env(const sandbox_spec_t *s, const char *key)
 {
 	for (size_t i = 0; i < s->n_env; i++)
-		if (s->env[i]->key && strcmp(s->env[i]->key, key) == 0)
+		if (strcmp(s->env[i].key, key) == 0)
 			return true;
 	return false;
 }
 
 /* The image's config under what the spec says: env the spec does not
  * set, its workdir if the spec has none, its entrypoint before the
- * spec's command. The spec is a protobuf-c message freed with
- * free_unpacked: everything added is malloc'ed. */
-static void merge_config(Hutch__V1__SandboxSpec *s, const Hutch__V1__ImageConfig *c)
+ * spec's command. */
+static void merge_config(sandbox_spec_t *s, const Hutch__V1__ImageConfig *c)
 {
 	if (!c)
 		return;
-	for (size_t i = 0; i < c->n_env; i++) {
-		if (spec_has_env(s, c->env[i]->key))
-			continue;
-		Hutch__V1__KeyValue *kv = xmalloc(sizeof *kv);
-		hutch__v1__key_value__init(kv);
-		kv->key = xstrdup(c->env[i]->key);
-		kv->value = xstrdup(c->env[i]->value ? c->env[i]->value : "");
-		s->env = xrealloc(s->env, (s->n_env + 1) * sizeof *s->env);
-		s->env[s->n_env++] = kv;
-	}
-	if ((!s->workdir || !*s->workdir) && c->workdir && *c->workdir) {
-		if (s->workdir != protobuf_c_empty_string)
-			free(s->workdir);
-		s->workdir = xstrdup(c->workdir);
-	}
+	for (size_t i = 0; i < c->n_env; i++)
+		if (!spec_has_env(s, c->env[i]->key))
+			sandbox_spec_env_add(s, c->env[i]->key, c->env[i]->value);
+	if ((!s->workdir || !*s->workdir) && c->workdir && *c->workdir)
+		sandbox_str_set(&s->workdir, c->workdir);
 	if (s->n_command && c->n_entrypoint) {
 		size_t n = c->n_entrypoint + s->n_command;
-		char **argv = xcalloc(n, sizeof *argv);
+		char **argv = xcalloc(n + 1, sizeof *argv);
 		for (size_t i = 0; i < c->n_entrypoint; i++)
 			argv[i] = xstrdup(c->entrypoint[i]);
 		memcpy(argv + c->n_entrypoint, s->command, s->n_command * sizeof *argv);
@@ -295,7 +284,7 @@ static void merge_config(Hutch__V1__SandboxSpec *s, const Hutch__V1__ImageConfig
 	}
 }
 
-static int src_resolve(void *data, const char *tenant, Hutch__V1__SandboxSpec *spec,
+static int src_resolve(void *data, const char *tenant, sandbox_spec_t *spec,
 		       sandbox_image_t *out, hutch_err_t *err)
 {
 	image_service_t *svc = data;

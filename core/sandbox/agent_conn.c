@@ -198,19 +198,24 @@ static int send_u32s(agent_conn_t *c, uint8_t type, uint32_t id, uint8_t t1, uin
 	return finish(c, &fb, &b);
 }
 
-int agent_send_stdin(agent_conn_t *c, uint32_t id, const void *data, size_t n)
+/* Large writes go as several frames of at most AGENT_CHUNK bytes. */
+static int send_chunked(agent_conn_t *c, uint8_t type, uint32_t id, const void *data, size_t n)
 {
-	/* Large writes go as several frames. */
 	const uint8_t *p = data;
 	while (n > 0) {
 		size_t k = n < AGENT_CHUNK ? n : AGENT_CHUNK;
-		int r = send_raw(c, AGENT_STDIN, id, p, k);
+		int r = send_raw(c, type, id, p, k);
 		if (r < 0)
 			return r;
 		p += k;
 		n -= k;
 	}
 	return 0;
+}
+
+int agent_send_stdin(agent_conn_t *c, uint32_t id, const void *data, size_t n)
+{
+	return send_chunked(c, AGENT_STDIN, id, data, n);
 }
 
 int agent_send_stdin_eof(agent_conn_t *c, uint32_t id)
@@ -261,16 +266,7 @@ int agent_send_put(agent_conn_t *c, uint32_t id, const char *path, uint32_t type
 
 int agent_send_data(agent_conn_t *c, uint32_t id, const void *data, size_t n)
 {
-	const uint8_t *p = data;
-	while (n > 0) {
-		size_t k = n < AGENT_CHUNK ? n : AGENT_CHUNK;
-		int r = send_raw(c, AGENT_DATA, id, p, k);
-		if (r < 0)
-			return r;
-		p += k;
-		n -= k;
-	}
-	return 0;
+	return send_chunked(c, AGENT_DATA, id, data, n);
 }
 
 void agent_conn_set_meta(agent_conn_t *c, const agent_meta_ops_t *ops, void *ud)
@@ -347,7 +343,9 @@ static void finish_stream(agent_conn_t *c, stream_slot_t *s)
 	(void)c;
 }
 
-static void dispatch(agent_conn_t *c, const agent_frame_t *f)
+/* Frames of the connection itself: hello, pong, the metadata relay.
+ * Returns true if f was one. */
+static bool dispatch_conn(agent_conn_t *c, const agent_frame_t *f)
 {
 	agent_field_iter_t it;
 	agent_field_t fld;
@@ -360,10 +358,10 @@ static void dispatch(agent_conn_t *c, const agent_frame_t *f)
 				c->agent_pid = v;
 		if (it.malformed)
 			protocol_error(c, "hello");
-		return;
+		return true;
 	}
 	if (f->type == AGENT_PONG)
-		return;
+		return true;
 	if (f->type == AGENT_META_LISTENING) {
 		uint32_t e = 0;
 		char msg[200] = "";
@@ -377,20 +375,131 @@ static void dispatch(agent_conn_t *c, const agent_frame_t *f)
 		clean_text(msg);
 		if (c->meta_ops && c->meta_ops->on_listening)
 			c->meta_ops->on_listening(c->meta_ud, (int)(e > 4095 ? EIO : e), msg);
-		return;
+		return true;
 	}
 	if (f->type == AGENT_META_DATA || f->type == AGENT_META_EOF) {
 		/* Connection ids the agent picked: only ever with the bit set. */
 		if (!(f->stream & AGENT_META_STREAM_BIT))
-			return protocol_error(c, "metadata stream id");
-		if (!c->meta_ops)
-			return;
-		if (f->type == AGENT_META_DATA)
+			protocol_error(c, "metadata stream id");
+		else if (c->meta_ops && f->type == AGENT_META_DATA)
 			c->meta_ops->on_data(c->meta_ud, f->stream, f->payload, f->len);
-		else
+		else if (c->meta_ops)
 			c->meta_ops->on_eof(c->meta_ud, f->stream);
-		return;
+		return true;
 	}
+	return false;
+}
+
+static void on_started_frame(agent_conn_t *c, stream_slot_t *s, const agent_frame_t *f)
+{
+	agent_field_iter_t it;
+	agent_field_t fld;
+	uint32_t pid = 0;
+	agent_fields_begin(&it, f);
+	while (agent_fields_next(&it, &fld))
+		if (fld.tag == AGENT_F_PID && !agent_field_u32(&fld, &pid))
+			it.malformed = true;
+	if (it.malformed)
+		return protocol_error(c, "started");
+	if (s->ops->on_started)
+		s->ops->on_started(s->ud, pid);
+}
+
+static void on_credit_frame(agent_conn_t *c, stream_slot_t *s, const agent_frame_t *f)
+{
+	agent_field_iter_t it;
+	agent_field_t fld;
+	uint32_t v;
+	agent_fields_begin(&it, f);
+	while (agent_fields_next(&it, &fld))
+		if (fld.tag == AGENT_F_BYTES && agent_field_u32(&fld, &v) && s->ops->on_stdin_credit)
+			s->ops->on_stdin_credit(s->ud, v);
+	if (it.malformed)
+		protocol_error(c, "credit");
+}
+
+static void on_exit_frame(agent_conn_t *c, stream_slot_t *s, const agent_frame_t *f)
+{
+	agent_field_iter_t it;
+	agent_field_t fld;
+	uint32_t code = 0, sig = 0;
+	const agent_stream_ops_t *ops = s->ops;
+	void *ud = s->ud;
+	agent_fields_begin(&it, f);
+	while (agent_fields_next(&it, &fld)) {
+		if (fld.tag == AGENT_F_CODE && !agent_field_u32(&fld, &code))
+			it.malformed = true;
+		if (fld.tag == AGENT_F_SIGNUM && !agent_field_u32(&fld, &sig))
+			it.malformed = true;
+	}
+	if (it.malformed || sig > 64)
+		return protocol_error(c, "exit");
+	finish_stream(c, s);
+	if (ops->on_exit)
+		ops->on_exit(ud, sig ? -1 : (int)(code & 0xff), (int)sig);
+}
+
+static void on_error_frame(agent_conn_t *c, stream_slot_t *s, const agent_frame_t *f)
+{
+	agent_field_iter_t it;
+	agent_field_t fld;
+	uint32_t e = EIO;
+	char msg[1024] = "sandbox agent error";
+	const agent_stream_ops_t *ops = s->ops;
+	void *ud = s->ud;
+	agent_fields_begin(&it, f);
+	while (agent_fields_next(&it, &fld)) {
+		if (fld.tag == AGENT_F_ERRNO && !agent_field_u32(&fld, &e))
+			it.malformed = true;
+		if (fld.tag == AGENT_F_MESSAGE && !agent_field_str(&fld, msg, sizeof msg))
+			snprintf(msg, sizeof msg, "sandbox agent error (unreadable message)");
+	}
+	if (it.malformed)
+		return protocol_error(c, "error");
+	if (e == 0 || e > 4095)
+		e = EIO;
+	clean_text(msg);
+	finish_stream(c, s);
+	if (ops->on_error)
+		ops->on_error(ud, (int)e, msg);
+}
+
+static void on_entry_frame(agent_conn_t *c, stream_slot_t *s, const agent_frame_t *f)
+{
+	agent_field_iter_t it;
+	agent_field_t fld;
+	char path[4096] = "", link[4096] = "";
+	agent_entry_t e = {.path = path, .type = AGENT_FT_OTHER};
+	agent_fields_begin(&it, f);
+	while (agent_fields_next(&it, &fld)) {
+		bool ok = true;
+		switch (fld.tag) {
+		case AGENT_F_PATH: ok = agent_field_str(&fld, path, sizeof path); break;
+		case AGENT_F_LINK:
+			ok = agent_field_str(&fld, link, sizeof link);
+			e.link = link;
+			break;
+		case AGENT_F_TYPE: ok = agent_field_u32(&fld, &e.type); break;
+		case AGENT_F_MODE: ok = agent_field_u32(&fld, &e.mode); break;
+		case AGENT_F_SIZE: ok = agent_field_i64(&fld, &e.size); break;
+		case AGENT_F_MTIME: ok = agent_field_i64(&fld, &e.mtime); break;
+		default: break;
+		}
+		if (!ok)
+			it.malformed = true;
+	}
+	if (it.malformed || !path[0] || e.type < AGENT_FT_FILE || e.type > AGENT_FT_OTHER ||
+	    e.size < 0)
+		return protocol_error(c, "entry");
+	e.mode &= 07777;
+	if (s->ops->on_entry)
+		s->ops->on_entry(s->ud, &e);
+}
+
+static void dispatch(agent_conn_t *c, const agent_frame_t *f)
+{
+	if (dispatch_conn(c, f))
+		return;
 	stream_slot_t *s = slot_find(c, f->stream);
 	if (!s)
 		return; /* a stream the requester abandoned */
@@ -398,18 +507,11 @@ static void dispatch(agent_conn_t *c, const agent_frame_t *f)
 	void *ud = s->ud;
 
 	switch (f->type) {
-	case AGENT_STARTED: {
-		uint32_t pid = 0;
-		agent_fields_begin(&it, f);
-		while (agent_fields_next(&it, &fld))
-			if (fld.tag == AGENT_F_PID && !agent_field_u32(&fld, &pid))
-				it.malformed = true;
-		if (it.malformed)
-			return protocol_error(c, "started");
-		if (ops->on_started)
-			ops->on_started(ud, pid);
-		break;
-	}
+	case AGENT_STARTED: on_started_frame(c, s, f); break;
+	case AGENT_STDIN_CREDIT: on_credit_frame(c, s, f); break;
+	case AGENT_EXIT: on_exit_frame(c, s, f); break;
+	case AGENT_ERROR: on_error_frame(c, s, f); break;
+	case AGENT_ENTRY: on_entry_frame(c, s, f); break;
 	case AGENT_STDOUT:
 		if (ops->on_stdout)
 			ops->on_stdout(ud, f->payload, f->len);
@@ -418,79 +520,6 @@ static void dispatch(agent_conn_t *c, const agent_frame_t *f)
 		if (ops->on_stderr)
 			ops->on_stderr(ud, f->payload, f->len);
 		break;
-	case AGENT_STDIN_CREDIT:
-		agent_fields_begin(&it, f);
-		while (agent_fields_next(&it, &fld))
-			if (fld.tag == AGENT_F_BYTES && agent_field_u32(&fld, &v) && ops->on_stdin_credit)
-				ops->on_stdin_credit(ud, v);
-		if (it.malformed)
-			return protocol_error(c, "credit");
-		break;
-	case AGENT_EXIT: {
-		uint32_t code = 0, sig = 0;
-		agent_fields_begin(&it, f);
-		while (agent_fields_next(&it, &fld)) {
-			if (fld.tag == AGENT_F_CODE && !agent_field_u32(&fld, &code))
-				it.malformed = true;
-			if (fld.tag == AGENT_F_SIGNUM && !agent_field_u32(&fld, &sig))
-				it.malformed = true;
-		}
-		if (it.malformed || sig > 64)
-			return protocol_error(c, "exit");
-		finish_stream(c, s);
-		if (ops->on_exit)
-			ops->on_exit(ud, sig ? -1 : (int)(code & 0xff), (int)sig);
-		break;
-	}
-	case AGENT_ERROR: {
-		uint32_t e = EIO;
-		char msg[1024] = "sandbox agent error";
-		agent_fields_begin(&it, f);
-		while (agent_fields_next(&it, &fld)) {
-			if (fld.tag == AGENT_F_ERRNO && !agent_field_u32(&fld, &e))
-				it.malformed = true;
-			if (fld.tag == AGENT_F_MESSAGE && !agent_field_str(&fld, msg, sizeof msg))
-				snprintf(msg, sizeof msg, "sandbox agent error (unreadable message)");
-		}
-		if (it.malformed)
-			return protocol_error(c, "error");
-		if (e == 0 || e > 4095)
-			e = EIO;
-		clean_text(msg);
-		finish_stream(c, s);
-		if (ops->on_error)
-			ops->on_error(ud, (int)e, msg);
-		break;
-	}
-	case AGENT_ENTRY: {
-		char path[4096] = "", link[4096] = "";
-		agent_entry_t e = {.path = path, .type = AGENT_FT_OTHER};
-		agent_fields_begin(&it, f);
-		while (agent_fields_next(&it, &fld)) {
-			bool ok = true;
-			switch (fld.tag) {
-			case AGENT_F_PATH: ok = agent_field_str(&fld, path, sizeof path); break;
-			case AGENT_F_LINK:
-				ok = agent_field_str(&fld, link, sizeof link);
-				e.link = link;
-				break;
-			case AGENT_F_TYPE: ok = agent_field_u32(&fld, &e.type); break;
-			case AGENT_F_MODE: ok = agent_field_u32(&fld, &e.mode); break;
-			case AGENT_F_SIZE: ok = agent_field_i64(&fld, &e.size); break;
-			case AGENT_F_MTIME: ok = agent_field_i64(&fld, &e.mtime); break;
-			default: break;
-			}
-			if (!ok)
-				it.malformed = true;
-		}
-		if (it.malformed || !path[0] || e.type < AGENT_FT_FILE || e.type > AGENT_FT_OTHER ||
-		    e.size < 0)
-			return protocol_error(c, "entry");
-		e.mode &= 07777;
-		if (ops->on_entry)
-			ops->on_entry(ud, &e);
-		break;
-	}
 	case AGENT_DATA:
 		if (ops->on_data)
 			ops->on_data(ud, f->payload, f->len);

@@ -1,15 +1,10 @@
 #include "build_sandbox.h"
 
 #include <fcntl.h>
-#include <poll.h>
-#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
 #include <sys/stat.h>
-#include <sys/wait.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "cleanup.h"
@@ -18,6 +13,7 @@
 #include "net_chain.h"
 #include "proc.h"
 #include "rundir.h"
+#include "runtime_spec.h"
 #include "strbuf.h"
 
 struct build_sandbox {
@@ -28,13 +24,6 @@ struct build_sandbox {
 	bool created;          /* the runtime has it */
 	bool stopped;
 };
-
-static int64_t now_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 const char *build_sandbox_id(const build_sandbox_t *b)
 {
@@ -84,12 +73,7 @@ int build_sandbox_create(const build_sandbox_deps_t *deps, const build_sandbox_o
 				     "this build step needs network access, and no network plugin is configured ([plugins] network): build sandboxes have no network without one");
 	build_sandbox_t *b = xcalloc(1, sizeof *b);
 	b->deps = *deps;
-	uint8_t rnd[6];
-	if (getrandom(rnd, sizeof rnd, 0) != (ssize_t)sizeof rnd)
-		for (size_t i = 0; i < sizeof rnd; i++)
-			rnd[i] = (uint8_t)rand();
-	snprintf(b->id, sizeof b->id, "bld-%02x%02x%02x%02x%02x%02x", rnd[0], rnd[1], rnd[2], rnd[3],
-		 rnd[4], rnd[5]);
+	runtime_id_new("bld", b->id);
 	b->dir = xasprintf("%s/%s", deps->run_root, b->id);
 	int r = mkdir_p(b->dir, 0700, err);
 	if (r < 0) {
@@ -103,59 +87,29 @@ int build_sandbox_create(const build_sandbox_deps_t *deps, const build_sandbox_o
 	if ((r = write_etc(b, o->network ? &att : NULL, err)) < 0)
 		goto fail;
 
-	/* Mounts: the /etc files, then the caller's. */
-	size_t nm = 3 + o->n_mounts;
-	hutch_mount_t *mounts = xcalloc(nm, sizeof *mounts);
-	static const char *const etc_names[] = {"hosts", "hostname", "resolv.conf"};
-	char *etc_src[3], *etc_dst[3];
-	for (size_t i = 0; i < 3; i++) {
-		etc_src[i] = xasprintf("%s/etc/%s", b->dir, etc_names[i]);
-		etc_dst[i] = xasprintf("/etc/%s", etc_names[i]);
-		mounts[i] = (hutch_mount_t){etc_src[i], etc_dst[i], HUTCH_MOUNT_READONLY};
-	}
-	for (size_t i = 0; i < o->n_mounts; i++)
-		mounts[3 + i] = o->mounts[i];
-	hutch_kv_t *env = xcalloc(o->n_env + 1, sizeof *env);
-	size_t ne = 0;
-	bool has_path = false;
-	for (size_t i = 0; i < o->n_env; i++) {
-		env[ne++] = o->env[i];
-		has_path |= strcmp(o->env[i].key, "PATH") == 0;
-	}
-	if (!has_path)
-		env[ne++] = (hutch_kv_t){"PATH", "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"};
-	hutch_sandbox_spec_t rs = {
-		.size = sizeof rs,
+	runtime_spec_opts_t ro = {
 		.id = b->id,
 		.tenant = o->tenant,
-		.name = NULL,
-		.hostname = b->id,
+		.run_dir = b->dir,
 		.layers = o->layers,
 		.n_layers = o->n_layers,
 		.argv = NULL, /* the runtime's idle init: commands come by exec */
-		.init_stdin_fd = -1,
-		.init_stdout_fd = -1,
-		.init_stderr_fd = -1,
-		.env = env,
-		.n_env = ne,
-		.workdir = "/",
+		.env = o->env,
+		.n_env = o->n_env,
 		.cpu_millis = o->cpu_millis,
 		.memory_bytes = o->memory_bytes,
 		.pids_max = o->pids_max,
 		.disk_bytes = o->disk_bytes,
-		.mounts = mounts,
-		.n_mounts = nm,
+		.mounts = o->mounts,
+		.n_mounts = o->n_mounts,
 		.netns_path = att.netns_path[0] ? att.netns_path : NULL,
 	};
+	runtime_spec_t rs;
+	runtime_spec_build(&rs, &ro);
 	hutch_sandbox_status_t st = {.size = sizeof st};
 	plugin_t *rt = runtime(b);
-	r = rt->ops.runtime.sandbox_create(rt->instance, &rs, &st, err);
-	for (size_t i = 0; i < 3; i++) {
-		free(etc_src[i]);
-		free(etc_dst[i]);
-	}
-	free(mounts);
-	free(env);
+	r = rt->ops.runtime.sandbox_create(rt->instance, &rs.rs, &st, err);
+	runtime_spec_release(&rs);
 	if (r < 0) {
 		hutch_err_prefix(err, "build sandbox: %s", rt->name);
 		goto fail;
@@ -173,118 +127,40 @@ fail:
 
 /* ---- exec ---- */
 
-static bool cancelled(const build_exec_t *x)
-{
-	return x->cancel && atomic_load(x->cancel);
-}
-
 /* Runs argv (on the host) with stdout/stderr streamed to x->on_output,
- * the cancel flag polled and the timeout enforced. */
+ * the cancel flag polled and the timeout enforced, in a session of its own
+ * so that a kill takes its helpers too. */
 static int run_streamed(const char *const *argv, int netns_fd, const build_exec_t *x,
 			int *exit_code, hutch_err_t *err)
 {
-	int r;
-	int out_p[2] = {-1, -1}, err_p[2] = {-1, -1};
-	pid_t pid = -1;
-	_cleanup_close_ int pidfd = -1;
-	if (pipe2(out_p, O_CLOEXEC | O_NONBLOCK) < 0 || pipe2(err_p, O_CLOEXEC | O_NONBLOCK) < 0) {
-		r = hutch_err_sys(err, errno, "pipe");
-		goto out;
-	}
 	hutch_spawn_opts_t so = {
 		.size = sizeof so,
 		.argv = argv,
 		.envp = x->host_envp,
 		.stdin_fd = -1,
-		.stdout_fd = out_p[1],
-		.stderr_fd = err_p[1],
+		.stdout_fd = -1,
+		.stderr_fd = -1,
 		.netns_fd = netns_fd,
 		.new_session = true,
 	};
-	r = proc_spawn(&so, &pid, &pidfd, err);
-	close(out_p[1]);
-	close(err_p[1]);
-	out_p[1] = err_p[1] = -1;
+	proc_watch_t w = {
+		.on_output = x->on_output,
+		.data = x->data,
+		.streams = x->on_output ? 3 : 0,
+		.timeout_ms = x->timeout_ms,
+		.cancel = x->cancel,
+	};
+	proc_end_t end;
+	int r = proc_run_watched(&so, &w, &end, err);
 	if (r < 0)
-		goto out;
-
-	int64_t deadline = x->timeout_ms > 0 ? now_ms() + x->timeout_ms : 0;
-	bool exited = false, timed_out = false, was_cancelled = false;
-	int st = 0;
-	bool reaped = false;
-	char buf[16384];
-	while (!exited || out_p[0] >= 0 || err_p[0] >= 0) {
-		if (!timed_out && !was_cancelled && !exited) {
-			if (deadline && now_ms() >= deadline)
-				timed_out = true;
-			else if (cancelled(x))
-				was_cancelled = true;
-			if (timed_out || was_cancelled)
-				kill(-pid, SIGKILL); /* its session: helpers too */
-		}
-		struct pollfd pfds[3] = {
-			{.fd = exited ? -1 : pidfd, .events = POLLIN},
-			{.fd = out_p[0], .events = POLLIN},
-			{.fd = err_p[0], .events = POLLIN},
-		};
-		/* Wake at least every 200 ms to see a cancel; without a pidfd,
-		 * every 20 ms to ask waitpid. */
-		int pr = poll(pfds, 3, pidfd < 0 ? 20 : 200);
-		if (pr < 0 && errno != EINTR)
-			break;
-		if (!exited && pidfd < 0 && waitpid(pid, &st, WNOHANG) == pid)
-			reaped = exited = true;
-		if (!exited && pfds[0].revents)
-			exited = true;
-		for (int k = 1; k <= 2; k++) {
-			int *fd = k == 1 ? &out_p[0] : &err_p[0];
-			if (*fd < 0)
-				continue;
-			for (;;) {
-				ssize_t n = read(*fd, buf, sizeof buf);
-				if (n > 0) {
-					if (x->on_output)
-						x->on_output(x->data, k, buf, (size_t)n);
-					continue;
-				}
-				if (n < 0 && errno == EINTR)
-					continue;
-				if (n < 0 && errno == EAGAIN) {
-					/* Once the command is gone, a background child that
-					 * kept the pipe must not hold the step forever. */
-					if (exited && pr == 0) {
-						close(*fd);
-						*fd = -1;
-					}
-					break;
-				}
-				close(*fd);
-				*fd = -1;
-				break;
-			}
-		}
-	}
-	while (!reaped && waitpid(pid, &st, 0) < 0 && errno == EINTR)
-		;
-	int code, sig;
-	proc_status_decode(st, &code, &sig);
-	if (sig)
-		code = 128 + sig;
-	*exit_code = code;
-	if (timed_out)
-		r = hutch_err_set(err, ETIMEDOUT, "timed out after %lld s", (long long)(x->timeout_ms / 1000));
-	else if (was_cancelled)
-		r = hutch_err_set(err, ECANCELED, "cancelled");
-	else
-		r = 0;
-out:
-	for (int i = 0; i < 2; i++) {
-		if (out_p[i] >= 0)
-			close(out_p[i]);
-		if (err_p[i] >= 0)
-			close(err_p[i]);
-	}
-	return r;
+		return r;
+	*exit_code = end.term_signal ? 128 + end.term_signal : end.exit_code;
+	if (end.timed_out)
+		return hutch_err_set(err, ETIMEDOUT, "timed out after %lld s",
+				     (long long)(x->timeout_ms / 1000));
+	if (end.cancelled)
+		return hutch_err_set(err, ECANCELED, "cancelled");
+	return 0;
 }
 
 int build_sandbox_exec(build_sandbox_t *b, const build_exec_t *x, int *exit_code,

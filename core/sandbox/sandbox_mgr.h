@@ -2,7 +2,8 @@
  * sandbox_mgr.h: sandboxes as hutchd keeps them: lifecycle, persistence,
  * timers, and the agent session through which they are driven.
  *
- * States: CREATING -> RUNNING -> STOPPING -> STOPPED | EXPIRED | FAILED.
+ * States (sandbox_record.h): CREATING -> RUNNING -> STOPPING -> STOPPED |
+ * EXPIRED | FAILED.
  * Create and stop run their slow parts (network plugins, the runtime) on
  * the pool; everything else, and every callback, is on the loop thread.
  * Operations on one sandbox never overlap: a stop asked for during create
@@ -20,13 +21,30 @@
 #include "daemon_config.h"
 #include "host_api.h"
 #include "http_server.h"
-#include "hutch/v1/sandbox.pb-c.h"
 #include "plugin_set.h"
+#include "policy_set.h"
 #include "sandbox_identity.h"
+#include "sandbox_record.h"
+#include "sandbox_spec.h"
 #include "store.h"
 
 typedef struct sandbox_mgr sandbox_mgr_t;
 typedef struct sandbox sandbox_t;
+
+/* The secrets a spec names, resolved into "K=V" strings (free: wiped),
+ * and kept sealed while the sandbox runs so a restarted hutchd can give its
+ * processes the same environment. The service layer provides it over the
+ * secret store. */
+typedef struct sandbox_secret_source {
+	/* Loop thread. Errors name the secret, never a value. */
+	int (*resolve)(void *data, const char *tenant, const sandbox_secret_ref_t *refs, size_t n,
+		       char ***env, hutch_err_t *err);
+	int (*keep)(void *data, const char *tenant, const char *sandbox_id, char *const *env,
+		    hutch_err_t *err);
+	int (*load)(void *data, const char *sandbox_id, char ***env, hutch_err_t *err);
+	void (*forget)(void *data, const char *sandbox_id);
+	void *data;
+} sandbox_secret_source_t;
 
 typedef struct sandbox_mgr_deps {
 	uv_loop_t *loop;
@@ -35,7 +53,10 @@ typedef struct sandbox_mgr_deps {
 	const daemon_config_t *cfg;
 	host_ctx_t *host;      /* the core's host table (spawn, timers) */
 	const char *agent_path; /* host path of the hutch-agent binary */
-	struct secrets *secrets; /* resolves SandboxSpec.secrets */
+	const sandbox_codec_t *codec;     /* the stored records' encoding */
+	sandbox_secret_source_t secrets;  /* resolves sandbox_spec_t.secrets */
+	net_policy_load_fn policies_load; /* the tenant's network policies */
+	void *policies_data;
 	/* Requests to a sandbox's metadata endpoint (http://169.254.169.254/
 	 * inside it), parsed, with the sandbox they came from; answered with
 	 * http_reply(). NULL: sandboxes get no metadata endpoint. */
@@ -58,15 +79,21 @@ unsigned sandbox_mgr_jobs(const sandbox_mgr_t *m);
 
 typedef void (*sandbox_done_cb)(void *data, sandbox_t *sb, const hutch_err_t *err);
 
-/* Validates spec and starts creating; cb runs when the sandbox is RUNNING
- * (or failed: then nothing of it remains). A validation error returns <0
- * at once and cb is never called. */
-int sandbox_create(sandbox_mgr_t *m, const char *tenant, const Hutch__V1__SandboxSpec *spec,
-		   sandbox_done_cb cb, void *data, hutch_err_t *err);
+/* Validates spec (taken, also on error) and starts creating; cb runs when
+ * the sandbox is RUNNING (or failed: then nothing of it remains). A
+ * validation error returns <0 at once and cb is never called. */
+int sandbox_create(sandbox_mgr_t *m, const char *tenant, sandbox_spec_t *spec, sandbox_done_cb cb,
+		   void *data, hutch_err_t *err);
 
 /* Stops (grace_ms 0: the configured grace). cb when STOPPED; stopping a
  * stopped sandbox calls cb at once. */
 void sandbox_stop(sandbox_t *sb, int64_t grace_ms, sandbox_done_cb cb, void *data);
+
+/* A caller's agent session broke (the sandbox's init is gone or it is
+ * stopping): cb when it has stopped. Not a stop on request: the sandbox
+ * ends as failed with its own reason (e.g. out of memory) unless someone
+ * asked for a stop already. */
+void sandbox_await_end(sandbox_t *sb, sandbox_done_cb cb, void *data);
 
 /* Forgets a sandbox that is no longer running; -EBUSY if it is. */
 int sandbox_delete(sandbox_t *sb, hutch_err_t *err);
@@ -77,15 +104,18 @@ sandbox_t *sandbox_find(sandbox_mgr_t *m, const char *tenant, const char *id_or_
 typedef void (*sandbox_iter_cb)(void *data, sandbox_t *sb);
 void sandbox_each(sandbox_mgr_t *m, const char *tenant, sandbox_iter_cb cb, void *data);
 
-/* Fills out (an initialised Hutch__V1__Sandbox) with pointers into sb and
- * arena allocations; free those with sandbox_pb_release(out). */
-void sandbox_to_pb(const sandbox_t *sb, Hutch__V1__Sandbox *out);
-void sandbox_pb_release(Hutch__V1__Sandbox *out);
+/* The sandbox as stored and shown, pointing into sb: valid until sb
+ * changes (on the loop), never released. */
+void sandbox_view(const sandbox_t *sb, sandbox_record_t *out);
 
 const char *sandbox_id(const sandbox_t *sb);
 /* Who it is, for its identity (pointers into sb). */
 void sandbox_who(const sandbox_t *sb, sandbox_who_t *out);
-Hutch__V1__SandboxState sandbox_state(const sandbox_t *sb);
+sandbox_state_t sandbox_state(const sandbox_t *sb);
+/* Why it stopped or failed; NULL while it runs. */
+const char *sandbox_reason(const sandbox_t *sb);
+/* As resolved (defaults filled, secret values removed). */
+const sandbox_spec_t *sandbox_spec(const sandbox_t *sb);
 /* The live agent session, or NULL (not running) with a reason in err. */
 agent_conn_t *sandbox_agent(sandbox_t *sb, hutch_err_t *err);
 /* The environment every process of the sandbox starts with ("K=V"). */
@@ -136,8 +166,8 @@ typedef struct sandbox_image_source {
 	/* Loop thread. Resolves spec->image for tenant and fills out; merges
 	 * the image's config into spec (env the spec does not set, workdir if
 	 * none, entrypoint before a command). <0 with err: the create fails. */
-	int (*resolve)(void *data, const char *tenant, Hutch__V1__SandboxSpec *spec,
-		       sandbox_image_t *out, hutch_err_t *err);
+	int (*resolve)(void *data, const char *tenant, sandbox_spec_t *spec, sandbox_image_t *out,
+		       hutch_err_t *err);
 	/* Pool thread: checks (or makes) the layers; fills img->layers. */
 	int (*prepare)(void *data, sandbox_image_t *img, hutch_err_t *err);
 	/* Loop thread: a sandbox found running at recovery uses img->digest. */

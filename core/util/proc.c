@@ -209,36 +209,144 @@ static int64_t now_ms(void)
 	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-/* Appends what is readable on fd into buf; returns 0 at EOF, 1 if open. */
-static int drain(int fd, char *buf, size_t cap, size_t *len)
+/* Hands what is readable on fd to the watcher; false at EOF or error
+ * (the caller closes fd), true while it stays open. */
+static bool pipe_drain(int fd, int stream, const proc_watch_t *w)
 {
-	char tmp[16384];
+	char buf[16384];
 	for (;;) {
-		ssize_t n = read(fd, tmp, sizeof tmp);
+		ssize_t n = read(fd, buf, sizeof buf);
+		if (n > 0) {
+			w->on_output(w->data, stream, buf, (size_t)n);
+			continue;
+		}
 		if (n < 0 && errno == EINTR)
 			continue;
-		if (n < 0)
-			return errno == EAGAIN ? 1 : 0;
-		if (n == 0)
-			return 0;
-		if (buf && cap > 0) {
-			size_t room = cap - 1 - *len;
-			size_t take = (size_t)n < room ? (size_t)n : room;
-			memcpy(buf + *len, tmp, take);
-			*len += take;
-			buf[*len] = '\0';
-		}
+		return n < 0 && errno == EAGAIN;
 	}
 }
 
-int proc_run(const hutch_spawn_opts_t *opts, hutch_run_result_t *res,
-	     hutch_err_t *err)
+typedef struct watch_state {
+	pid_t pid;
+	int pidfd;
+	int pipes[2]; /* read ends, -1 when closed */
+	bool exited, reaped;
+	int wstatus;
+} watch_state_t;
+
+/* One round: waits for the child or output, reads what came. */
+static int watch_round(watch_state_t *ws, const proc_watch_t *w, int64_t deadline,
+		       proc_end_t *end)
+{
+	if (!ws->exited && !end->timed_out && !end->cancelled) {
+		if (deadline && now_ms() >= deadline)
+			end->timed_out = true;
+		else if (w->cancel && atomic_load(w->cancel))
+			end->cancelled = true;
+		if (end->timed_out || end->cancelled)
+			kill(ws->pid, SIGKILL); /* a negative pid: its group */
+	}
+	struct pollfd pfds[3] = {
+		{.fd = ws->exited ? -1 : ws->pidfd, .events = POLLIN},
+		{.fd = ws->pipes[0], .events = POLLIN},
+		{.fd = ws->pipes[1], .events = POLLIN},
+	};
+	bool killed = end->timed_out || end->cancelled;
+	int wait = ws->exited ? 100 : -1;
+	if (!ws->exited && deadline && !killed)
+		wait = (int)(deadline - now_ms() > 0 ? deadline - now_ms() : 0);
+	if (!ws->exited && (w->cancel || killed) && (wait < 0 || wait > 200))
+		wait = 200;
+	if (!ws->exited && ws->pidfd < 0 && (wait < 0 || wait > 20))
+		wait = 20; /* no pidfd: ask waitpid */
+	int pr = poll(pfds, 3, wait);
+	if (pr < 0 && errno != EINTR)
+		return -errno;
+	pid_t pid = ws->pid < 0 ? -ws->pid : ws->pid;
+	if (!ws->exited && ws->pidfd < 0 && waitpid(pid, &ws->wstatus, WNOHANG) == pid)
+		ws->reaped = ws->exited = true;
+	if (!ws->exited && pfds[0].revents)
+		ws->exited = true;
+	for (int k = 0; k < 2; k++) {
+		if (ws->pipes[k] < 0)
+			continue;
+		/* Once the child is gone, a grandchild that kept the pipe and
+		 * stays silent must not hold the caller forever. */
+		if (!pipe_drain(ws->pipes[k], k + 1, w) || (ws->exited && pr == 0))
+			close(steal_fd(&ws->pipes[k]));
+	}
+	return 0;
+}
+
+int proc_run_watched(const hutch_spawn_opts_t *opts, const proc_watch_t *w, proc_end_t *end,
+		     hutch_err_t *err)
 {
 	hutch_spawn_opts_t o = *opts;
-	_cleanup_close_ int out_r = -1, out_w = -1, err_r = -1, err_w = -1;
-	_cleanup_close_ int pidfd = -1;
-	int p[2];
+	watch_state_t ws = {.pidfd = -1, .pipes = {-1, -1}};
+	int wr[2] = {-1, -1};
+	*end = (proc_end_t){.exit_code = -1};
+	int r = 0;
+	for (int k = 0; k < 2; k++) {
+		int p[2];
+		if (!w->on_output || !(w->streams & (1u << k)))
+			continue;
+		if (pipe2(p, O_CLOEXEC | O_NONBLOCK) < 0) {
+			r = hutch_err_sys(err, errno, "pipe");
+			goto out;
+		}
+		ws.pipes[k] = p[0];
+		wr[k] = p[1];
+	}
+	if (wr[0] >= 0)
+		o.stdout_fd = wr[0];
+	if (wr[1] >= 0)
+		o.stderr_fd = wr[1];
+	pid_t pid;
+	r = proc_spawn(&o, &pid, &ws.pidfd, err);
+	for (int k = 0; k < 2; k++)
+		if (wr[k] >= 0)
+			close(steal_fd(&wr[k]));
+	if (r < 0)
+		goto out;
+	ws.pid = o.new_session ? -pid : pid;
+	int64_t deadline = w->timeout_ms > 0 ? now_ms() + w->timeout_ms : 0;
+	while (!ws.exited || ws.pipes[0] >= 0 || ws.pipes[1] >= 0)
+		if (watch_round(&ws, w, deadline, end) < 0)
+			break;
+	while (!ws.reaped && waitpid(pid, &ws.wstatus, 0) < 0 && errno == EINTR)
+		;
+	proc_status_decode(ws.wstatus, &end->exit_code, &end->term_signal);
+out:
+	for (int k = 0; k < 2; k++) {
+		if (ws.pipes[k] >= 0)
+			close(ws.pipes[k]);
+		if (wr[k] >= 0)
+			close(wr[k]);
+	}
+	if (ws.pidfd >= 0)
+		close(ws.pidfd);
+	return r;
+}
 
+/* proc_run's collector: what fits of each stream, NUL-terminated. */
+static void collect(void *data, int stream, const char *buf, size_t n)
+{
+	hutch_run_result_t *res = data;
+	char *dst = stream == 1 ? res->out : res->err;
+	size_t cap = stream == 1 ? res->out_cap : res->err_cap;
+	size_t *len = stream == 1 ? &res->out_len : &res->err_len;
+	if (!dst || cap == 0)
+		return;
+	size_t room = cap - 1 - *len;
+	size_t take = n < room ? n : room;
+	memcpy(dst + *len, buf, take);
+	*len += take;
+	dst[*len] = '\0';
+}
+
+int proc_run(const hutch_spawn_opts_t *opts, hutch_run_result_t *res, hutch_err_t *err)
+{
+	hutch_spawn_opts_t o = *opts;
 	res->exit_code = -1;
 	res->term_signal = 0;
 	res->timed_out = false;
@@ -247,77 +355,20 @@ int proc_run(const hutch_spawn_opts_t *opts, hutch_run_result_t *res,
 		res->out[0] = '\0';
 	if (res->err && res->err_cap)
 		res->err[0] = '\0';
-
-	if (res->out) {
-		if (pipe2(p, O_CLOEXEC | O_NONBLOCK) < 0)
-			return hutch_err_sys(err, errno, "pipe");
-		out_r = p[0];
-		out_w = p[1];
-		o.stdout_fd = out_w;
-	}
-	if (res->err) {
-		if (pipe2(p, O_CLOEXEC | O_NONBLOCK) < 0)
-			return hutch_err_sys(err, errno, "pipe");
-		err_r = p[0];
-		err_w = p[1];
-		o.stderr_fd = err_w;
-	}
-	pid_t pid;
-	int r = proc_spawn(&o, &pid, &pidfd, err);
+	/* Streams the caller does not capture go where opts says. */
+	proc_watch_t w = {
+		.on_output = collect,
+		.data = res,
+		.streams = (res->out ? 1u : 0u) | (res->err ? 2u : 0u),
+		.timeout_ms = o.timeout_ms,
+	};
+	proc_end_t end;
+	int r = proc_run_watched(&o, &w, &end, err);
 	if (r < 0)
 		return r;
-	close(steal_fd(&out_w));
-	close(steal_fd(&err_w));
-
-	int64_t deadline = o.timeout_ms > 0 ? now_ms() + o.timeout_ms : 0;
-	bool exited = false;
-	int st = 0;
-	bool reaped = false;
-	while (!exited) {
-		struct pollfd pfds[3];
-		int n = 0;
-		/* fd -1 is ignored by poll: without a pidfd the loop wakes every
-		 * 20 ms to ask waitpid instead. */
-		pfds[n++] = (struct pollfd){.fd = pidfd, .events = POLLIN};
-		if (out_r >= 0)
-			pfds[n++] = (struct pollfd){.fd = out_r, .events = POLLIN};
-		if (err_r >= 0)
-			pfds[n++] = (struct pollfd){.fd = err_r, .events = POLLIN};
-		int wait = -1;
-		if (deadline) {
-			int64_t left = deadline - now_ms();
-			if (left <= 0) {
-				kill(pid, SIGKILL);
-				res->timed_out = true;
-				deadline = 0;
-				continue;
-			}
-			wait = (int)left;
-		}
-		if (pidfd < 0 && (wait < 0 || wait > 20))
-			wait = 20;
-		int pr = poll(pfds, (nfds_t)n, wait);
-		if (pr < 0 && errno != EINTR)
-			break;
-		if (pidfd < 0 && waitpid(pid, &st, WNOHANG) == pid) {
-			reaped = true;
-			exited = true;
-		}
-		if (pr <= 0 && !exited)
-			continue;
-		if (pfds[0].revents)
-			exited = true;
-		/* Read whatever is there; a grandchild that inherited the pipe
-		 * may keep it open after the child exits, so EOF is not awaited
-		 * once the child is gone. */
-		if (out_r >= 0 && !drain(out_r, res->out, res->out_cap, &res->out_len))
-			close(steal_fd(&out_r));
-		if (err_r >= 0 && !drain(err_r, res->err, res->err_cap, &res->err_len))
-			close(steal_fd(&err_r));
-	}
-	while (!reaped && waitpid(pid, &st, 0) < 0 && errno == EINTR)
-		;
-	proc_status_decode(st, &res->exit_code, &res->term_signal);
+	res->exit_code = end.exit_code;
+	res->term_signal = end.term_signal;
+	res->timed_out = end.timed_out;
 	return 0;
 }
 

@@ -4,6 +4,7 @@ import hashlib
 import json
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -13,7 +14,7 @@ import time
 import grpc
 import pytest
 
-from hutchtest import Daemon, daemon, mountinfo_under, mounts_under, protos, unary
+from hutchtest import TEST_PLUGIN_DIR, Daemon, daemon, mountinfo_under, mounts_under, protos, unary
 
 
 def create(d, *args):
@@ -87,17 +88,114 @@ def test_hutch_run_exits_with_the_command_and_cleans_up():
 def test_memory_bomb_is_oom_killed_and_others_carry_on():
     with daemon() as d:
         bystander = create(d)
-        bomb = create(d, "--memory", "128Mi")
-        # Fill memory until something gives.
-        r = run(d, bomb, "sh", "-c",
+        # A shell that grows a string by small steps: the process is killed
+        # (the sandbox may live on), and the exec says why.
+        grower = create(d, "--memory", "128Mi")
+        r = run(d, grower, "sh", "-c",
                 "x=aaaaaaaaaaaaaaaa; while :; do x=$x$x$x$x; done", check=False, timeout=180)
-        assert r.returncode != 0
+        info = inspect(d, grower)
+        assert r.returncode != 0, (r.returncode, r.stderr, info)
+        assert b"out of memory" in r.stderr and b"unavailable" not in r.stderr, r.stderr
+        assert info.get("oom_killed"), info
+        if info["state"] != "SANDBOX_STATE_RUNNING":
+            assert "out of memory" in info.get("reason", ""), info
+        # One allocation far past the limit: the limit takes the whole
+        # sandbox under the running exec. The memory limit is the reason
+        # everywhere: the exec's end (killed, 128+9), the CLI's message, the
+        # sandbox's record. Never a stop on request, never an unreachable
+        # hutchd.
+        bomb = create(d, "--memory", "128Mi")
+        r = run(d, bomb, "dd", "if=/dev/zero", "of=/dev/null", "bs=512M", "count=1",
+                check=False, timeout=180)
         info = inspect(d, bomb)
-        killed = r.returncode == 137 or info.get("oom_killed") or "memory" in info.get("reason", "")
-        assert killed, (r.returncode, r.stderr, info)
+        assert r.returncode == 137, (r.returncode, r.stderr, info)
+        assert b"out of memory" in r.stderr and b"unavailable" not in r.stderr, r.stderr
+        assert info.get("oom_killed"), info
+        assert info["state"] == "SANDBOX_STATE_FAILED", info
+        assert info["reason"] == "out of memory: killed at its 128 MiB limit", info
         # hutchd and the other sandbox carry on.
         assert out(d, bystander, "echo", "alive") == "alive\n"
         d.cli("status")
+
+
+def test_spec_limits_are_checked_before_anything_is_made():
+    """Durations and sizes beyond what a sandbox may have are refused as bad
+    arguments with a message saying the limit, never a sandbox that expires
+    at once (2^62 s once overflowed into an expiry a second away) or an
+    internal error naming hutchd's files."""
+    pb = protos()
+    huge = 2 ** 62
+    with daemon() as d:
+        with grpc.insecure_channel("unix:" + d.sock) as ch:
+            def refused(**spec):
+                with pytest.raises(grpc.RpcError) as e:
+                    unary(ch, "/hutch.v1.Sandboxes/Create", pb["sandbox"].CreateSandboxRequest(
+                        spec=pb["sandbox"].SandboxSpec(**spec)), pb["sandbox"].Sandbox)
+                return e.value
+            for field, words in [("lifetime_seconds", "lifetime"),
+                                 ("idle_timeout_seconds", "idle timeout"),
+                                 ("disk_bytes", "disk"), ("pids_max", "pids")]:
+                e = refused(**{field: huge})
+                assert e.code() == grpc.StatusCode.INVALID_ARGUMENT, (field, e.code(), e.details())
+                assert words in e.details() and "allowed" in e.details() or \
+                    "may live" in e.details(), (field, e.details())
+                assert d.state not in e.details() and d.run not in e.details(), e.details()
+            # Just past the configured maximum (24 h) is refused too; at it, fine.
+            e = refused(lifetime_seconds=24 * 3600 + 1)
+            assert e.code() == grpc.StatusCode.INVALID_ARGUMENT
+            sb = unary(ch, "/hutch.v1.Sandboxes/Create", pb["sandbox"].CreateSandboxRequest(
+                spec=pb["sandbox"].SandboxSpec(lifetime_seconds=24 * 3600,
+                                               idle_timeout_seconds=24 * 3600)),
+                pb["sandbox"].Sandbox)
+            assert sb.expires_unix_ms - sb.started_unix_ms == 24 * 3600 * 1000
+            # An exec's timeout and a stop's grace are bounded as well.
+            with pytest.raises(grpc.RpcError) as e:
+                unary(ch, "/hutch.v1.Sandboxes/Run", pb["sandbox"].RunRequest(
+                    start=pb["sandbox"].ExecStart(sandbox_id=sb.id, argv=["true"],
+                                                  timeout_ms=huge)), pb["sandbox"].RunResponse)
+            assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT, e.value.details()
+            assert "timeout_ms" in e.value.details()
+            with pytest.raises(grpc.RpcError) as e:
+                unary(ch, "/hutch.v1.Sandboxes/Stop", pb["sandbox"].StopSandboxRequest(
+                    id=sb.id, grace_ms=huge), pb["sandbox"].Sandbox)
+            assert e.value.code() == grpc.StatusCode.INVALID_ARGUMENT, e.value.details()
+            assert "grace_ms" in e.value.details()
+        time.sleep(2)
+        assert inspect(d, sb.id)["state"] == "SANDBOX_STATE_RUNNING"
+        assert out(d, sb.id, "echo", "alive") == "alive\n"
+        ls = json.loads(d.cli("--json", "sandbox", "ls").stdout)
+        assert [s["id"] for s in ls["sandboxes"]] == [sb.id], "nothing of the refused ones"
+        # A create that fails late, on the host (here the runtime cannot make
+        # the writable layer's file): the client hears what failed, not the
+        # host's paths; hutchd's log keeps them.
+        disks = os.path.join(d.state, "plugins", "runtime-gvisor", "disks")
+        shutil.rmtree(disks)
+        open(disks, "w").close()
+        r = d.cli("sandbox", "create", check=False)
+        err = r.stderr.decode()
+        assert r.returncode != 0 and "Not a directory" in err, err
+        assert "<host path>" in err and d.dir not in err and "/plugins/" not in err, err
+        assert os.path.join(disks, "sb-") in d.log()
+
+
+def test_gpu_is_refused_while_no_accelerator_is_wired():
+    """A gpu request fails at validation, also with an accelerator plugin
+    loaded: a sandbox must not silently run without the device it asked for."""
+    pb = protos()
+    accel = os.path.join(TEST_PLUGIN_DIR, "fake-accelerator.so")
+    for config in ["", '[plugins]\naccelerators = ["%s"]\n' % accel]:
+        with daemon(config) as d:
+            if config:
+                assert "fake-accelerator" in d.cli("status").stdout.decode()
+            with grpc.insecure_channel("unix:" + d.sock) as ch:
+                with pytest.raises(grpc.RpcError) as e:
+                    unary(ch, "/hutch.v1.Sandboxes/Create", pb["sandbox"].CreateSandboxRequest(
+                        spec=pb["sandbox"].SandboxSpec(gpu="h100:1")), pb["sandbox"].Sandbox)
+            assert e.value.code() == grpc.StatusCode.UNIMPLEMENTED, e.value.details()
+            assert "gpu `h100:1`: no accelerator is wired into sandboxes" in e.value.details()
+            assert ("fake-accelerator" in e.value.details()) == bool(config), e.value.details()
+            ls = json.loads(d.cli("--json", "sandbox", "ls", "-a").stdout or b"{}")
+            assert not ls.get("sandboxes")
 
 
 def test_fork_bomb_is_contained_by_the_pids_limit():

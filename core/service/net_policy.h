@@ -13,6 +13,7 @@
 #include <hutch/plugin.h>
 
 #include "hutch/v1/policy.pb-c.h"
+#include "policy_set.h"
 #include "store.h"
 
 #define NET_POLICY_KIND "policy"
@@ -28,17 +29,11 @@ int net_policy_load(store_t *st, const char *tenant, const char *name,
 		    Hutch__V1__NetworkPolicy **out, hutch_err_t *err);
 int net_policy_save(store_t *st, const Hutch__V1__NetworkPolicy *p, hutch_err_t *err);
 
-/* A set of policies in the plugin's form, owning its memory. */
-typedef struct net_policy_set {
-	hutch_net_policy_t **items; /* n pointers */
-	size_t n;
-	Hutch__V1__NetworkPolicy **src;
-} net_policy_set_t;
-
-/* Loads names[0..n) of the tenant into set. On failure set is empty. */
-int net_policy_set_load(store_t *st, const char *tenant, char *const *names, size_t n,
+/* Loads names[0..n) of the tenant into set (free with
+ * net_policy_set_free). On failure set is empty. A net_policy_load_fn with
+ * the store as its data. */
+int net_policy_set_load(void *store, const char *tenant, char *const *names, size_t n,
 			net_policy_set_t *set, hutch_err_t *err);
-void net_policy_set_free(net_policy_set_t *set);
 /* One policy in the plugin's form (pointers into p; free with free()). */
 hutch_net_policy_t *net_policy_view(const Hutch__V1__NetworkPolicy *p);
 

@@ -195,31 +195,34 @@ static void view_free(hutch_net_policy_t *v)
 	free(v);
 }
 
-int net_policy_set_load(store_t *st, const char *tenant, char *const *names, size_t n,
+static void set_release(net_policy_set_t *set)
+{
+	Hutch__V1__NetworkPolicy **src = set->owner;
+	for (size_t i = 0; i < set->n; i++) {
+		view_free(set->items[i]);
+		protobuf_c_message_free_unpacked(&src[i]->base, NULL);
+	}
+	free(set->items);
+	free(src);
+}
+
+int net_policy_set_load(void *store, const char *tenant, char *const *names, size_t n,
 			net_policy_set_t *set, hutch_err_t *err)
 {
-	memset(set, 0, sizeof *set);
-	set->items = xcalloc(n + 1, sizeof *set->items);
-	set->src = xcalloc(n + 1, sizeof *set->src);
+	Hutch__V1__NetworkPolicy **src = xcalloc(n + 1, sizeof *src);
+	*set = (net_policy_set_t){
+		.items = xcalloc(n + 1, sizeof *set->items),
+		.owner = src,
+		.release = set_release,
+	};
 	for (size_t i = 0; i < n; i++) {
-		int r = net_policy_load(st, tenant, names[i], &set->src[i], err);
+		int r = net_policy_load(store, tenant, names[i], &src[i], err);
 		if (r < 0) {
 			net_policy_set_free(set);
 			return r;
 		}
-		set->items[i] = net_policy_view(set->src[i]);
+		set->items[i] = net_policy_view(src[i]);
 		set->n = i + 1;
 	}
 	return 0;
-}
-
-void net_policy_set_free(net_policy_set_t *set)
-{
-	for (size_t i = 0; i < set->n; i++) {
-		view_free(set->items[i]);
-		protobuf_c_message_free_unpacked(&set->src[i]->base, NULL);
-	}
-	free(set->items);
-	free(set->src);
-	memset(set, 0, sizeof *set);
 }
