@@ -148,9 +148,11 @@ static int wireguard_init(const hutch_host_t *host, const void *config, void **i
 	in->state_dir = xstrdup(host->run_dir);
 	_cleanup_free_ char *d1 = xasprintf("%s/members", in->state_dir);
 	_cleanup_free_ char *d2 = xasprintf("%s/sandboxes", in->state_dir);
+	_cleanup_free_ char *d3 = xasprintf("%s/tunnels", in->state_dir);
 	int r;
 	if ((r = config_check(in, err)) < 0 || (r = mkdir_one(d1, err)) < 0 ||
-	    (r = mkdir_one(d2, err)) < 0 || (r = wg_go_probe(in, err)) < 0) {
+	    (r = mkdir_one(d2, err)) < 0 || (r = mkdir_one(d3, err)) < 0 ||
+	    (r = wg_go_probe(in, err)) < 0) {
 		instance_free(in);
 		return r;
 	}
@@ -281,6 +283,26 @@ static int wireguard_tunnel_remove(void *instance, const char *sandbox_id, const
 	return wg_member_leave(instance, sandbox_id, name, err);
 }
 
+static int wireguard_tunnel_create(void *instance, const char *tenant,
+				   const hutch_net_tunnel_t *tunnel, hutch_err_t *err)
+{
+	hutch_net_tunnel_t t;
+	tunnel_copy(tunnel, &t);
+	return wg_tunnel_create(instance, tenant, &t, err);
+}
+
+static int wireguard_tunnel_delete(void *instance, const char *tenant, const char *name,
+				   hutch_err_t *err)
+{
+	return wg_tunnel_delete(instance, tenant, name, err);
+}
+
+static int wireguard_tunnel_list(void *instance, const char *tenant, const char *name,
+				 hutch_net_tunnel_info_cb cb, void *data, hutch_err_t *err)
+{
+	return wg_tunnel_list(instance, tenant, name, cb, data, err);
+}
+
 static void wireguard_capabilities(void *instance, hutch_kv_cb emit, void *data)
 {
 	wg_instance_t *in = instance;
@@ -304,6 +326,9 @@ static const hutch_network_ops_t wireguard_ops = {
 	.tunnel_add = wireguard_tunnel_add,
 	.tunnel_remove = wireguard_tunnel_remove,
 	.capabilities = wireguard_capabilities,
+	.tunnel_create = wireguard_tunnel_create,
+	.tunnel_delete = wireguard_tunnel_delete,
+	.tunnel_list = wireguard_tunnel_list,
 };
 
 static const hutch_plugin_t wireguard_plugin = {

@@ -84,6 +84,25 @@ void wg_state_remove(wg_instance_t *in, const wg_member_t *m)
 	unlink(path);
 }
 
+static char *tunnel_path(const wg_instance_t *in, const wg_tunnel_t *t)
+{
+	return xasprintf("%s/tunnels/%" PRIu32, in->state_dir, t->index);
+}
+
+int wg_state_tunnel_save(wg_instance_t *in, const wg_tunnel_t *t, hutch_err_t *err)
+{
+	_cleanup_free_ char *path = tunnel_path(in, t);
+	_cleanup_free_ char *text = xasprintf("tenant=%s\ntunnel=%s\nsubnet=%" PRIu32 "\n",
+					      t->tenant, t->name, t->index);
+	return file_write(path, text, err);
+}
+
+void wg_state_tunnel_remove(wg_instance_t *in, const wg_tunnel_t *t)
+{
+	_cleanup_free_ char *path = tunnel_path(in, t);
+	unlink(path);
+}
+
 /* ---- reading back ---- */
 
 typedef struct kv_file {
@@ -215,8 +234,31 @@ static void member_resync(wg_instance_t *in, wg_member_t *m)
 	sb_free(&body);
 }
 
+/* Persistent tunnels (tunnel_create), before the members that may be in
+ * them. */
+static void tunnels_load(wg_instance_t *in)
+{
+	_cleanup_free_ char *dir = xasprintf("%s/tunnels", in->state_dir);
+	_cleanup_closedir_ DIR *d = opendir(dir);
+	struct dirent *de;
+	while (d && (de = readdir(d))) {
+		if (de->d_name[0] == '.')
+			continue;
+		_cleanup_free_ char *path = xasprintf("%s/%s", dir, de->d_name);
+		kv_file_t f;
+		wg_tunnel_t *t = NULL;
+		if (!strstr(de->d_name, ".tmp") && kv_read(path, &f) && wg_name_ok(f.tunnel))
+			t = wg_tunnel_restore(in, f.tenant, f.tunnel, f.subnet);
+		if (t)
+			t->explicit_ = true;
+		else
+			unlink(path);
+	}
+}
+
 void wg_state_load_all(wg_instance_t *in)
 {
+	tunnels_load(in);
 	sandboxes_load(in);
 	_cleanup_free_ char *dir = xasprintf("%s/members", in->state_dir);
 	_cleanup_closedir_ DIR *d = opendir(dir);

@@ -30,6 +30,7 @@
  *   wggo.c     the userspace backend: wireguard-go processes
  *   tunnel.c   the tunnels of each tenant, their subnets and addresses
  *   member.c   joining and leaving a tunnel, peers kept in step
+ *   inspect.c  the API's tunnel ops: create, delete, list with members
  *   state.c    what survives a hutchd restart (never a private key)
  *
  * Threads: ops run on hutchd's pool threads, several at once for different
@@ -287,7 +288,19 @@ void wg_member_leave_all(wg_instance_t *in, wg_sandbox_t *sb);
 /* The set lines that make m a peer of another member. */
 void wg_member_peer_lines(const wg_instance_t *in, const wg_member_t *m, char *buf, size_t cap);
 
+/* ---- inspect.c ---- */
+
+int wg_tunnel_create(wg_instance_t *in, const char *tenant, const hutch_net_tunnel_t *tunnel,
+		     hutch_err_t *err);
+int wg_tunnel_delete(wg_instance_t *in, const char *tenant, const char *name, hutch_err_t *err);
+int wg_tunnel_list(wg_instance_t *in, const char *tenant, const char *name,
+		   hutch_net_tunnel_info_cb cb, void *data, hutch_err_t *err);
+
 /* ---- state.c ---- */
+
+/* Writes / removes a persistent tunnel's record (tunnel_create). */
+int wg_state_tunnel_save(wg_instance_t *in, const wg_tunnel_t *t, hutch_err_t *err);
+void wg_state_tunnel_remove(wg_instance_t *in, const wg_tunnel_t *t);
 
 /* Writes / removes the record of an attached sandbox. */
 int wg_state_sandbox_save(wg_instance_t *in, const wg_sandbox_t *sb, hutch_err_t *err);

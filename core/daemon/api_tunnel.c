@@ -1,0 +1,231 @@
+/* hutch.v1.Tunnels (create, get, list, delete): the tenant's tunnels, as the
+ * network plugin that makes them (one with the 1.2 tunnel ops, e.g.
+ * net-wireguard) knows them. Plugin ops may block, so each call runs on the
+ * pool and answers on the loop. */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "api.h"
+#include "cleanup.h"
+#include "hutch/v1/tunnel.pb-c.h"
+#include "log.h"
+#include "strbuf.h"
+
+typedef enum tunnel_op { OP_CREATE, OP_GET, OP_LIST, OP_DELETE } tunnel_op_t;
+
+typedef struct tunnel_job {
+	uv_work_t req;
+	daemon_t *d;
+	grpc_call_t *call;
+	plugin_t *plugin;
+	tunnel_op_t op;
+	char *tenant, *name, *subnet;
+	Hutch__V1__Tunnel **tunnels; /* what list/get found */
+	size_t n_tunnels;
+	int result;
+	hutch_err_t err;
+} tunnel_job_t;
+
+/* The network plugin that makes tunnels, or NULL. */
+static plugin_t *tunnel_plugin(daemon_t *d)
+{
+	for (size_t i = 0; i < d->plugins.n_network; i++)
+		if (d->plugins.network[i]->ops.network.tunnel_list)
+			return d->plugins.network[i];
+	return NULL;
+}
+
+static Hutch__V1__Tunnel *tunnel_pb(const hutch_net_tunnel_info_t *in)
+{
+	Hutch__V1__Tunnel *t = xmalloc(sizeof *t);
+	hutch__v1__tunnel__init(t);
+	t->name = xstrdup(in->name ? in->name : "");
+	t->subnet = xstrdup(in->subnet ? in->subnet : "");
+	t->persistent = in->persistent;
+	t->members = xcalloc(in->n_members + 1, sizeof *t->members);
+	for (size_t i = 0; i < in->n_members; i++) {
+		hutch_net_tunnel_member_t m = {0};
+		memcpy(&m, in->members[i],
+		       in->members[i]->size < sizeof m ? in->members[i]->size : sizeof m);
+		Hutch__V1__TunnelMember *pm = xmalloc(sizeof *pm);
+		hutch__v1__tunnel_member__init(pm);
+		pm->sandbox_id = xstrdup(m.sandbox_id ? m.sandbox_id : "");
+		pm->address = xstrdup(m.address ? m.address : "");
+		pm->interface = xstrdup(m.interface ? m.interface : "");
+		pm->public_key = xstrdup(m.public_key ? m.public_key : "");
+		pm->joined_unix = m.joined_unix;
+		pm->last_handshake_unix = m.last_handshake_unix;
+		t->members[t->n_members++] = pm;
+	}
+	return t;
+}
+
+static void tunnel_pb_free(Hutch__V1__Tunnel *t)
+{
+	for (size_t i = 0; i < t->n_members; i++) {
+		Hutch__V1__TunnelMember *m = t->members[i];
+		free(m->sandbox_id);
+		free(m->address);
+		free(m->interface);
+		free(m->public_key);
+		free(m);
+	}
+	free(t->members);
+	free(t->name);
+	free(t->subnet);
+	free(t);
+}
+
+static void on_info(void *data, const hutch_net_tunnel_info_t *info)
+{
+	tunnel_job_t *j = data;
+	hutch_net_tunnel_info_t in = {0};
+	memcpy(&in, info, info->size < sizeof in ? info->size : sizeof in);
+	j->tunnels = xrealloc(j->tunnels, (j->n_tunnels + 1) * sizeof *j->tunnels);
+	j->tunnels[j->n_tunnels++] = tunnel_pb(&in);
+}
+
+static void tunnel_work(uv_work_t *req)
+{
+	tunnel_job_t *j = req->data;
+	const hutch_network_ops_t *ops = &j->plugin->ops.network;
+	void *inst = j->plugin->instance;
+	hutch_net_tunnel_t t = {.size = sizeof t, .name = j->name,
+				.config = j->subnet ? j->subnet : NULL};
+	switch (j->op) {
+	case OP_CREATE:
+		j->result = ops->tunnel_create(inst, j->tenant, &t, &j->err);
+		if (j->result == 0)
+			j->result = ops->tunnel_list(inst, j->tenant, j->name, on_info, j, &j->err);
+		break;
+	case OP_GET:
+		j->result = ops->tunnel_list(inst, j->tenant, j->name, on_info, j, &j->err);
+		break;
+	case OP_LIST:
+		j->result = ops->tunnel_list(inst, j->tenant, NULL, on_info, j, &j->err);
+		break;
+	case OP_DELETE:
+		j->result = ops->tunnel_delete(inst, j->tenant, j->name, &j->err);
+		break;
+	}
+}
+
+static void tunnel_done(uv_work_t *req, int status)
+{
+	tunnel_job_t *j = req->data;
+	j->d->http_jobs--;
+	if (status < 0 && j->result == 0)
+		j->result = hutch_err_set(&j->err, ECANCELED, "hutchd is shutting down");
+	if (j->result < 0) {
+		hutch_err_prefix(&j->err, "%s", j->plugin->name);
+		api_fail(j->call, &j->err);
+	} else if (j->op == OP_LIST) {
+		Hutch__V1__ListTunnelsResponse resp = HUTCH__V1__LIST_TUNNELS_RESPONSE__INIT;
+		resp.tunnels = j->tunnels;
+		resp.n_tunnels = j->n_tunnels;
+		grpc_call_send(j->call, &resp.base);
+		grpc_call_finish(j->call, GRPC_STATUS_OK, NULL);
+	} else if (j->op == OP_DELETE) {
+		Hutch__V1__DeleteTunnelResponse resp = HUTCH__V1__DELETE_TUNNEL_RESPONSE__INIT;
+		log_info("tunnel %s/%s deleted", j->tenant, j->name);
+		grpc_call_send(j->call, &resp.base);
+		grpc_call_finish(j->call, GRPC_STATUS_OK, NULL);
+	} else if (j->n_tunnels == 1) {
+		if (j->op == OP_CREATE)
+			log_info("tunnel %s/%s created (%s)", j->tenant, j->name, j->tunnels[0]->subnet);
+		grpc_call_send(j->call, &j->tunnels[0]->base);
+		grpc_call_finish(j->call, GRPC_STATUS_OK, NULL);
+	} else {
+		grpc_call_finish(j->call, GRPC_STATUS_INTERNAL, "the plugin reported no such tunnel");
+	}
+	grpc_call_unref(j->call);
+	for (size_t i = 0; i < j->n_tunnels; i++)
+		tunnel_pb_free(j->tunnels[i]);
+	free(j->tunnels);
+	free(j->tenant);
+	free(j->name);
+	free(j->subnet);
+	free(j);
+}
+
+static void start(grpc_call_t *call, tunnel_op_t op, const char *name, const char *subnet)
+{
+	daemon_t *d = grpc_call_service_data(call);
+	plugin_t *p = tunnel_plugin(d);
+	if (!p) {
+		grpc_call_finish(call, GRPC_STATUS_UNIMPLEMENTED,
+				 "no network plugin makes tunnels (add net-wireguard to [plugins] network)");
+		return;
+	}
+	if (op != OP_LIST && (!name || !*name)) {
+		grpc_call_finish(call, GRPC_STATUS_INVALID_ARGUMENT, "a tunnel name is required");
+		return;
+	}
+	tunnel_job_t *j = xcalloc(1, sizeof *j);
+	j->req.data = j;
+	j->d = d;
+	j->call = call;
+	j->plugin = p;
+	j->op = op;
+	j->tenant = xstrdup(daemon_call_tenant(call));
+	j->name = name ? xstrdup(name) : NULL;
+	j->subnet = subnet && *subnet ? xasprintf("subnet=%s", subnet) : NULL;
+	grpc_call_ref(call);
+	d->http_jobs++;
+	int r = uv_queue_work(&d->loop, &j->req, tunnel_work, tunnel_done);
+	if (r < 0) {
+		d->http_jobs--;
+		grpc_call_finish(call, GRPC_STATUS_UNAVAILABLE, uv_strerror(r));
+		grpc_call_unref(call);
+		free(j->tenant);
+		free(j->name);
+		free(j->subnet);
+		free(j);
+	}
+}
+
+static void create_on_message(grpc_call_t *call, const ProtobufCMessage *msg)
+{
+	const Hutch__V1__CreateTunnelRequest *r = (const void *)msg;
+	start(call, OP_CREATE, r->name, r->subnet);
+}
+
+static void get_on_message(grpc_call_t *call, const ProtobufCMessage *msg)
+{
+	const Hutch__V1__GetTunnelRequest *r = (const void *)msg;
+	start(call, OP_GET, r->name, NULL);
+}
+
+static void list_on_message(grpc_call_t *call, const ProtobufCMessage *msg)
+{
+	(void)msg;
+	start(call, OP_LIST, NULL, NULL);
+}
+
+static void delete_on_message(grpc_call_t *call, const ProtobufCMessage *msg)
+{
+	const Hutch__V1__DeleteTunnelRequest *r = (const void *)msg;
+	start(call, OP_DELETE, r->name, NULL);
+}
+
+static const grpc_method_t tunnel_methods[] = {
+	{.path = "/hutch.v1.Tunnels/Create",
+	 .request = &hutch__v1__create_tunnel_request__descriptor,
+	 .on_message = create_on_message},
+	{.path = "/hutch.v1.Tunnels/Get",
+	 .request = &hutch__v1__get_tunnel_request__descriptor,
+	 .on_message = get_on_message},
+	{.path = "/hutch.v1.Tunnels/List",
+	 .request = &hutch__v1__list_tunnels_request__descriptor,
+	 .on_message = list_on_message},
+	{.path = "/hutch.v1.Tunnels/Delete",
+	 .request = &hutch__v1__delete_tunnel_request__descriptor,
+	 .on_message = delete_on_message},
+};
+
+int api_tunnel_register(daemon_t *d, hutch_err_t *err)
+{
+	return grpc_server_add_methods(d->grpc, tunnel_methods,
+				       sizeof tunnel_methods / sizeof tunnel_methods[0], d, err);
+}
