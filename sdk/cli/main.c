@@ -24,6 +24,7 @@ static void usage(FILE *out)
 		"  policy create|ls|inspect|rm    network policies\n"
 		"  secret set|ls|inspect|rm|integrations\n"
 		"  identity verify|rotate         workload tokens: check one; rotate the signing key\n"
+		"  tunnel create|ls|inspect|rm   WireGuard meshes between sandboxes\n"
 		"  image build|ls|inspect|rm|gc|export|import\n"
 		"                                 images: build FILE.toml (see docs/images.md)\n"
 		"\n"
@@ -119,6 +120,7 @@ int main(int argc, char **argv)
 		{"secret", cmd_secret},
 		{"identity", cmd_identity},
 		{"image", cmd_image},
+		{"tunnel", cmd_tunnel},
 	};
 	for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++)
 		if (strcmp(cmd, cmds[i].name) == 0)
