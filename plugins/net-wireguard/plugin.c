@@ -31,7 +31,7 @@ static const hutch_config_field_t config_fields[] = {
 	{HUTCH_CONFIG_ENUM, "backend", "\"auto\"", offsetof(wg_config_t, backend),
 	 "auto or userspace: wireguard-go on the host side of each member; kernel: not implemented yet (refused)",
 	 0, backend_choices},
-	F(HUTCH_CONFIG_SIZE, "memory_limit", "\"48Mi\"", memory_limit,
+	F(HUTCH_CONFIG_SIZE, "memory_limit", "\"56Mi\"", memory_limit,
 	  "GOMEMLIMIT of each member's wireguard-go (0: none; it then grows to hundreds of MiB under load)"),
 	F(HUTCH_CONFIG_STRING, "host_prefix", "\"hw\"", host_prefix,
 	  "host-side device and UAPI socket names are <prefix><8 hex>; 1-6 of [a-z0-9]"),
