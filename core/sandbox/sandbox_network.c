@@ -35,6 +35,7 @@ int sandbox_network_attach(sandbox_t *sb, const net_policy_set_t *policies,
 		.n_ports = sb->spec->n_ports,
 		.tunnels = nt ? tunnel_ptrs : NULL,
 		.n_tunnels = nt,
+		.sandbox_name = sb->spec->name && *sb->spec->name ? sb->spec->name : NULL,
 	};
 	return net_chain_attach(sb->m->d.plugins, req, att, &sb->n_network_attached, err);
 }

@@ -159,7 +159,9 @@ int wg_member_join(wg_instance_t *in, const char *sandbox_id, const char *tunnel
 		ifname_pick(sb, m->ifname);
 		/* Holds the name while the join runs unlocked; ops for one
 		 * sandbox never overlap, so nothing else looks meanwhile. */
+		pthread_mutex_lock(&in->names_lock);
 		sb->members[sb->n_members++] = m;
+		pthread_mutex_unlock(&in->names_lock);
 	}
 	pthread_mutex_unlock(&in->lock);
 	if (r < 0)
@@ -176,14 +178,19 @@ int wg_member_join(wg_instance_t *in, const char *sandbox_id, const char *tunnel
 	if (r == 0) {
 		m->joined_unix = (int64_t)time(NULL);
 		peers_tell(in, t, m, true);
+		pthread_mutex_lock(&in->names_lock);
 		t->members = xrealloc(t->members, (t->n_members + 1) * sizeof *t->members);
 		t->members[t->n_members++] = m;
+		pthread_mutex_unlock(&in->names_lock);
+		wg_names_tunnel_changed(in, t, NULL);
 	}
 	pthread_mutex_unlock(&t->lock);
 
 	if (r < 0) {
 		pthread_mutex_lock(&in->lock);
+		pthread_mutex_lock(&in->names_lock);
 		sb->n_members--;
+		pthread_mutex_unlock(&in->names_lock);
 		pthread_mutex_unlock(&in->lock);
 		free(m);
 		tunnel_release(in, t);
@@ -208,6 +215,7 @@ static void member_drop(wg_instance_t *in, wg_member_t *m)
 {
 	wg_tunnel_t *t = m->tunnel;
 	pthread_mutex_lock(&t->lock);
+	pthread_mutex_lock(&in->names_lock);
 	for (size_t i = 0; i < t->n_members; i++) {
 		if (t->members[i] == m) {
 			memmove(&t->members[i], &t->members[i + 1],
@@ -216,6 +224,8 @@ static void member_drop(wg_instance_t *in, wg_member_t *m)
 			break;
 		}
 	}
+	pthread_mutex_unlock(&in->names_lock);
+	wg_names_tunnel_changed(in, t, m->sandbox);
 	peers_tell(in, t, m, false);
 	wg_go_stop(in, &m->proc);
 	wg_tunnel_host_release(t, m->host);
@@ -235,7 +245,9 @@ int wg_member_leave(wg_instance_t *in, const char *sandbox_id, const char *tunne
 	for (size_t i = 0; sb && i < sb->n_members; i++) {
 		if (strcmp(sb->members[i]->tunnel->name, tunnel) == 0) {
 			m = sb->members[i];
+			pthread_mutex_lock(&in->names_lock);
 			sb->members[i] = sb->members[--sb->n_members];
+			pthread_mutex_unlock(&in->names_lock);
 			break;
 		}
 	}
@@ -253,7 +265,9 @@ void wg_member_leave_all(wg_instance_t *in, wg_sandbox_t *sb)
 {
 	for (;;) {
 		pthread_mutex_lock(&in->lock);
+		pthread_mutex_lock(&in->names_lock);
 		wg_member_t *m = sb->n_members ? sb->members[--sb->n_members] : NULL;
+		pthread_mutex_unlock(&in->names_lock);
 		if (m)
 			m->tunnel->pending++;
 		pthread_mutex_unlock(&in->lock);

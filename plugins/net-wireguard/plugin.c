@@ -39,6 +39,8 @@ static const hutch_config_field_t config_fields[] = {
 	  "the address members on this node reach each other's UDP sockets at (an IP address)"),
 	F(HUTCH_CONFIG_DURATION, "start_timeout", "\"5s\"", start_timeout_ms,
 	  "how long a member's wireguard-go may take to start"),
+	F(HUTCH_CONFIG_STRING, "names_dir", NULL, names_dir,
+	  "publish members' names (<sandbox>.<tunnel>.tunnel) here, one file per sandbox, for net-egress's local_names_dir (the same directory); unset: no names"),
 	{0},
 };
 
@@ -133,6 +135,7 @@ static void instance_free(wg_instance_t *in)
 	free(in->subnet_used);
 	free(in->state_dir);
 	pthread_mutex_destroy(&in->lock);
+	pthread_mutex_destroy(&in->names_lock);
 	free(in);
 }
 
@@ -145,12 +148,20 @@ static int wireguard_init(const hutch_host_t *host, const void *config, void **i
 	in->host = host;
 	in->cfg = config;
 	pthread_mutex_init(&in->lock, NULL);
+	pthread_mutex_init(&in->names_lock, NULL);
 	in->state_dir = xstrdup(host->run_dir);
 	_cleanup_free_ char *d1 = xasprintf("%s/members", in->state_dir);
 	_cleanup_free_ char *d2 = xasprintf("%s/sandboxes", in->state_dir);
 	_cleanup_free_ char *d3 = xasprintf("%s/tunnels", in->state_dir);
 	int r;
+	if (in->cfg->names_dir && *in->cfg->names_dir && in->cfg->names_dir[0] != '/') {
+		instance_free(in);
+		return hutch_err_set(err, EINVAL, "names_dir `%s` must be an absolute path",
+				     config ? ((const wg_config_t *)config)->names_dir : "");
+	}
 	if ((r = config_check(in, err)) < 0 || (r = mkdir_one(d1, err)) < 0 ||
+	    (in->cfg->names_dir && *in->cfg->names_dir &&
+	     (r = mkdir_one(in->cfg->names_dir, err)) < 0) ||
 	    (r = mkdir_one(d2, err)) < 0 || (r = mkdir_one(d3, err)) < 0 ||
 	    (r = wg_go_probe(in, err)) < 0) {
 		instance_free(in);
@@ -210,6 +221,9 @@ static int wireguard_attach(void *instance, const hutch_net_attach_t *req_in,
 		r = hutch_err_set(err, EEXIST, "sandbox %s is attached already", req.sandbox_id);
 	else
 		sb = wg_sandbox_add(in, req.sandbox_id, req.tenant, req.netns_path);
+	/* A 1.1 core's request ends before sandbox_name (the copy reads NULL). */
+	if (r == 0 && req.sandbox_name)
+		snprintf(sb->name, sizeof sb->name, "%s", req.sandbox_name);
 	pthread_mutex_unlock(&in->lock);
 	if (r == 0)
 		r = wg_state_sandbox_save(in, sb, err);
@@ -244,6 +258,7 @@ static int wireguard_detach(void *instance, const char *sandbox_id, hutch_err_t 
 	wg_sandbox_remove(in, sb);
 	pthread_mutex_unlock(&in->lock);
 	wg_state_sandbox_remove(in, sandbox_id);
+	wg_names_forget(in, sandbox_id);
 	return 0;
 }
 

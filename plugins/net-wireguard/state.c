@@ -55,7 +55,7 @@ int wg_state_sandbox_save(wg_instance_t *in, const wg_sandbox_t *sb, hutch_err_t
 {
 	_cleanup_free_ char *path = sandbox_path(in, sb->id);
 	_cleanup_free_ char *text =
-		xasprintf("tenant=%s\nnetns=%s\n", sb->tenant, sb->netns_path);
+		xasprintf("tenant=%s\nnetns=%s\nname=%s\n", sb->tenant, sb->netns_path, sb->name);
 	return file_write(path, text, err);
 }
 
@@ -107,7 +107,7 @@ void wg_state_tunnel_remove(wg_instance_t *in, const wg_tunnel_t *t)
 
 typedef struct kv_file {
 	char tenant[128], tunnel[WG_NAME_MAX + 1], sandbox[128], ifname[16], device[16];
-	char netns[256], public_key[72];
+	char netns[256], public_key[72], name[128];
 	uint32_t subnet, host;
 	int pid;
 	unsigned port;
@@ -136,6 +136,7 @@ static bool kv_read(const char *path, kv_file_t *f)
 		S(device);
 		S(netns);
 		S(public_key);
+		S(name);
 #undef S
 		else if (strcmp(k, "subnet") == 0) f->subnet = (uint32_t)strtoul(v, NULL, 10);
 		else if (strcmp(k, "host") == 0) f->host = (uint32_t)strtoul(v, NULL, 10);
@@ -160,7 +161,8 @@ static void sandboxes_load(wg_instance_t *in)
 			unlink(path);
 			continue;
 		}
-		wg_sandbox_add(in, de->d_name, f.tenant, f.netns);
+		wg_sandbox_t *sb = wg_sandbox_add(in, de->d_name, f.tenant, f.netns);
+		snprintf(sb->name, sizeof sb->name, "%s", f.name);
 	}
 }
 
@@ -276,9 +278,11 @@ void wg_state_load_all(wg_instance_t *in)
 		}
 		kept++;
 	}
-	for (size_t i = 0; i < in->n_tunnels; i++)
+	for (size_t i = 0; i < in->n_tunnels; i++) {
 		for (size_t j = 0; j < in->tunnels[i]->n_members; j++)
 			member_resync(in, in->tunnels[i]->members[j]);
+		wg_names_tunnel_changed(in, in->tunnels[i], NULL);
+	}
 	if (kept || gone)
 		in->host->log(in->host, HUTCH_LOG_INFO,
 			      "%zu tunnel members from before taken back, %zu gone", kept, gone);

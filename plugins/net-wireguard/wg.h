@@ -31,6 +31,7 @@
  *   tunnel.c   the tunnels of each tenant, their subnets and addresses
  *   member.c   joining and leaving a tunnel, peers kept in step
  *   inspect.c  the API's tunnel ops: create, delete, list with members
+ *   names.c    the members' names, published for net-egress's resolver
  *   state.c    what survives a hutchd restart (never a private key)
  *
  * Threads: ops run on hutchd's pool threads, several at once for different
@@ -68,6 +69,7 @@ typedef struct wg_config {
 	char *host_prefix;
 	char *endpoint_host;
 	int64_t start_timeout_ms;
+	char *names_dir;
 } wg_config_t;
 
 /* ---- keys.c ---- */
@@ -238,6 +240,7 @@ struct wg_instance {
 	bool kernel_wireguard; /* the probe found the kernel module */
 	char *state_dir;      /* <run_dir>/members */
 	pthread_mutex_t lock; /* over the registries below */
+	pthread_mutex_t names_lock; /* innermost: member lists change under it (names.c) */
 	wg_sandbox_t **sandboxes;
 	size_t n_sandboxes;
 	wg_tunnel_t **tunnels;
@@ -295,6 +298,13 @@ int wg_tunnel_create(wg_instance_t *in, const char *tenant, const hutch_net_tunn
 int wg_tunnel_delete(wg_instance_t *in, const char *tenant, const char *name, hutch_err_t *err);
 int wg_tunnel_list(wg_instance_t *in, const char *tenant, const char *name,
 		   hutch_net_tunnel_info_cb cb, void *data, hutch_err_t *err);
+
+/* ---- names.c ---- */
+
+/* Rewrites the names files of t's members (and of also, a sandbox that
+ * just left it). */
+void wg_names_tunnel_changed(wg_instance_t *in, const wg_tunnel_t *t, const wg_sandbox_t *also);
+void wg_names_forget(wg_instance_t *in, const char *sandbox_id);
 
 /* ---- state.c ---- */
 

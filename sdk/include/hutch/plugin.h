@@ -544,7 +544,13 @@ typedef struct hutch_net_attach {
 	size_t n_tunnels;
 	const uint16_t *ports;    /* TCP ports the sandbox exposes */
 	size_t n_ports;
+	/* v1.2: read only when req->size reaches past it */
+	const char *sandbox_name; /* the user's name for it, or NULL (for names
+				   * a plugin publishes, e.g. a tunnel's) */
 } hutch_net_attach_t;
+
+/* sizeof(hutch_net_attach_t) as ABI 1.0 and 1.1 had it. */
+#define HUTCH_NET_ATTACH_SIZE_1_1 offsetof(hutch_net_attach_t, sandbox_name)
 
 #define HUTCH_NET_MAX_ADDRS 4
 typedef struct hutch_net_attachment {
@@ -886,6 +892,8 @@ HUTCH_STATIC_ASSERT(sizeof(hutch_sandbox_status_t) == 312, "hutch_sandbox_status
 HUTCH_STATIC_ASSERT(HUTCH_RUNTIME_OPS_SIZE_1_0 == 80, "hutch_runtime_ops_t 1.0 size");
 HUTCH_STATIC_ASSERT(sizeof(hutch_runtime_ops_t) == 88, "hutch_runtime_ops_t 1.1 size");
 HUTCH_STATIC_ASSERT(HUTCH_NETWORK_OPS_SIZE_1_1 == 80, "hutch_network_ops_t 1.1 size");
+HUTCH_STATIC_ASSERT(HUTCH_NET_ATTACH_SIZE_1_1 == 88, "hutch_net_attach_t 1.1 size");
+HUTCH_STATIC_ASSERT(sizeof(hutch_net_attach_t) == 96, "hutch_net_attach_t 1.2 size");
 HUTCH_STATIC_ASSERT(sizeof(hutch_network_ops_t) == 104, "hutch_network_ops_t 1.2 size");
 HUTCH_STATIC_ASSERT(offsetof(hutch_child_status_t, detached) == 9 &&
 			    sizeof(hutch_child_status_t) == 12,
