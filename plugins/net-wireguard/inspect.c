@@ -85,13 +85,64 @@ int wg_tunnel_delete(wg_instance_t *in, const char *tenant, const char *name, hu
 	int r = wg_tunnel_get(in, tenant, name, false, &t, err);
 	if (r == 0 && (t->n_members > 0 || t->pending > 0))
 		r = hutch_err_set(err, EBUSY, "tunnel `%s` has %zu members", name, t->n_members);
+	if (r == 0 && t->n_peers > 0)
+		r = hutch_err_set(err, EBUSY, "tunnel `%s` has %zu external peers: remove them first",
+				  name, t->n_peers);
 	if (r == 0) {
 		wg_state_tunnel_remove(in, t);
+		wg_gateway_key_remove(in, t);
 		t->explicit_ = false;
 		wg_tunnel_maybe_free(in, t);
 	}
 	pthread_mutex_unlock(&in->lock);
 	return r;
+}
+
+/* The external peers, as tunnel_list reports them. */
+typedef struct peers_report {
+	hutch_net_tunnel_peer_t p[WG_MAX_PEERS];
+	const hutch_net_tunnel_peer_t *ptrs[WG_MAX_PEERS + 1];
+	char key[WG_MAX_PEERS][WG_KEY_B64_LEN];
+	char addr[WG_MAX_PEERS][32];
+	char nets[WG_MAX_PEERS][WG_MAX_PEER_NETS][32];
+	const char *net_ptrs[WG_MAX_PEERS][WG_MAX_PEER_NETS + 1];
+} peers_report_t;
+
+static void peers_report(wg_instance_t *in, wg_tunnel_t *t, peers_report_t *r)
+{
+	(void)in;
+	memset(r, 0, sizeof *r);
+	wg_uapi_state_t st = {0};
+	hutch_err_t e = {0};
+	bool have = t->gw.running && wg_uapi_get(t->gw.proc.sock_path, 1000, &st, &e) == 0;
+	for (size_t i = 0; i < t->n_peers; i++) {
+		const wg_peer_t *p = &t->peers[i];
+		char a[INET_ADDRSTRLEN];
+		wg_key_b64(&p->pub, r->key[i]);
+		inet_ntop(AF_INET, p->addr, a, sizeof a);
+		snprintf(r->addr[i], sizeof r->addr[i], "%s/32", a);
+		for (size_t k = 0; k < p->n_nets; k++) {
+			inet_ntop(AF_INET, p->nets[k], a, sizeof a);
+			snprintf(r->nets[i][k], sizeof r->nets[i][k], "%s/%u", a, p->nets[k][4]);
+			r->net_ptrs[i][k] = r->nets[i][k];
+		}
+		int64_t hs = 0;
+		for (size_t k = 0; have && k < st.n_peers; k++)
+			if (memcmp(st.peers[k].pub.b, p->pub.b, WG_KEY_LEN) == 0)
+				hs = st.peers[k].last_handshake_sec;
+		r->p[i] = (hutch_net_tunnel_peer_t){
+			.size = sizeof r->p[i],
+			.name = p->name,
+			.public_key = r->key[i],
+			.endpoint = p->endpoint[0] ? p->endpoint : NULL,
+			.allowed_ips = r->net_ptrs[i],
+			.address = r->addr[i],
+			.last_handshake_unix = hs,
+		};
+		r->ptrs[i] = &r->p[i];
+	}
+	if (have)
+		wg_uapi_state_free(&st);
 }
 
 /* One tunnel's report, made under its lock. */
@@ -133,6 +184,15 @@ static void tunnel_report(wg_instance_t *in, wg_tunnel_t *t, hutch_net_tunnel_in
 	char a[INET_ADDRSTRLEN], subnet[32];
 	inet_ntop(AF_INET, t->net, a, sizeof a);
 	snprintf(subnet, sizeof subnet, "%s/%u", a, t->plen);
+	peers_report_t pr;
+	peers_report(in, t, &pr);
+	char gw_key[WG_KEY_B64_LEN] = "", gw_end[96] = "";
+	if (t->gw.running) {
+		wg_key_b64(&t->gw.pub, gw_key);
+		snprintf(gw_end, sizeof gw_end, "%s:%u",
+			 in->cfg->gateway_host && *in->cfg->gateway_host ? in->cfg->gateway_host : "",
+			 t->gw.port);
+	}
 	hutch_net_tunnel_info_t info = {
 		.size = sizeof info,
 		.name = t->name,
@@ -140,6 +200,10 @@ static void tunnel_report(wg_instance_t *in, wg_tunnel_t *t, hutch_net_tunnel_in
 		.persistent = t->explicit_,
 		.members = ptrs,
 		.n_members = n,
+		.peers = pr.ptrs,
+		.n_peers = t->n_peers,
+		.gateway_public_key = gw_key,
+		.gateway_endpoint = gw_end,
 	};
 	cb(data, &info);
 	pthread_mutex_unlock(&t->lock);

@@ -20,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/mount.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -315,4 +316,81 @@ bool wg_kernel_probe(void)
 		nl_call(&q);
 	}
 	return true;
+}
+
+int wg_route(int ifindex, const uint8_t dst[4], unsigned plen, bool add)
+{
+	if (add)
+		return route_add(ifindex, dst, plen);
+	struct rtmsg rt = {.rtm_family = AF_INET, .rtm_dst_len = (unsigned char)plen,
+			   .rtm_table = RT_TABLE_MAIN, .rtm_scope = RT_SCOPE_NOWHERE};
+	nl_req_t q;
+	nl_init(&q, RTM_DELROUTE, 0, &rt, sizeof rt);
+	nl_put(&q, RTA_DST, dst, 4);
+	uint32_t oif = (uint32_t)ifindex;
+	nl_put(&q, RTA_OIF, &oif, sizeof oif);
+	int r = nl_call(&q);
+	return r == -ESRCH ? 0 : r;
+}
+
+/* ---- a namespace of the plugin's own (a gateway's) ---- */
+
+typedef struct netns_job {
+	const char *path;
+	int result;
+	hutch_err_t err;
+} netns_job_t;
+
+/* On a thread of its own: a new namespace, pinned at path, with lo up and
+ * forwarding on (a gateway routes between its peers). */
+static void *netns_thread(void *data)
+{
+	netns_job_t *job = data;
+	hutch_err_t *err = &job->err;
+	if (unshare(CLONE_NEWNET) < 0) {
+		job->result = hutch_err_sys(err, errno, "unshare(CLONE_NEWNET)");
+		return NULL;
+	}
+	int f = open(job->path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0444);
+	if (f < 0) {
+		job->result = hutch_err_sys(err, errno, "create %s", job->path);
+		return NULL;
+	}
+	close(f);
+	if (mount("/proc/thread-self/ns/net", job->path, NULL, MS_BIND, NULL) < 0) {
+		job->result = hutch_err_sys(err, errno, "bind mount on %s", job->path);
+		unlink(job->path);
+		return NULL;
+	}
+	int lo = (int)if_nametoindex("lo");
+	int r = lo > 0 ? link_set(lo, IFF_UP, IFF_UP, NULL, NULL, -1) : -ENODEV;
+	/* /proc/sys/net answers for the namespace of the thread that opens it. */
+	_cleanup_close_ int fd = open("/proc/sys/net/ipv4/ip_forward", O_WRONLY | O_CLOEXEC);
+	if (r == 0 && (fd < 0 || write(fd, "1\n", 2) != 2))
+		r = -errno;
+	if (r < 0) {
+		job->result = hutch_err_sys(err, -r, "gateway namespace: lo and forwarding");
+		umount2(job->path, MNT_DETACH);
+		unlink(job->path);
+	}
+	return NULL;
+}
+
+int wg_netns_create(const char *path, hutch_err_t *err)
+{
+	netns_job_t job = {.path = path};
+	pthread_t t;
+	int r = pthread_create(&t, NULL, netns_thread, &job);
+	if (r != 0)
+		return hutch_err_sys(err, r, "thread");
+	pthread_join(t, NULL);
+	if (job.result < 0 && err)
+		*err = job.err;
+	return job.result;
+}
+
+void wg_netns_remove(const char *path)
+{
+	umount2(path, MNT_DETACH);
+	unlink(path);
 }

@@ -72,8 +72,10 @@ static int member_start(wg_instance_t *in, wg_tunnel_t *t, wg_member_t *m, hutch
 		wg_member_peer_lines(in, t->members[i], lines, sizeof lines);
 		sb_append(&body, lines);
 	}
+	if (t->gw.running)
+		wg_gateway_peer_lines(in, t, &body);
 	int ifindex = 0;
-	r = wg_go_start(in, &priv, body.buf ? body.buf : "", &m->proc, &ifindex, err);
+	r = wg_go_start(in, &priv, body.buf ? body.buf : "", 0, &m->proc, &ifindex, err);
 	wg_key_wipe(&priv);
 	sb_free(&body);
 	if (r < 0)
@@ -91,6 +93,9 @@ static int member_start(wg_instance_t *in, wg_tunnel_t *t, wg_member_t *m, hutch
 	memcpy(plan.addr, m->addr, 4);
 	if (r == 0)
 		r = wg_in_netns(m->sandbox->netns_path, configure_cb, &plan, err);
+	/* The external peers' networks, through the gateway. */
+	if (r == 0 && t->gw.running)
+		r = wg_routes_set(m->sandbox->netns_path, m->ifname, t, true, NULL, err);
 	if (r < 0)
 		wg_go_stop(in, &m->proc);
 	return r;
@@ -178,6 +183,7 @@ int wg_member_join(wg_instance_t *in, const char *sandbox_id, const char *tunnel
 	if (r == 0) {
 		m->joined_unix = (int64_t)time(NULL);
 		peers_tell(in, t, m, true);
+		wg_gateway_member(in, t, m, true);
 		pthread_mutex_lock(&in->names_lock);
 		t->members = xrealloc(t->members, (t->n_members + 1) * sizeof *t->members);
 		t->members[t->n_members++] = m;
@@ -227,6 +233,7 @@ static void member_drop(wg_instance_t *in, wg_member_t *m)
 	pthread_mutex_unlock(&in->names_lock);
 	wg_names_tunnel_changed(in, t, m->sandbox);
 	peers_tell(in, t, m, false);
+	wg_gateway_member(in, t, m, false);
 	wg_go_stop(in, &m->proc);
 	wg_tunnel_host_release(t, m->host);
 	pthread_mutex_unlock(&t->lock);

@@ -39,6 +39,10 @@ static const hutch_config_field_t config_fields[] = {
 	  "the address members on this node reach each other's UDP sockets at (an IP address)"),
 	F(HUTCH_CONFIG_DURATION, "start_timeout", "\"5s\"", start_timeout_ms,
 	  "how long a member's wireguard-go may take to start"),
+	F(HUTCH_CONFIG_INT, "gateway_port", "51820", gateway_port,
+	  "a tunnel's gateway (for external peers) listens on UDP gateway_port + the index of its subnet in the pool"),
+	F(HUTCH_CONFIG_STRING, "gateway_host", "\"\"", gateway_host,
+	  "this node's address as external peers reach it, for `hutch tunnel peer config`; empty: left for the operator to fill in"),
 	F(HUTCH_CONFIG_STRING, "names_dir", NULL, names_dir,
 	  "publish members' names (<sandbox>.<tunnel>.tunnel) here, one file per sandbox, for net-egress's local_names_dir (the same directory); unset: no names"),
 	{0},
@@ -104,6 +108,11 @@ static int config_check(wg_instance_t *in, hutch_err_t *err)
 		return hutch_err_set(err, ENOTSUP,
 				     "backend = \"kernel\" is not implemented yet; use \"auto\" (wireguard-go)");
 	in->n_subnets = 1u << (c->subnet_prefix - in->pool_plen);
+	if (c->gateway_port <= 0 || c->gateway_port + (int64_t)in->n_subnets - 1 > 65535)
+		return hutch_err_set(err, EINVAL,
+				     "gateway_port %" PRId64 ": the pool's %u subnets need ports %" PRId64 " to %" PRId64 ", past 65535",
+				     c->gateway_port, in->n_subnets, c->gateway_port,
+				     c->gateway_port + (int64_t)in->n_subnets - 1);
 	in->subnet_used = xcalloc((in->n_subnets + 7) / 8, 1);
 	return 0;
 }
@@ -134,6 +143,7 @@ static void instance_free(wg_instance_t *in)
 	wg_tunnels_free(in);
 	free(in->subnet_used);
 	free(in->state_dir);
+	free(in->persist_dir);
 	pthread_mutex_destroy(&in->lock);
 	pthread_mutex_destroy(&in->names_lock);
 	free(in);
@@ -150,9 +160,10 @@ static int wireguard_init(const hutch_host_t *host, const void *config, void **i
 	pthread_mutex_init(&in->lock, NULL);
 	pthread_mutex_init(&in->names_lock, NULL);
 	in->state_dir = xstrdup(host->run_dir);
+	in->persist_dir = xstrdup(host->state_dir ? host->state_dir : host->run_dir);
 	_cleanup_free_ char *d1 = xasprintf("%s/members", in->state_dir);
 	_cleanup_free_ char *d2 = xasprintf("%s/sandboxes", in->state_dir);
-	_cleanup_free_ char *d3 = xasprintf("%s/tunnels", in->state_dir);
+	_cleanup_free_ char *d3 = xasprintf("%s/tunnels", in->persist_dir);
 	int r;
 	if (in->cfg->names_dir && *in->cfg->names_dir && in->cfg->names_dir[0] != '/') {
 		instance_free(in);
@@ -318,6 +329,26 @@ static int wireguard_tunnel_list(void *instance, const char *tenant, const char 
 	return wg_tunnel_list(instance, tenant, name, cb, data, err);
 }
 
+static int wireguard_tunnel_peer_add(void *instance, const char *tenant, const char *tunnel,
+				     const hutch_net_tunnel_peer_t *peer, hutch_err_t *err)
+{
+	hutch_net_tunnel_peer_t p = {0};
+	memcpy(&p, peer, peer->size < sizeof p ? peer->size : sizeof p);
+	return wg_peer_add(instance, tenant, tunnel, &p, err);
+}
+
+static int wireguard_tunnel_peer_remove(void *instance, const char *tenant, const char *tunnel,
+					const char *name, hutch_err_t *err)
+{
+	return wg_peer_remove(instance, tenant, tunnel, name, err);
+}
+
+static int wireguard_tunnel_peer_config(void *instance, const char *tenant, const char *tunnel,
+					const char *name, char *buf, size_t cap, hutch_err_t *err)
+{
+	return wg_peer_config(instance, tenant, tunnel, name, buf, cap, err);
+}
+
 static void wireguard_capabilities(void *instance, hutch_kv_cb emit, void *data)
 {
 	wg_instance_t *in = instance;
@@ -344,6 +375,9 @@ static const hutch_network_ops_t wireguard_ops = {
 	.tunnel_create = wireguard_tunnel_create,
 	.tunnel_delete = wireguard_tunnel_delete,
 	.tunnel_list = wireguard_tunnel_list,
+	.tunnel_peer_add = wireguard_tunnel_peer_add,
+	.tunnel_peer_remove = wireguard_tunnel_peer_remove,
+	.tunnel_peer_config = wireguard_tunnel_peer_config,
 };
 
 static const hutch_plugin_t wireguard_plugin = {

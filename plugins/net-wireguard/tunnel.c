@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "strbuf.h"
 #include "wg.h"
@@ -123,6 +124,8 @@ static wg_tunnel_t *tunnel_new(wg_instance_t *in, const char *tenant, const char
 	wg_subnet_addr(in, index, t->net);
 	t->n_hosts = 1u << (32 - t->plen);
 	t->used = xcalloc((t->n_hosts + 7) / 8, 1);
+	t->gw.proc.pidfd = -1;
+	t->gw.proc.pid = -1;
 	pthread_mutex_init(&t->lock, NULL);
 	in->tunnels = xrealloc(in->tunnels, (in->n_tunnels + 1) * sizeof *in->tunnels);
 	in->tunnels[in->n_tunnels++] = t;
@@ -166,6 +169,9 @@ wg_tunnel_t *wg_tunnel_restore(wg_instance_t *in, const char *tenant, const char
 
 static void tunnel_free(wg_tunnel_t *t)
 {
+	/* A gateway that runs stays for the next hutchd (state.c). */
+	if (t->gw.proc.pidfd >= 0)
+		close(t->gw.proc.pidfd);
 	pthread_mutex_destroy(&t->lock);
 	free(t->members);
 	free(t->used);

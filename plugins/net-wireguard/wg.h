@@ -32,6 +32,8 @@
  *   member.c   joining and leaving a tunnel, peers kept in step
  *   inspect.c  the API's tunnel ops: create, delete, list with members
  *   names.c    the members' names, published for net-egress's resolver
+ *   gateway.c  a tunnel's gateway: its key, namespace and process
+ *   peers.c    external peers: add, remove, their wg-quick file
  *   state.c    what survives a hutchd restart (never a private key)
  *
  * Threads: ops run on hutchd's pool threads, several at once for different
@@ -50,6 +52,8 @@
 #include <sys/types.h>
 
 #include <hutch/plugin.h>
+
+#include "strbuf.h"
 
 #define WG_PLUGIN_NAME "net-wireguard"
 #define WG_PLUGIN_VERSION "0.1.0"
@@ -70,7 +74,12 @@ typedef struct wg_config {
 	char *endpoint_host;
 	int64_t start_timeout_ms;
 	char *names_dir;
+	int64_t gateway_port;
+	char *gateway_host;
 } wg_config_t;
+
+#define WG_MAX_PEERS 32     /* external peers per tunnel */
+#define WG_MAX_PEER_NETS 16 /* allowed IPs per external peer */
 
 /* ---- keys.c ---- */
 
@@ -148,6 +157,12 @@ int wg_link_configure(const wg_link_plan_t *plan, hutch_err_t *err);
 /* Runs fn(arg) on a short-lived thread inside the namespace at path. */
 int wg_in_netns(const char *path, int (*fn)(void *arg, hutch_err_t *err), void *arg,
 		hutch_err_t *err);
+/* Adds or removes the route to dst/plen via ifindex, in the calling
+ * thread's namespace (removing one that is not there succeeds). */
+int wg_route(int ifindex, const uint8_t dst[4], unsigned plen, bool add);
+/* A namespace of the plugin's own, pinned at path, lo up, forwarding on. */
+int wg_netns_create(const char *path, hutch_err_t *err);
+void wg_netns_remove(const char *path);
 /* Whether the kernel has WireGuard (a device of kind "wireguard" can be
  * made); the device made to find out is removed at once. */
 bool wg_kernel_probe(void);
@@ -174,9 +189,10 @@ typedef struct wg_proc {
 int wg_go_probe(wg_instance_t *in, hutch_err_t *err);
 /* Starts wireguard-go on a new device in the host's namespace, configures
  * its private key (body: more set lines, e.g. peers) and waits until it
- * listens. On return the device is ready to be moved (ifindex). */
-int wg_go_start(wg_instance_t *in, const wg_key_t *priv, const char *body, wg_proc_t *p,
-		int *ifindex, hutch_err_t *err);
+ * listens, on port (0: any). On return the device is ready to be moved
+ * (ifindex). */
+int wg_go_start(wg_instance_t *in, const wg_key_t *priv, const char *body, uint16_t port,
+		wg_proc_t *p, int *ifindex, hutch_err_t *err);
 /* Stops it (SIGTERM, then SIGKILL) and waits until it is gone; removes its
  * socket. Safe on a proc that never started or already ended. */
 void wg_go_stop(wg_instance_t *in, wg_proc_t *p);
@@ -203,6 +219,30 @@ typedef struct wg_member {
 	int64_t joined_unix;
 } wg_member_t;
 
+/* An external peer of a tunnel: a WireGuard device somewhere else that
+ * talks to the tunnel's gateway. It gets an address of the subnet; the
+ * networks behind it are its other allowed IPs. */
+typedef struct wg_peer {
+	char name[WG_NAME_MAX + 1];
+	wg_key_t pub;
+	char endpoint[80];    /* "a.b.c.d:port", "[v6]:port" or "" */
+	uint32_t host;
+	uint8_t addr[4];
+	uint8_t nets[WG_MAX_PEER_NETS][5]; /* prefix and length */
+	size_t n_nets;
+} wg_peer_t;
+
+/* A tunnel's gateway: one wireguard-go with a stable key, its device in a
+ * namespace of its own (host 1 of the subnet), routing between the
+ * external peers and the members. Runs while the tunnel has peers. */
+typedef struct wg_gateway {
+	bool running;
+	wg_proc_t proc;
+	wg_key_t pub;
+	char netns_path[256];
+	uint16_t port;
+} wg_gateway_t;
+
 struct wg_tunnel {
 	char tenant[128];
 	char name[WG_NAME_MAX + 1];
@@ -214,6 +254,9 @@ struct wg_tunnel {
 	uint32_t cursor;
 	wg_member_t **members;
 	size_t n_members;
+	wg_peer_t peers[WG_MAX_PEERS];
+	size_t n_peers;
+	wg_gateway_t gw;
 	bool explicit_;       /* created by the API: outlives its members */
 	int pending;          /* joins and leaves under way (instance lock) */
 	pthread_mutex_t lock; /* over members and their peers */
@@ -238,7 +281,8 @@ struct wg_instance {
 	short tun_flags;      /* from the probe */
 	char go_version[64];
 	bool kernel_wireguard; /* the probe found the kernel module */
-	char *state_dir;      /* <run_dir>/members */
+	char *state_dir;      /* the run dir: members, sandboxes, gateways' namespaces */
+	char *persist_dir;    /* the state dir: tunnels, peers, gateway keys */
 	pthread_mutex_t lock; /* over the registries below */
 	pthread_mutex_t names_lock; /* innermost: member lists change under it (names.c) */
 	wg_sandbox_t **sandboxes;
@@ -299,6 +343,37 @@ int wg_tunnel_delete(wg_instance_t *in, const char *tenant, const char *name, hu
 int wg_tunnel_list(wg_instance_t *in, const char *tenant, const char *name,
 		   hutch_net_tunnel_info_cb cb, void *data, hutch_err_t *err);
 
+/* ---- gateway.c (tunnel lock held for all) ---- */
+
+/* Starts t's gateway, with every member and external peer. */
+int wg_gateway_start(wg_instance_t *in, wg_tunnel_t *t, hutch_err_t *err);
+void wg_gateway_stop(wg_instance_t *in, wg_tunnel_t *t);
+/* The gateway learns / forgets member m. */
+void wg_gateway_member(wg_instance_t *in, wg_tunnel_t *t, const wg_member_t *m, bool add);
+/* Every member's view of the gateway, after the peers changed. */
+void wg_gateway_members_update(wg_instance_t *in, wg_tunnel_t *t);
+void wg_gateway_key_remove(wg_instance_t *in, const wg_tunnel_t *t);
+/* The set lines that make the gateway a member's peer (allowed IPs: its
+ * own address, the peers' and their networks). */
+void wg_gateway_peer_lines(const wg_instance_t *in, const wg_tunnel_t *t, strbuf_t *b);
+/* Adds (or removes) the routes to the peers' networks in a namespace, via
+ * ifname. */
+int wg_routes_set(const char *netns_path, const char *ifname, const wg_tunnel_t *t, bool add,
+		  const wg_peer_t *only, hutch_err_t *err);
+/* The gateway's public key, made (and kept under persist_dir) if need be. */
+int wg_gateway_key(wg_instance_t *in, wg_tunnel_t *t, wg_key_t *priv_out, hutch_err_t *err);
+
+/* ---- peers.c ---- */
+
+int wg_peer_add(wg_instance_t *in, const char *tenant, const char *tunnel,
+		const hutch_net_tunnel_peer_t *peer, hutch_err_t *err);
+int wg_peer_remove(wg_instance_t *in, const char *tenant, const char *tunnel, const char *name,
+		   hutch_err_t *err);
+int wg_peer_config(wg_instance_t *in, const char *tenant, const char *tunnel, const char *name,
+		   char *buf, size_t cap, hutch_err_t *err);
+/* The set lines that make p a peer of the gateway. */
+void wg_peer_lines(const wg_peer_t *p, strbuf_t *b);
+
 /* ---- names.c ---- */
 
 /* Rewrites the names files of t's members (and of also, a sandbox that
@@ -312,6 +387,8 @@ void wg_names_forget(wg_instance_t *in, const char *sandbox_id);
 int wg_state_tunnel_save(wg_instance_t *in, const wg_tunnel_t *t, hutch_err_t *err);
 void wg_state_tunnel_remove(wg_instance_t *in, const wg_tunnel_t *t);
 
+/* Writes (or, when it stopped, removes) the record of t's gateway. */
+int wg_state_gateway_save(wg_instance_t *in, const wg_tunnel_t *t, hutch_err_t *err);
 /* Writes / removes the record of an attached sandbox. */
 int wg_state_sandbox_save(wg_instance_t *in, const wg_sandbox_t *sb, hutch_err_t *err);
 void wg_state_sandbox_remove(wg_instance_t *in, const char *id);

@@ -208,8 +208,8 @@ static int wait_listening(wg_instance_t *in, wg_proc_t *p, int64_t deadline, hut
 	}
 }
 
-int wg_go_start(wg_instance_t *in, const wg_key_t *priv, const char *body, wg_proc_t *p,
-		int *ifindex, hutch_err_t *err)
+int wg_go_start(wg_instance_t *in, const wg_key_t *priv, const char *body, uint16_t port,
+		wg_proc_t *p, int *ifindex, hutch_err_t *err)
 {
 	memset(p, 0, sizeof *p);
 	p->pidfd = -1;
@@ -253,6 +253,19 @@ int wg_go_start(wg_instance_t *in, const wg_key_t *priv, const char *body, wg_pr
 	sb_free(&req);
 	if (r == 0)
 		r = wait_listening(in, p, deadline, err);
+	/* A fixed port (a gateway's) only now: wireguard-go reports a port
+	 * set by hand whether or not it could bind it, so the ephemeral one
+	 * above is what proved the device up; moving to port fails loudly
+	 * when it is taken. */
+	if (r == 0 && port) {
+		char line[32];
+		snprintf(line, sizeof line, "listen_port=%u\n", port);
+		r = wg_uapi_set(p->sock_path, line, (int)(deadline - mono_ms()), err);
+		if (r == 0)
+			p->port = port;
+		else
+			hutch_err_prefix(err, "UDP port %u", port);
+	}
 	if (r < 0) {
 		wg_go_stop(in, p);
 		return hutch_err_prefix(err, "wireguard-go");

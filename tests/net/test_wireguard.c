@@ -31,7 +31,7 @@
 #endif
 
 static egress_t g_eg, g_wg;
-static char g_prefix[8]; /* host_prefix: unique per test process */
+static char g_prefix[16]; /* host_prefix: unique per test process */
 
 typedef struct member {
 	sandbox_t sb;
@@ -715,6 +715,155 @@ static void case_names(void)
 		CHECK(de->d_name[0] == '.', "names file %s left", de->d_name);
 }
 
+/* ---- an external peer: stock wireguard-go and wg in a namespace of the
+ * test (E), linked to H by a veth (H 198.51.100.1, E 198.51.100.2); a
+ * server "behind" it on 192.168.77.1 (local in E). ---- */
+
+static char g_ext_ns[64], g_ext_dev[16];
+
+static void external_cleanup(void)
+{
+	if (!g_ext_ns[0])
+		return;
+	/* Its wireguard-go, by the pid whose argv names its device. */
+	char saved[16];
+	snprintf(saved, sizeof saved, "%s", g_prefix);
+	snprintf(g_prefix, sizeof g_prefix, "%s", g_ext_dev);
+	pid_t pids[4];
+	size_t n = wg_pids(pids, 4);
+	for (size_t i = 0; i < n && i < 4; i++)
+		kill(pids[i], SIGKILL);
+	snprintf(g_prefix, sizeof g_prefix, "%s", saved);
+	char cmd[256];
+	snprintf(cmd, sizeof cmd, "ip netns del %s; rm -f /var/run/wireguard/%s.sock", g_ext_ns,
+		 g_ext_dev);
+	if (system(cmd) != 0) {
+		/* best effort: the namespace goes with its last user anyway */
+	}
+	g_ext_ns[0] = '\0';
+}
+
+/* Makes E with its wireguard-go device; returns its public key (base64). */
+static void external_start(char pub[64], member_t *e_as_member)
+{
+	snprintf(g_ext_ns, sizeof g_ext_ns, "hutch-wgext-%d", (int)getpid());
+	snprintf(g_ext_dev, sizeof g_ext_dev, "x%06x", (unsigned)getpid() & 0xffffff);
+	atexit(external_cleanup);
+	_cleanup_free_ char *script = xasprintf(
+		"ip netns add %1$s && ip link add ext0 type veth peer name lan0 netns %1$s && "
+		"ip addr add 198.51.100.1/24 dev ext0 && ip link set ext0 up && "
+		"ip -n %1$s addr add 198.51.100.2/24 dev lan0 && ip -n %1$s link set lan0 up && "
+		"ip -n %1$s link set lo up && ip -n %1$s addr add 192.168.77.1/32 dev lo && "
+		"wg genkey > %2$s/ext.key && wg pubkey < %2$s/ext.key > %2$s/ext.pub && "
+		"nsenter --net=/run/netns/%1$s wireguard-go %3$s",
+		g_ext_ns, world_base(), g_ext_dev);
+	host_sh(script);
+	_cleanup_free_ char *pubpath = xasprintf("%s/ext.pub", world_base());
+	_cleanup_fclose_ FILE *f = fopen(pubpath, "re");
+	CHECK(f && fgets(pub, 64, f), "read the external peer's public key");
+	pub[strcspn(pub, "\n")] = '\0';
+	memset(e_as_member, 0, sizeof *e_as_member);
+	char nspath[128];
+	snprintf(nspath, sizeof nspath, "/run/netns/%s", g_ext_ns);
+	e_as_member->sb.nsfd = open(nspath, O_RDONLY | O_CLOEXEC);
+	snprintf(e_as_member->sb.id, sizeof e_as_member->sb.id, "external");
+	CHECK(e_as_member->sb.nsfd >= 0, "open %s", nspath);
+}
+
+/* Configures E from `peer config`'s text, as an operator would. */
+static void external_configure(const char *conf)
+{
+	char addr[64] = "", gwkey[64] = "", allowed[64] = "";
+	for (const char *l = conf; l && *l; l = strchr(l, '\n') ? strchr(l, '\n') + 1 : NULL) {
+		sscanf(l, "Address = %63s", addr);
+		sscanf(l, "PublicKey = %63s", gwkey);
+		sscanf(l, "AllowedIPs = %63s", allowed);
+	}
+	CHECK(addr[0] && gwkey[0] && allowed[0], "peer config lacks a line:\n%s", conf);
+	_cleanup_free_ char *script = xasprintf(
+		"nsenter --net=/run/netns/%1$s sh -c '"
+		"wg set %2$s private-key %3$s/ext.key peer %4$s endpoint 198.51.100.1:51820 "
+		"allowed-ips %5$s persistent-keepalive 1 && ip addr add %6$s dev %2$s && "
+		"ip link set %2$s up && ip route replace %5$s dev %2$s'",
+		g_ext_ns, g_ext_dev, world_base(), gwkey, allowed, addr);
+	host_sh(script);
+}
+
+static void case_external_peer(void)
+{
+	start("gateway_host = \"198.51.100.1\"");
+	member_t a, b, ext;
+	member_attach(&a, "tenant-a", LIST("mesh"));
+	char pub[64];
+	external_start(pub, &ext);
+	hutch_err_t e = {0};
+	hutch_net_tunnel_peer_t peer = {.size = sizeof peer, .name = "office", .public_key = pub,
+					.allowed_ips = LIST("192.168.77.0/24")};
+	CHECK_OK(g_wg.ops->tunnel_peer_add(g_wg.inst, "tenant-a", "mesh", &peer, &e), &e);
+	char conf[2048];
+	CHECK_OK(g_wg.ops->tunnel_peer_config(g_wg.inst, "tenant-a", "mesh", "office", conf,
+					      sizeof conf, &e), &e);
+	CHECK(strstr(conf, "Endpoint = 198.51.100.1:51820") && strstr(conf, "[Interface]"),
+	      "peer config:\n%s", conf);
+	external_configure(conf);
+	/* A member reaches a server behind the peer, and the peer reaches it. */
+	tcp_server_t *behind = tcp_server_start(ext.sb.nsfd, "192.168.77.1", 80);
+	tcp_server_t *sa = tcp_server_start(a.sb.nsfd, a.addr, 80);
+	char reply[256] = "";
+	int err = tcp_to(&a, "192.168.77.1", 80, 5000, reply);
+	CHECK(err == 0 && strstr(reply, "hello"), "member -> behind the peer: %s `%s`",
+	      strerror(err), reply);
+	expect_tcp(&ext, &a, 80, "the external peer to a member");
+	/* A member that joins later gets the route too. */
+	member_attach(&b, "tenant-a", LIST("mesh"));
+	err = tcp_to(&b, "192.168.77.1", 80, 5000, reply);
+	CHECK(err == 0, "a later member -> behind the peer: %s", strerror(err));
+	/* A member of another tunnel does not. */
+	member_t other;
+	member_attach(&other, "tenant-a", LIST("other"));
+	expect_no_tcp(&other, "192.168.77.1", 80, "another tunnel's member, behind the peer");
+	/* Bad peers are refused with a reason. */
+	static const struct {
+		const char *name, *key, *endpoint, *net, *needle;
+	} bad[] = {
+		{"Office", NULL, NULL, "10.9.0.0/24", "peer name"},
+		{"p2", "not-a-key", NULL, "10.9.0.0/24", "public key"},
+		{"p2", NULL, "example.com:51820", "10.9.0.0/24", "endpoint"},
+		{"p2", NULL, "1.2.3.4:0", "10.9.0.0/24", "endpoint"},
+		{"p2", NULL, NULL, "10.9.0.1/24", "host bits"},
+		{"p2", NULL, NULL, "0.0.0.0/0", "wider than /8"},
+		{"p2", NULL, NULL, "127.0.0.0/8", "reserved"},
+		{"p2", NULL, NULL, "10.250.0.0/25", "own subnet"},
+		{"p2", NULL, NULL, "192.168.77.128/25", "overlap"},
+		{"office", NULL, NULL, "10.9.0.0/24", "has a peer"},
+	};
+	for (size_t i = 0; i < ARRAY_SIZE(bad); i++) {
+		hutch_net_tunnel_peer_t p = {.size = sizeof p, .name = bad[i].name,
+					     .public_key = bad[i].key ? bad[i].key
+								      : "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=",
+					     .endpoint = bad[i].endpoint,
+					     .allowed_ips = (const char *const[]){bad[i].net, NULL}};
+		memset(&e, 0, sizeof e);
+		int r = g_wg.ops->tunnel_peer_add(g_wg.inst, "tenant-a", "mesh", &p, &e);
+		CHECK(r < 0 && strstr(e.message, bad[i].needle), "peer #%zu: %d `%s`, want `%s`", i, r,
+		      e.message, bad[i].needle);
+	}
+	/* Removed: the route and the gateway go. */
+	pid_t pids[16];
+	size_t before = wg_pids(pids, 16);
+	CHECK_OK(g_wg.ops->tunnel_peer_remove(g_wg.inst, "tenant-a", "mesh", "office", &e), &e);
+	CHECK(wg_pids(pids, 16) == before - 1, "the gateway still runs");
+	expect_no_tcp(&a, "192.168.77.1", 80, "behind a removed peer");
+	tcp_server_stop(behind);
+	tcp_server_stop(sa);
+	close(ext.sb.nsfd);
+	external_cleanup();
+	member_detach(&a);
+	member_detach(&b);
+	member_detach(&other);
+	CHECK(wg_pids(pids, 16) == 0 && wg_sockets() == 0, "processes or sockets left");
+}
+
 static void expect_error(int r, const hutch_err_t *e, int code, const char *needle)
 {
 	CHECK(r == -code, "expected -%d (%s), got %d: %s", code, strerror(code), r, e->message);
@@ -773,6 +922,7 @@ int main(int argc, char **argv)
 		{"keys", case_keys},         {"teardown", case_teardown},
 		{"cycles", case_cycles},     {"restart", case_restart},
 		{"bad_input", case_bad_input}, {"names", case_names},
+		{"external_peer", case_external_peer},
 	};
 	if (argc != 2) {
 		fprintf(stderr, "usage: test_wireguard CASE\n");

@@ -515,6 +515,21 @@ typedef struct hutch_net_tunnel_member {
 	int64_t last_handshake_unix; /* latest with any peer; 0: none yet */
 } hutch_net_tunnel_member_t;
 
+/* v1.2. An external peer of a tunnel: a WireGuard device elsewhere (an
+ * on-premise network) that the tunnel's gateway routes to and from. In
+ * tunnel_peer_add the caller fills name .. allowed_ips; tunnel_list fills
+ * every member (strings the plugin's, valid during the callback). */
+typedef struct hutch_net_tunnel_peer {
+	uint32_t size;
+	/* v1.2 */
+	const char *name;            /* [a-z0-9-], 1-63, unique in the tunnel */
+	const char *public_key;      /* base64, as wg prints it */
+	const char *endpoint;        /* "ip:port", or NULL: it reaches the gateway */
+	const char *const *allowed_ips; /* IPv4 networks behind it, NULL-terminated */
+	const char *address;         /* tunnel_list: its address in the tunnel */
+	int64_t last_handshake_unix; /* tunnel_list: with the gateway; 0: none */
+} hutch_net_tunnel_peer_t;
+
 /* v1.2. One tunnel, as tunnel_list reports it (the plugin allocates it and
  * everything it points to, for the duration of the callback). */
 typedef struct hutch_net_tunnel_info {
@@ -525,6 +540,10 @@ typedef struct hutch_net_tunnel_info {
 	bool persistent;             /* made by tunnel_create: stays without members */
 	const hutch_net_tunnel_member_t *const *members;
 	size_t n_members;
+	const hutch_net_tunnel_peer_t *const *peers; /* external peers */
+	size_t n_peers;
+	const char *gateway_public_key; /* stable; "" while it has no gateway yet */
+	const char *gateway_endpoint;   /* "host:port" external peers reach it at, or "" */
 } hutch_net_tunnel_info_t;
 
 typedef void (*hutch_net_tunnel_info_cb)(void *data, const hutch_net_tunnel_info_t *info);
@@ -616,6 +635,16 @@ typedef struct hutch_network_ops {
 	 * no such tunnel), one cb call each. */
 	int (*tunnel_list)(void *instance, const char *tenant, const char *name,
 			   hutch_net_tunnel_info_cb cb, void *data, hutch_err_t *err);
+	/* Adds an external peer to a tunnel (making it persistent): the members
+	 * get routes to its networks, through the tunnel's gateway. */
+	int (*tunnel_peer_add)(void *instance, const char *tenant, const char *tunnel,
+			       const hutch_net_tunnel_peer_t *peer, hutch_err_t *err);
+	int (*tunnel_peer_remove)(void *instance, const char *tenant, const char *tunnel,
+				  const char *name, hutch_err_t *err);
+	/* Writes the configuration the peer's side needs (a wg-quick file,
+	 * without its private key) into buf; -ERANGE when cap is too small. */
+	int (*tunnel_peer_config)(void *instance, const char *tenant, const char *tunnel,
+				  const char *name, char *buf, size_t cap, hutch_err_t *err);
 	/* methods above are valid for ABI 1.2 */
 } hutch_network_ops_t;
 
@@ -894,7 +923,7 @@ HUTCH_STATIC_ASSERT(sizeof(hutch_runtime_ops_t) == 88, "hutch_runtime_ops_t 1.1 
 HUTCH_STATIC_ASSERT(HUTCH_NETWORK_OPS_SIZE_1_1 == 80, "hutch_network_ops_t 1.1 size");
 HUTCH_STATIC_ASSERT(HUTCH_NET_ATTACH_SIZE_1_1 == 88, "hutch_net_attach_t 1.1 size");
 HUTCH_STATIC_ASSERT(sizeof(hutch_net_attach_t) == 96, "hutch_net_attach_t 1.2 size");
-HUTCH_STATIC_ASSERT(sizeof(hutch_network_ops_t) == 104, "hutch_network_ops_t 1.2 size");
+HUTCH_STATIC_ASSERT(sizeof(hutch_network_ops_t) == 128, "hutch_network_ops_t 1.2 size");
 HUTCH_STATIC_ASSERT(offsetof(hutch_child_status_t, detached) == 9 &&
 			    sizeof(hutch_child_status_t) == 12,
 		    "hutch_child_status_t grew in its padding: 12 bytes in 1.0 and 1.1");
