@@ -98,7 +98,11 @@ static const cli_help_t helps[] = {
 	 "  tunnel create NAME [--subnet CIDR]   a tunnel that stays without members\n"
 	 "  tunnel ls                            your tunnels\n"
 	 "  tunnel inspect NAME                  its members: address, interface, handshake, key\n"
-	 "  tunnel rm NAME                       delete it (refused while it has members)\n"},
+	 "  tunnel rm NAME                       delete it (refused while it has members or peers)\n"
+	 "  tunnel peer add NAME PEER --public-key K --allowed-ips CIDR [--endpoint IP:PORT]\n"
+	 "                                       an external WireGuard peer, through the tunnel's gateway\n"
+	 "  tunnel peer rm NAME PEER             remove it\n"
+	 "  tunnel peer config NAME PEER         a wg-quick file for the peer's side\n"},
 	{"policy create",
 	 "usage: hutch policy create NAME [OPTIONS]\n\n"
 	 "  --allow-all             allow every destination not denied\n"

@@ -24,7 +24,7 @@ static void usage(FILE *out)
 		"  policy create|ls|inspect|rm    network policies\n"
 		"  secret set|ls|inspect|rm|integrations\n"
 		"  identity verify|rotate         workload tokens: check one; rotate the signing key\n"
-		"  tunnel create|ls|inspect|rm   WireGuard meshes between sandboxes\n"
+		"  tunnel create|ls|inspect|rm|peer  WireGuard meshes between sandboxes\n"
 		"  image build|ls|inspect|rm|gc|export|import\n"
 		"                                 images: build FILE.toml (see docs/images.md)\n"
 		"\n"

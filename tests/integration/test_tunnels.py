@@ -8,6 +8,7 @@ import json
 import os
 import re
 import shutil
+import subprocess
 import time
 
 import pytest
@@ -202,3 +203,42 @@ def test_tunnel_api_and_bad_input(hutchd):
         r = d.cli("tunnel", "create", "t2", "--subnet", subnet, check=False)
         assert r.returncode != 0 and b"subnet" in r.stderr, (subnet, r.stderr)
     assert d.cli("tunnel", "ls").stdout.decode().count("\n") == 1  # the header only
+
+
+def test_external_peer_api(hutchd):
+    """External peers through the CLI: add, inspect, the wg-quick file, bad
+    input, remove (tests/net's external_peer sends traffic through one)."""
+    d = hutchd
+    key = subprocess.run(["wg", "genkey"], capture_output=True, check=True).stdout
+    pub = subprocess.run(["wg", "pubkey"], input=key, capture_output=True,
+                         check=True).stdout.decode().strip()
+    d.cli("tunnel", "peer", "add", "mesh", "office", "--public-key", pub,
+          "--allowed-ips", "192.168.77.0/24,192.168.78.0/24")
+    info = tunnel(d, "mesh")
+    assert info.get("persistent") and info["gateway_public_key"], info
+    peer = info["peers"][0]
+    assert peer["name"] == "office" and peer["public_key"] == pub, peer
+    assert peer["allowed_ips"] == ["192.168.77.0/24", "192.168.78.0/24"], peer
+    conf = d.cli("tunnel", "peer", "config", "mesh", "office").stdout.decode()
+    assert "PublicKey = %s" % info["gateway_public_key"] in conf, conf
+    assert "Address = %s" % peer["address"] in conf and "AllowedIPs = %s" % info["subnet"] in conf
+    assert key.decode().strip() not in conf
+    # A member gets the route to the peer's networks.
+    sid = create(d, "--tunnel", "mesh")
+    rc, out = sh(d, sid, "cat /proc/net/route")
+    assert "004DA8C0" in out.upper(), out  # 192.168.77.0, little-endian hex
+    for args, why in ((["--public-key", "nope", "--allowed-ips", "10.9.0.0/24"], b"public key"),
+                      (["--public-key", pub, "--allowed-ips", "10.9.0.0/24"], b"has that key"),
+                      (["--public-key", pub[:-2] + "A=", "--allowed-ips", "0.0.0.0/0"],
+                       b"wider than /8"),
+                      (["--public-key", pub[:-2] + "A=", "--allowed-ips", "10.9.0.0/24",
+                        "--endpoint", "example.com:1"], b"endpoint")):
+        r = d.cli("tunnel", "peer", "add", "mesh", "p2", *args, check=False)
+        assert r.returncode != 0 and why in r.stderr, (args, r.stderr)
+    r = d.cli("tunnel", "rm", "mesh", check=False)
+    assert r.returncode != 0
+    d.cli("sandbox", "stop", sid)
+    d.cli("tunnel", "peer", "rm", "mesh", "office")
+    assert not tunnel(d, "mesh").get("peers")
+    d.cli("tunnel", "rm", "mesh")
+    assert wg_pids(d.prefix) == []

@@ -71,3 +71,25 @@ def test_persistent_tunnel(tclient):
     sb.stop()
     t.delete()
     assert Tunnel.list(client=tclient) == []
+
+
+def test_external_peer(tclient):
+    import subprocess
+    key = subprocess.run(["wg", "genkey"], capture_output=True, check=True).stdout
+    pub = subprocess.run(["wg", "pubkey"], input=key, capture_output=True,
+                         check=True).stdout.decode().strip()
+    t = Tunnel("office-link", client=tclient)
+    t.add_peer("db", pub, "192.168.90.0/24", endpoint="198.51.100.7:51820")
+    assert t.persistent and t.gateway_public_key
+    [peer] = t.peers
+    assert (peer.name, peer.public_key, peer.endpoint, peer.allowed_ips) == \
+        ("db", pub, "198.51.100.7:51820", ["192.168.90.0/24"])
+    conf = t.peer_config("db")
+    assert "PublicKey = " + t.gateway_public_key in conf and "Address = " + peer.address in conf
+    with pytest.raises(hutch.InvalidArgumentError):
+        t.add_peer("bad", "not-a-key", "10.0.0.0/24")
+    with pytest.raises(hutch.NotFoundError):
+        t.peer_config("nobody")
+    t.remove_peer("db")
+    assert t.peers == []
+    t.delete()

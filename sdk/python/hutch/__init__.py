@@ -22,14 +22,14 @@ from .image import BuildEvent, BuiltImage, Image, ImageBuildError
 from .network import NetworkPolicy
 from .sandbox import DaemonStatus, Sandbox, SandboxClient, default_client, set_default_client
 from .secret import IntegrationInfo, Secret, SecretInfo
-from .tunnel import Tunnel, TunnelMember
+from .tunnel import Tunnel, TunnelMember, TunnelPeer
 
 __version__ = "0.1.0"
 
 __all__ = [
     "SandboxClient", "Sandbox", "Container", "Image", "NetworkPolicy", "Secret",
     "SecretInfo", "IntegrationInfo", "BuiltImage", "BuildEvent", "ImageBuildError",
-    "Tunnel", "TunnelMember", "Volume", "ScalingGroup", "function",
+    "Tunnel", "TunnelMember", "TunnelPeer", "Volume", "ScalingGroup", "function",
     "ExecResult", "ExecProcess", "ExitStatus", "Output", "OutputStream", "FileInfo",
     "DaemonStatus", "default_client", "set_default_client",
     "HutchError", "CancelledError", "InvalidArgumentError", "DeadlineExceededError",

@@ -46,6 +46,21 @@ class TunnelMember:
         return "TunnelMember(%r, %r)" % (self.sandbox_id, self.cidr)
 
 
+class TunnelPeer:
+    """An external peer of a tunnel, as hutchd reported it."""
+
+    def __init__(self, p: Any) -> None:
+        self.name: str = p.name
+        self.public_key: str = p.public_key
+        self.endpoint: str = p.endpoint                 # "" when it calls in
+        self.allowed_ips: List[str] = list(p.allowed_ips)
+        self.address: str = p.address.split("/")[0]     # its address in the tunnel
+        self.last_handshake_unix: int = p.last_handshake_unix
+
+    def __repr__(self) -> str:
+        return "TunnelPeer(%r, %r)" % (self.name, self.allowed_ips)
+
+
 class Tunnel:
     """A tunnel, by name. Constructing one asks hutchd nothing: pass it to
     ``SandboxClient.create(tunnels=[...])`` (or ``Container``), or call
@@ -58,7 +73,10 @@ class Tunnel:
         self.name = name
         self.subnet = subnet or ""
         self.persistent = False
+        self.gateway_public_key = ""
+        self.gateway_endpoint = ""
         self._members: List[TunnelMember] = []
+        self._peers: List[TunnelPeer] = []
         self._client = client
 
     def __repr__(self) -> str:
@@ -69,6 +87,9 @@ class Tunnel:
         self.subnet = m.subnet
         self.persistent = m.persistent
         self._members = [TunnelMember(x) for x in m.members]
+        self._peers = [TunnelPeer(x) for x in m.peers]
+        self.gateway_public_key = m.gateway_public_key
+        self.gateway_endpoint = m.gateway_endpoint
         return self
 
     def _conn(self) -> Any:
@@ -107,6 +128,34 @@ class Tunnel:
     def members(self) -> List[TunnelMember]:
         """The members as of now (asks hutchd)."""
         return list(self.refresh()._members)
+
+    @property
+    def peers(self) -> List[TunnelPeer]:
+        """The external peers as of now (asks hutchd)."""
+        return list(self.refresh()._peers)
+
+    def add_peer(self, name: str, public_key: str, allowed_ips: Union[str, List[str]],
+                 endpoint: Optional[str] = None) -> "Tunnel":
+        """Adds an external WireGuard peer (the tunnel then stays): members
+        reach it, and the networks in allowed_ips behind it, through the
+        tunnel's gateway; ``peer_config(name)`` is the file for its side."""
+        if isinstance(allowed_ips, str):
+            allowed_ips = [allowed_ips]
+        peer = pb.TunnelPeer(name=name, public_key=public_key, endpoint=endpoint or "",
+                             allowed_ips=list(allowed_ips))
+        return self._load(self._conn().unary(
+            "Tunnels/AddPeer", pb.AddTunnelPeerRequest(tunnel=self.name, peer=peer), pb.Tunnel))
+
+    def remove_peer(self, name: str) -> "Tunnel":
+        return self._load(self._conn().unary(
+            "Tunnels/RemovePeer", pb.RemoveTunnelPeerRequest(tunnel=self.name, name=name),
+            pb.Tunnel))
+
+    def peer_config(self, name: str) -> str:
+        """A wg-quick file for the peer's side (its private key left out)."""
+        return self._conn().unary("Tunnels/PeerConfig",
+                                  pb.TunnelPeerConfigRequest(tunnel=self.name, name=name),
+                                  pb.TunnelPeerConfig).text
 
     def address_of(self, sandbox: Union[str, "Sandbox"]) -> str:
         """The tunnel address of a member sandbox (id or Sandbox)."""

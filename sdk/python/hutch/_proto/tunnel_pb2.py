@@ -13,7 +13,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15hutch/v1/tunnel.proto\x12\x08hutch.v1\"\x8c\x01\n\x0cTunnelMember\x12\x12\n\nsandbox_id\x18\x01 \x01(\t\x12\x0f\n\x07\x61\x64\x64ress\x18\x02 \x01(\t\x12\x11\n\tinterface\x18\x03 \x01(\t\x12\x12\n\npublic_key\x18\x04 \x01(\t\x12\x13\n\x0bjoined_unix\x18\x05 \x01(\x03\x12\x1b\n\x13last_handshake_unix\x18\x06 \x01(\x03\"c\n\x06Tunnel\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06subnet\x18\x02 \x01(\t\x12\x12\n\npersistent\x18\x03 \x01(\x08\x12\'\n\x07members\x18\x04 \x03(\x0b\x32\x16.hutch.v1.TunnelMember\"3\n\x13\x43reateTunnelRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06subnet\x18\x02 \x01(\t\" \n\x10GetTunnelRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"\x14\n\x12ListTunnelsRequest\"8\n\x13ListTunnelsResponse\x12!\n\x07tunnels\x18\x01 \x03(\x0b\x32\x10.hutch.v1.Tunnel\"#\n\x13\x44\x65leteTunnelRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"\x16\n\x14\x44\x65leteTunnelResponse2\x87\x02\n\x07Tunnels\x12\x39\n\x06\x43reate\x12\x1d.hutch.v1.CreateTunnelRequest\x1a\x10.hutch.v1.Tunnel\x12\x33\n\x03Get\x12\x1a.hutch.v1.GetTunnelRequest\x1a\x10.hutch.v1.Tunnel\x12\x43\n\x04List\x12\x1c.hutch.v1.ListTunnelsRequest\x1a\x1d.hutch.v1.ListTunnelsResponse\x12G\n\x06\x44\x65lete\x12\x1d.hutch.v1.DeleteTunnelRequest\x1a\x1e.hutch.v1.DeleteTunnelResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x15hutch/v1/tunnel.proto\x12\x08hutch.v1\"\x8c\x01\n\x0cTunnelMember\x12\x12\n\nsandbox_id\x18\x01 \x01(\t\x12\x0f\n\x07\x61\x64\x64ress\x18\x02 \x01(\t\x12\x11\n\tinterface\x18\x03 \x01(\t\x12\x12\n\npublic_key\x18\x04 \x01(\t\x12\x13\n\x0bjoined_unix\x18\x05 \x01(\x03\x12\x1b\n\x13last_handshake_unix\x18\x06 \x01(\x03\"\x83\x01\n\nTunnelPeer\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x12\n\npublic_key\x18\x02 \x01(\t\x12\x10\n\x08\x65ndpoint\x18\x03 \x01(\t\x12\x13\n\x0b\x61llowed_ips\x18\x04 \x03(\t\x12\x0f\n\x07\x61\x64\x64ress\x18\x05 \x01(\t\x12\x1b\n\x13last_handshake_unix\x18\x06 \x01(\x03\"\xbe\x01\n\x06Tunnel\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06subnet\x18\x02 \x01(\t\x12\x12\n\npersistent\x18\x03 \x01(\x08\x12\'\n\x07members\x18\x04 \x03(\x0b\x32\x16.hutch.v1.TunnelMember\x12#\n\x05peers\x18\x05 \x03(\x0b\x32\x14.hutch.v1.TunnelPeer\x12\x1a\n\x12gateway_public_key\x18\x06 \x01(\t\x12\x18\n\x10gateway_endpoint\x18\x07 \x01(\t\"3\n\x13\x43reateTunnelRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06subnet\x18\x02 \x01(\t\" \n\x10GetTunnelRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"\x14\n\x12ListTunnelsRequest\"8\n\x13ListTunnelsResponse\x12!\n\x07tunnels\x18\x01 \x03(\x0b\x32\x10.hutch.v1.Tunnel\"#\n\x13\x44\x65leteTunnelRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"\x16\n\x14\x44\x65leteTunnelResponse\"J\n\x14\x41\x64\x64TunnelPeerRequest\x12\x0e\n\x06tunnel\x18\x01 \x01(\t\x12\"\n\x04peer\x18\x02 \x01(\x0b\x32\x14.hutch.v1.TunnelPeer\"7\n\x17RemoveTunnelPeerRequest\x12\x0e\n\x06tunnel\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\"7\n\x17TunnelPeerConfigRequest\x12\x0e\n\x06tunnel\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\" \n\x10TunnelPeerConfig\x12\x0c\n\x04text\x18\x01 \x01(\t2\xd4\x03\n\x07Tunnels\x12\x39\n\x06\x43reate\x12\x1d.hutch.v1.CreateTunnelRequest\x1a\x10.hutch.v1.Tunnel\x12\x33\n\x03Get\x12\x1a.hutch.v1.GetTunnelRequest\x1a\x10.hutch.v1.Tunnel\x12\x43\n\x04List\x12\x1c.hutch.v1.ListTunnelsRequest\x1a\x1d.hutch.v1.ListTunnelsResponse\x12G\n\x06\x44\x65lete\x12\x1d.hutch.v1.DeleteTunnelRequest\x1a\x1e.hutch.v1.DeleteTunnelResponse\x12;\n\x07\x41\x64\x64Peer\x12\x1e.hutch.v1.AddTunnelPeerRequest\x1a\x10.hutch.v1.Tunnel\x12\x41\n\nRemovePeer\x12!.hutch.v1.RemoveTunnelPeerRequest\x1a\x10.hutch.v1.Tunnel\x12K\n\nPeerConfig\x12!.hutch.v1.TunnelPeerConfigRequest\x1a\x1a.hutch.v1.TunnelPeerConfigb\x06proto3')
 
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, globals())
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'hutch._proto.tunnel_pb2', globals())
@@ -22,20 +22,30 @@ if _descriptor._USE_C_DESCRIPTORS == False:
   DESCRIPTOR._options = None
   _TUNNELMEMBER._serialized_start=36
   _TUNNELMEMBER._serialized_end=176
-  _TUNNEL._serialized_start=178
-  _TUNNEL._serialized_end=277
-  _CREATETUNNELREQUEST._serialized_start=279
-  _CREATETUNNELREQUEST._serialized_end=330
-  _GETTUNNELREQUEST._serialized_start=332
-  _GETTUNNELREQUEST._serialized_end=364
-  _LISTTUNNELSREQUEST._serialized_start=366
-  _LISTTUNNELSREQUEST._serialized_end=386
-  _LISTTUNNELSRESPONSE._serialized_start=388
-  _LISTTUNNELSRESPONSE._serialized_end=444
-  _DELETETUNNELREQUEST._serialized_start=446
-  _DELETETUNNELREQUEST._serialized_end=481
-  _DELETETUNNELRESPONSE._serialized_start=483
-  _DELETETUNNELRESPONSE._serialized_end=505
-  _TUNNELS._serialized_start=508
-  _TUNNELS._serialized_end=771
+  _TUNNELPEER._serialized_start=179
+  _TUNNELPEER._serialized_end=310
+  _TUNNEL._serialized_start=313
+  _TUNNEL._serialized_end=503
+  _CREATETUNNELREQUEST._serialized_start=505
+  _CREATETUNNELREQUEST._serialized_end=556
+  _GETTUNNELREQUEST._serialized_start=558
+  _GETTUNNELREQUEST._serialized_end=590
+  _LISTTUNNELSREQUEST._serialized_start=592
+  _LISTTUNNELSREQUEST._serialized_end=612
+  _LISTTUNNELSRESPONSE._serialized_start=614
+  _LISTTUNNELSRESPONSE._serialized_end=670
+  _DELETETUNNELREQUEST._serialized_start=672
+  _DELETETUNNELREQUEST._serialized_end=707
+  _DELETETUNNELRESPONSE._serialized_start=709
+  _DELETETUNNELRESPONSE._serialized_end=731
+  _ADDTUNNELPEERREQUEST._serialized_start=733
+  _ADDTUNNELPEERREQUEST._serialized_end=807
+  _REMOVETUNNELPEERREQUEST._serialized_start=809
+  _REMOVETUNNELPEERREQUEST._serialized_end=864
+  _TUNNELPEERCONFIGREQUEST._serialized_start=866
+  _TUNNELPEERCONFIGREQUEST._serialized_end=921
+  _TUNNELPEERCONFIG._serialized_start=923
+  _TUNNELPEERCONFIG._serialized_end=955
+  _TUNNELS._serialized_start=958
+  _TUNNELS._serialized_end=1426
 # @@protoc_insertion_point(module_scope)
