@@ -242,3 +242,28 @@ def test_external_peer_api(hutchd):
     assert not tunnel(d, "mesh").get("peers")
     d.cli("tunnel", "rm", "mesh")
     assert wg_pids(d.prefix) == []
+
+
+def test_hutchd_restart_keeps_the_mesh(hutchd):
+    d = hutchd
+    a = create(d, "--tunnel", "mesh", "--name", "alpha")
+    b = create(d, "--tunnel", "mesh")
+    addr_a = address_of(d, "mesh", a)
+    keys = sorted(m["public_key"] for m in tunnel(d, "mesh")["members"])
+    pids = sorted(wg_pids(d.prefix))
+    assert d.stop() == 0
+    # The members' wireguard-go processes outlive hutchd...
+    assert sorted(wg_pids(d.prefix)) == pids
+    d.start()
+    # ... and the next one takes them back: same keys, same processes, traffic.
+    assert sorted(m["public_key"] for m in tunnel(d, "mesh")["members"]) == keys
+    assert sorted(wg_pids(d.prefix)) == pids
+    serve(d, a, 7000)
+    assert "hi-%s" % a in connect(d, b, addr_a, 7000)
+    # A member that joins now reaches the old ones.
+    c = create(d, "--tunnel", "mesh")
+    assert "hi-%s" % a in connect(d, c, addr_a, 7000)
+    for sid in (a, b, c):
+        d.cli("sandbox", "stop", sid)
+    assert wg_pids(d.prefix) == []
+    assert glob.glob("/var/run/wireguard/%s*.sock" % d.prefix) == []
