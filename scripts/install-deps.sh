@@ -18,7 +18,7 @@ export DEBIAN_FRONTEND=noninteractive
 
 build_pkgs="build-essential cmake pkg-config git
 	libltdl-dev libuv1-dev libprotobuf-c-dev protobuf-c-compiler protobuf-compiler
-	libssl-dev libnghttp2-dev libsqlite3-dev
+	libssl-dev libnghttp2-dev libllhttp-dev libsqlite3-dev
 	libnl-3-dev libnl-route-3-dev libnftables-dev nftables iproute2
 	libfuse3-dev fuse3 libcurl4-openssl-dev libarchive-dev libjansson-dev
 	busybox-static ca-certificates
@@ -27,7 +27,8 @@ build_pkgs="build-essential cmake pkg-config git
 test_pkgs="clang libclang-rt-14-dev valgrind
 	python3 python3-grpcio python3-protobuf protobuf-compiler
 	python3-pytest python3-jwt python3-cryptography python3-pip python3-setuptools
-	dnsmasq docker-registry skopeo umoci wireguard-tools"
+	dnsmasq docker-registry skopeo umoci wireguard-tools
+	curl nghttp2-client wrk nginx-light haproxy"
 
 # runsc: Debian 12 ships 20221219, whose sentry rejects statx(AT_NO_AUTOMOUNT)
 # and so breaks `ls -l` in Debian root filesystems. Debian 13 ships a static

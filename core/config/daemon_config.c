@@ -131,6 +131,24 @@ static const hutch_config_field_t http_fields[] = {
 };
 #undef H
 
+#define R(f) offsetof(router_section_t, f)
+static const hutch_config_field_t router_fields[] = {
+	{HUTCH_CONFIG_STRING, "listen", Q("127.0.0.1:0"), R(listen),
+	 "Router listener, \"host:port\" (port 0: a free one, see `hutch group router`)", 0, NULL},
+	{HUTCH_CONFIG_STRING, "domain", Q("hutch.localhost"), R(domain),
+	 "Groups answer at <name>.<tenant>.<domain>", 0, NULL},
+	{HUTCH_CONFIG_PATH, "tls_cert", NULL, R(tls_cert), "PEM certificate chain: serve HTTPS", 0, NULL},
+	{HUTCH_CONFIG_PATH, "tls_key", NULL, R(tls_key), "PEM private key for HTTPS", HUTCH_CONFIG_SECRET, NULL},
+	{HUTCH_CONFIG_DURATION, "hold_timeout", Q("30s"), R(hold_timeout_ms),
+	 "Longest a request waits for a replica (then 503 with Retry-After)", 0, NULL},
+	{HUTCH_CONFIG_INT, "hold_queue", "1000", R(hold_queue), "Requests held per group while it scales up", 0, NULL},
+	{HUTCH_CONFIG_DURATION, "stable_window", Q("60s"), R(stable_window_ms), "Autoscaler's stable window", 0, NULL},
+	{HUTCH_CONFIG_DURATION, "panic_window", Q("6s"), R(panic_window_ms), "Autoscaler's panic window", 0, NULL},
+	{HUTCH_CONFIG_DURATION, "tick", Q("1s"), R(tick_ms), "How often the autoscaler and the reconciler look", 0, NULL},
+	{0},
+};
+#undef R
+
 static const char *const integration_types[] = {"postgres", "env", NULL};
 #define I(f) offsetof(integration_cfg_t, f)
 static const hutch_config_field_t integration_fields[] = {
@@ -149,7 +167,7 @@ static const hutch_config_field_t integration_fields[] = {
 #undef I
 
 static const char *const top_keys[] = {"daemon", "api", "plugins", "plugin", "sandbox",
-				       "secrets", "http", "integration", "images", NULL};
+				       "secrets", "http", "router", "integration", "images", NULL};
 
 static char *read_file(const char *path, size_t *len, hutch_err_t *err)
 {
@@ -267,7 +285,7 @@ int daemon_config_load(const char *file, daemon_config_t *cfg, hutch_err_t *err)
 					known = true;
 			if (!known) {
 				r = hutch_err_set(err, EINVAL,
-						  "%s:%d:%d: unknown section `%.*s` (known: daemon, api, plugins, plugin.NAME, sandbox, secrets, http, integration)",
+						  "%s:%d:%d: unknown section `%.*s` (known: daemon, api, plugins, plugin.NAME, sandbox, secrets, http, router, integration)",
 						  file, kv->line, kv->col, (int)kv->key_len, kv->key);
 				daemon_config_free(cfg);
 				return r;
@@ -302,6 +320,7 @@ int daemon_config_load(const char *file, daemon_config_t *cfg, hutch_err_t *err)
 		{sandbox_fields, "sandbox", &cfg->sandbox, root ? toml_table_get(root, "sandbox") : NULL},
 		{secrets_fields, "secrets", &cfg->secrets, root ? toml_table_get(root, "secrets") : NULL},
 		{http_fields, "http", &cfg->http, root ? toml_table_get(root, "http") : NULL},
+		{router_fields, "router", &cfg->router, root ? toml_table_get(root, "router") : NULL},
 	};
 	r = 0;
 	for (size_t i = 0; i < ARRAY_SIZE(sections) && r == 0; i++)
@@ -397,6 +416,7 @@ void daemon_config_free(daemon_config_t *cfg)
 	free(cfg->keys);
 	config_release(secrets_fields, &cfg->secrets);
 	config_release(http_fields, &cfg->http);
+	config_release(router_fields, &cfg->router);
 	for (size_t i = 0; i < cfg->n_integrations; i++)
 		config_release(integration_fields, &cfg->integrations[i]);
 	free(cfg->integrations);
@@ -447,6 +467,8 @@ void daemon_config_describe(FILE *out)
 	config_describe(secrets_fields, out);
 	fprintf(out, "\n[http]\n");
 	config_describe(http_fields, out);
+	fprintf(out, "\n[router]\n");
+	config_describe(router_fields, out);
 	fprintf(out, "\n[[integration]]\n");
 	config_describe(integration_fields, out);
 }

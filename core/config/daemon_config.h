@@ -80,6 +80,20 @@ typedef struct http_section {
 	bool metrics;   /* serve /metrics */
 } http_section_t;
 
+/* [router]: the HTTP(S) entry to scaling groups and containers' ports
+ * (docs/services.md). */
+typedef struct router_section {
+	char *listen;          /* "host:port"; port 0: ephemeral (RouterInfo says) */
+	char *domain;          /* groups answer at <name>.<tenant>.<domain> */
+	char *tls_cert;
+	char *tls_key;
+	int64_t hold_timeout_ms; /* a request held for a replica, at most */
+	int64_t hold_queue;      /* requests held per group, at most */
+	int64_t stable_window_ms; /* autoscaler windows (Knative's 60 s / 6 s) */
+	int64_t panic_window_ms;
+	int64_t tick_ms;         /* how often the autoscaler and reconciler look */
+} router_section_t;
+
 /* [secrets] */
 typedef struct secrets_section {
 	char *key_file; /* default: <state_dir>/keys/secrets.key */
@@ -116,6 +130,7 @@ typedef struct daemon_config {
 	size_t n_keys;
 	secrets_section_t secrets;
 	http_section_t http;
+	router_section_t router;
 	integration_cfg_t *integrations;
 	size_t n_integrations;
 	/* Whether the file set these, or they were derived from the dirs (and

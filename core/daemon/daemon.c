@@ -21,6 +21,8 @@
 #include "sandbox_secrets.h"
 #include "image_config.h"
 #include "image_service.h"
+#include "group_pb.h"
+#include "router.h"
 #include "secret_store.h"
 #include "strbuf.h"
 
@@ -139,6 +141,38 @@ static void grpc_down(void *data)
 	uv_stop(&d->loop);
 }
 
+static void router_closed(void *data)
+{
+	daemon_t *d = data;
+	d->router = NULL;
+}
+
+/* Scaling groups (their stored specs, live replicas adopted) and the
+ * router in front of them and of containers' ports. */
+static int services_start(daemon_t *d, hutch_err_t *err)
+{
+	group_mgr_deps_t deps = {
+		.loop = &d->loop,
+		.sandboxes = d->sandboxes,
+		.store = d->store,
+		.cfg = &d->cfg.router,
+		.codec = &group_pb_codec,
+	};
+	int r = group_mgr_new(&deps, &d->groups, err);
+	if (r < 0)
+		return r;
+	return router_new(&d->loop, &d->cfg.router, d->groups, d->sandboxes, &d->router, err);
+}
+
+/* The router stops taking requests and held ones are answered; the
+ * groups' replicas keep running like every sandbox. */
+static void services_stop(daemon_t *d)
+{
+	group_mgr_close(d->groups);
+	if (d->router)
+		router_close(d->router, router_closed, d);
+}
+
 static void daemon_stop(daemon_t *d, const char *why)
 {
 	if (d->stopping)
@@ -146,6 +180,7 @@ static void daemon_stop(daemon_t *d, const char *why)
 	d->stopping = true;
 	log_info("shutting down (%s)", why);
 	http_api_stop(d);
+	services_stop(d);
 	if (d->grpc)
 		grpc_server_shutdown(d->grpc, grpc_down, d);
 	else
@@ -394,6 +429,8 @@ static int plugin_start_hint(const daemon_t *d, hutch_err_t *err)
 
 static void daemon_free(daemon_t *d)
 {
+	group_mgr_free(d->groups);
+	d->groups = NULL;
 	sandbox_mgr_free(d->sandboxes);
 	d->sandboxes = NULL;
 	/* After the sandboxes: they let go of their images' pins. */
@@ -488,7 +525,7 @@ int daemon_run(const daemon_opts_t *opts, hutch_err_t *err)
 		.cfg = &d.cfg,
 		.sandboxes = d.sandboxes,
 	};
-	if ((r = image_service_new(&ideps, &d.images, err)) < 0)
+	if ((r = image_service_new(&ideps, &d.images, err)) < 0 || (r = services_start(&d, err)) < 0)
 		goto out;
 	if ((r = listen_all(&d, err)) < 0)
 		goto out;
@@ -518,8 +555,11 @@ out:
 		http_api_stop(&d);
 		while ((d.sandboxes && sandbox_mgr_jobs(d.sandboxes) > 0) || d.http_jobs > 0)
 			uv_run(&d.loop, UV_RUN_ONCE);
-		if (d.sandboxes && !d.stopping)
-			sandbox_mgr_close(d.sandboxes);
+		if (!d.stopping) {
+			services_stop(&d);
+			if (d.sandboxes)
+				sandbox_mgr_close(d.sandboxes);
+		}
 		/* Plugins are finalised with the loop stopped but still open, so
 		 * fini() can stop its timers; then everything left is closed. */
 		caps_free(d.caps, d.plugins.n);

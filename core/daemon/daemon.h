@@ -27,6 +27,8 @@ typedef struct sandbox_mgr sandbox_mgr_t;
 typedef struct sandbox sandbox_t;
 typedef struct secrets secrets_t;
 typedef struct image_service image_service_t;
+typedef struct group_mgr group_mgr_t;
+typedef struct router router_t;
 
 /* Cached answer of a plugin's capabilities op. */
 typedef struct plugin_caps {
@@ -64,6 +66,8 @@ typedef struct daemon {
 	sandbox_mgr_t *sandboxes;
 	secrets_t *secrets;
 	image_service_t *images;
+	group_mgr_t *groups; /* scaling groups */
+	router_t *router;    /* [router] listener */
 	http_server_t *http;  /* [http] listener, or NULL */
 	unsigned http_jobs;   /* identity plugin calls on the pool (HTTP, Identity API) */
 } daemon_t;

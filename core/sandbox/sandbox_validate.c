@@ -5,35 +5,13 @@
 #include <string.h>
 
 #include "image_builtin.h"
+#include "names.h"
 
 #define MIN_MEMORY (64LL << 20)
 /* The most a spec may ask for, whatever the config: the kernel's own
  * pid limit (PID_MAX_LIMIT), and a writable layer of 1 TiB. */
 #define SANDBOX_PIDS_MAX (4 * 1024 * 1024)
 #define SANDBOX_DISK_MAX (1LL << 40)
-
-static bool valid_name(const char *s)
-{
-	size_t n = strlen(s);
-	if (n == 0 || n > 63)
-		return false;
-	for (const char *p = s; *p; p++)
-		if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
-		      *p == '-' || *p == '_' || *p == '.'))
-			return false;
-	return true;
-}
-
-static bool valid_env_key(const char *k)
-{
-	if (!k || !*k || (*k >= '0' && *k <= '9'))
-		return false;
-	for (const char *p = k; *p; p++)
-		if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
-		      *p == '_'))
-			return false;
-	return true;
-}
 
 /* A tunnel's name: [a-z0-9-], 1-63, no '-' at either end (the plugin
  * checks too; this says it before anything is made). */
@@ -85,7 +63,7 @@ int sandbox_spec_resolve(sandbox_mgr_t *m, const char *tenant, sandbox_spec_t *s
 	if (!m->images.resolve && !image_builtin_known(s->image))
 		return hutch_err_set(err, ENOENT, "image `%s` not found (available: busybox)", s->image);
 	if (s->name && *s->name) {
-		if (!valid_name(s->name))
+		if (!object_name_valid(s->name))
 			return hutch_err_set(err, EINVAL,
 					     "name `%s`: use 1-63 characters of letters, digits, - _ .",
 					     s->name);
@@ -142,7 +120,7 @@ int sandbox_spec_resolve(sandbox_mgr_t *m, const char *tenant, sandbox_spec_t *s
 	if (s->workdir && *s->workdir && s->workdir[0] != '/')
 		return hutch_err_set(err, EINVAL, "workdir `%s` must be an absolute path", s->workdir);
 	for (size_t i = 0; i < s->n_env; i++)
-		if (!valid_env_key(s->env[i].key))
+		if (!env_key_valid(s->env[i].key))
 			return hutch_err_set(err, EINVAL, "env key `%s`: use letters, digits and _",
 					     s->env[i].key ? s->env[i].key : "");
 	for (size_t i = 0; i < s->n_ports; i++)
@@ -151,6 +129,10 @@ int sandbox_spec_resolve(sandbox_mgr_t *m, const char *tenant, sandbox_spec_t *s
 	if (s->n_network_policies > 0 && m->d.plugins->n_network == 0)
 		return hutch_err_set(err, ENOTSUP,
 				     "network policies need a network plugin (none is configured in [plugins] network)");
+	if (s->identity_audience && *s->identity_audience && !m->d.plugins->identity)
+		return hutch_err_set(err, ENOTSUP,
+				     "identity_audience `%s`: sandboxes get no identity token without an identity plugin (none is configured in [plugins] identity)",
+				     s->identity_audience);
 	/* Never accept a device that would not be there: the core does not
 	 * drive the accelerator ABI yet, loaded plugin or not. */
 	if (s->gpu && *s->gpu && m->d.plugins->n_accelerators == 0)

@@ -6,6 +6,7 @@
 
 #include "cleanup.h"
 #include "log.h"
+#include "names.h"
 #include "strbuf.h"
 
 #define KIND "secret"
@@ -40,27 +41,6 @@ void secrets_free(secrets_t *s)
 		return;
 	secret_box_close(&s->box);
 	free(s);
-}
-
-static bool valid_name(const char *s)
-{
-	size_t n = s ? strlen(s) : 0;
-	if (n == 0 || n > 63)
-		return false;
-	for (const char *p = s; *p; p++)
-		if (!(isalnum((unsigned char)*p) || *p == '-' || *p == '_' || *p == '.'))
-			return false;
-	return true;
-}
-
-static bool valid_env_key(const char *k)
-{
-	if (!k || !*k || isdigit((unsigned char)*k) || strlen(k) > 255)
-		return false;
-	for (const char *p = k; *p; p++)
-		if (!(isalnum((unsigned char)*p) || *p == '_'))
-			return false;
-	return true;
 }
 
 void secrets_env_free(char **env)
@@ -193,14 +173,14 @@ int secrets_set(secrets_t *s, const char *tenant, const char *name,
 		Hutch__V1__KeyValue *const *values, size_t n, bool replace,
 		Hutch__V1__SecretInfo **info, hutch_err_t *err)
 {
-	if (!valid_name(name))
+	if (!object_name_valid(name))
 		return hutch_err_set(err, EINVAL,
 				     "secret name `%s`: use 1-63 characters of letters, digits, - _ .",
 				     name ? name : "");
 	if (n == 0 || n > MAX_VALUES)
 		return hutch_err_set(err, EINVAL, "secret `%s`: give 1 to %d variables", name, MAX_VALUES);
 	for (size_t i = 0; i < n; i++) {
-		if (!valid_env_key(values[i]->key))
+		if (!env_key_valid(values[i]->key))
 			return hutch_err_set(err, EINVAL,
 					     "secret `%s`: `%s` is not a variable name (letters, digits, _)",
 					     name, values[i]->key ? values[i]->key : "");
@@ -412,7 +392,7 @@ int secrets_resolve(secrets_t *s, const char *tenant, Hutch__V1__SecretRef *cons
 		const Hutch__V1__SecretRef *ref = refs[i];
 		const char *src = ref->source && *ref->source ? ref->source : "store";
 		if (strcmp(src, "store") == 0) {
-			if (!valid_name(ref->name)) {
+			if (!object_name_valid(ref->name)) {
 				r = hutch_err_set(err, EINVAL, "secret name `%s` is not valid",
 						  ref->name ? ref->name : "");
 				break;
@@ -455,7 +435,7 @@ int secrets_resolve(secrets_t *s, const char *tenant, Hutch__V1__SecretRef *cons
 				break;
 			}
 			for (size_t k = 0; k < ref->n_values; k++) {
-				if (!valid_env_key(ref->values[k]->key)) {
+				if (!env_key_valid(ref->values[k]->key)) {
 					r = hutch_err_set(err, EINVAL,
 							  "secret `%s`: `%s` is not a variable name",
 							  ref->name ? ref->name : "inline",

@@ -6,20 +6,10 @@
 #include <string.h>
 
 #include "cleanup.h"
+#include "names.h"
 #include "strbuf.h"
 
 #define MAX_ENTRIES 1024
-
-static bool valid_name(const char *s)
-{
-	size_t n = strlen(s);
-	if (n == 0 || n > 63)
-		return false;
-	for (const char *p = s; *p; p++)
-		if (!(isalnum((unsigned char)*p) || *p == '-' || *p == '_' || *p == '.'))
-			return false;
-	return true;
-}
 
 /* "example.com", "*.example.com": labels of [a-z0-9-_], 1-63 each, 253
  * total; a wildcard only as the whole first label. Lower-cases in place
@@ -111,7 +101,7 @@ static int check_list(char **items, size_t n, const char *what, bool hosts, hutc
 
 int net_policy_check(Hutch__V1__NetworkPolicy *p, hutch_err_t *err)
 {
-	if (!p->name || !valid_name(p->name))
+	if (!p->name || !object_name_valid(p->name))
 		return hutch_err_set(err, EINVAL,
 				     "policy name `%s`: use 1-63 characters of letters, digits, - _ .",
 				     p->name ? p->name : "");

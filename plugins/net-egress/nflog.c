@@ -82,7 +82,9 @@ int eg_nflog_open(uint16_t group, int *fd_out, hutch_err_t *err)
 					      .copy_mode = NFULNL_COPY_PACKET};
 	uint32_t qthresh = htonl(1); /* at once, not batched */
 	int r = config_send(fd, &seq, group, &bind_cmd, NFULA_CFG_CMD, sizeof bind_cmd, err);
-	if (r == -EBUSY)
+	/* Another socket bound to the group: the kernel answers EPERM (the
+	 * instance belongs to another port id), older kernels EBUSY. */
+	if (r == -EBUSY || r == -EPERM)
 		return hutch_err_set(err, EBUSY,
 				     "nflog group %u is taken by another program in this network namespace: set nflog_group to a free one",
 				     group);

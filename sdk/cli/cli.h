@@ -41,6 +41,7 @@ int cmd_policy(cli_t *cli, int argc, char **argv);
 int cmd_secret(cli_t *cli, int argc, char **argv);
 int cmd_identity(cli_t *cli, int argc, char **argv);
 int cmd_image(cli_t *cli, int argc, char **argv);
+int cmd_group(cli_t *cli, int argc, char **argv);
 /* hutch tunnel create|ls|inspect|rm (cmd_tunnel.c). */
 int cmd_tunnel(cli_t *cli, int argc, char **argv);
 /* hutch image build (cmd_image_build.c). */

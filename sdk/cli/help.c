@@ -150,6 +150,18 @@ static const cli_help_t helps[] = {
 	 "usage: hutch identity rotate\n\n"
 	 "Rotates the identity signing key; tokens signed with the old key stay valid\n"
 	 "until they expire.\n"},
+	{"group",
+	 "usage: hutch group deploy|ls|inspect|scale|logs|rm\n\n"
+	 "Scaling groups: replicated HTTP services behind hutchd's router.\n\n"
+	 "  group deploy [OPTIONS] NAME [-- CMD [ARG...]]   create, or roll out a changed spec\n"
+	 "      --image NAME  --port PORT (8080)  --min N (1)  --max N  --target N\n"
+	 "      --scaledown D  --readiness-path /P  -e K=V  --cpu N  --memory SIZE\n"
+	 "  group ls                      groups, ready replicas and URLs\n"
+	 "  group inspect NAME            spec, replicas and URLs\n"
+	 "  group scale NAME MIN [MAX]    new bounds\n"
+	 "  group logs NAME               the group's events as they happen\n"
+	 "  group rm NAME                 stop every replica and forget the group\n"
+	 "  --json                        print as JSON\n"},
 	{"image",
 	 "usage: hutch image COMMAND ...\n\n"
 	 "  build FILE.toml [OPTIONS]     build an image (docs/images.md)\n"

@@ -23,6 +23,7 @@ static void usage(FILE *out)
 		"  sandbox create|ls|inspect|stop|rm|update-policy\n"
 		"  policy create|ls|inspect|rm    network policies\n"
 		"  secret set|ls|inspect|rm|integrations\n"
+		"  group deploy|ls|inspect|scale|logs|rm\n"
 		"  identity verify|rotate         workload tokens: check one; rotate the signing key\n"
 		"  tunnel create|ls|inspect|rm|peer  WireGuard meshes between sandboxes\n"
 		"  image build|ls|inspect|rm|gc|export|import\n"
@@ -120,6 +121,7 @@ int main(int argc, char **argv)
 		{"secret", cmd_secret},
 		{"identity", cmd_identity},
 		{"image", cmd_image},
+		{"group", cmd_group},
 		{"tunnel", cmd_tunnel},
 	};
 	for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++)

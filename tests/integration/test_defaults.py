@@ -186,6 +186,7 @@ time.sleep(300)
 
 def test_defaults_refuse_to_start_without_the_network(world):
     world.hold(HOLD_NFLOG)
-    log = refused(world, "nflog: configure group 6567")
+    log = refused(world, "nflog group 6567 is taken by another program")
+    assert "set nflog_group to a free one" in log
     assert "net-egress is hutchd's default network plugin" in log
     assert "[plugins] network = []" in log

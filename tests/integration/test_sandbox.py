@@ -198,6 +198,21 @@ def test_gpu_is_refused_while_no_accelerator_is_wired():
             assert not ls.get("sandboxes")
 
 
+def test_identity_audience_without_an_identity_plugin_is_refused():
+    """An audience for a token nobody will issue is refused, not ignored."""
+    pb = protos()
+    with daemon() as d:
+        with grpc.insecure_channel("unix:" + d.sock) as ch:
+            with pytest.raises(grpc.RpcError) as e:
+                unary(ch, "/hutch.v1.Sandboxes/Create", pb["sandbox"].CreateSandboxRequest(
+                    spec=pb["sandbox"].SandboxSpec(identity_audience="https://db.example")),
+                    pb["sandbox"].Sandbox)
+        assert e.value.code() == grpc.StatusCode.UNIMPLEMENTED, e.value.details()
+        assert "without an identity plugin" in e.value.details()
+        ls = json.loads(d.cli("--json", "sandbox", "ls", "-a").stdout or b"{}")
+        assert not ls.get("sandboxes")
+
+
 def test_fork_bomb_is_contained_by_the_pids_limit():
     with daemon() as d:
         bystander = create(d)

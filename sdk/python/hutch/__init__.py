@@ -11,7 +11,7 @@ $HUTCH_ADDRESS (host:port, TLS) with $HUTCH_API_KEY. See docs/python-sdk.md.
 """
 from ._exec import ExecProcess, ExecResult, ExitStatus, Output, OutputStream
 from ._files import FileInfo
-from ._unsupported import ScalingGroup, Volume, function
+from ._unsupported import Volume, function
 from .container import Container
 from .errors import (AlreadyExistsError, CancelledError, CapabilityMissingError,
                      ConnectionFailedError, DeadlineExceededError, ExecError,
@@ -20,6 +20,7 @@ from .errors import (AlreadyExistsError, CancelledError, CapabilityMissingError,
                      UnauthenticatedError, UnavailableError, UnimplementedError)
 from .image import BuildEvent, BuiltImage, Image, ImageBuildError
 from .network import NetworkPolicy
+from .scaling_group import Response, ScalingGroup
 from .sandbox import DaemonStatus, Sandbox, SandboxClient, default_client, set_default_client
 from .secret import IntegrationInfo, Secret, SecretInfo
 from .tunnel import Tunnel, TunnelMember, TunnelPeer
@@ -29,7 +30,7 @@ __version__ = "0.1.0"
 __all__ = [
     "SandboxClient", "Sandbox", "Container", "Image", "NetworkPolicy", "Secret",
     "SecretInfo", "IntegrationInfo", "BuiltImage", "BuildEvent", "ImageBuildError",
-    "Tunnel", "TunnelMember", "TunnelPeer", "Volume", "ScalingGroup", "function",
+    "Tunnel", "TunnelMember", "TunnelPeer", "Volume", "ScalingGroup", "Response", "function",
     "ExecResult", "ExecProcess", "ExitStatus", "Output", "OutputStream", "FileInfo",
     "DaemonStatus", "default_client", "set_default_client",
     "HutchError", "CancelledError", "InvalidArgumentError", "DeadlineExceededError",

@@ -1,5 +1,5 @@
-"""Objects of the API whose backends hutch does not have yet: Volume,
-ScalingGroup and the function decorator. They exist with their
+"""Objects of the API whose backends hutch does not have yet: Volume
+and the function decorator. They exist with their
 final signatures so that code can be written against them, and every entry
 point raises CapabilityMissingError naming what is missing: nothing here
 ever silently does nothing."""
@@ -22,9 +22,6 @@ _WHY = {
     "volumes": "volumes are not available in this hutch yet: hutchd has no volumes service "
                "(hutch.v1.Volumes) and does not mount volumes into sandboxes "
                "(capability `volumes` missing)",
-    "scaling_groups": "scaling groups are not available in this hutch yet: hutchd has no "
-                      "scaling-group service (hutch.v1.ScalingGroups; capability "
-                      "`scaling_groups` missing)",
     "functions": "functions are not available in this hutch yet: hutchd has no functions "
                  "service (hutch.v1.Functions; capability `functions` missing)",
 }
@@ -83,37 +80,6 @@ class Volume:
         raise _missing("volumes", "Volume.reload()")
 
 
-class ScalingGroup:
-    """A set of identical containers that hutchd scales between
-    min_containers and max_containers by load. Not available yet: every
-    constructor raises CapabilityMissingError("scaling_groups")."""
-
-    def __init__(self, name: str, *, image: Union[str, "Image", None] = None,
-                 command: Iterable[str] = (), cpu: Union[str, float, None] = None,
-                 memory: Union[str, int, None] = None, gpu: Union[str, int, None] = None,
-                 port: Optional[int] = None, secrets: Iterable["Secret"] = (),
-                 min_containers: int = 0, max_containers: int = 1,
-                 target_concurrency: Optional[int] = None,
-                 scaledown_window: Duration = "5m",
-                 client: Optional["SandboxClient"] = None) -> None:
-        raise _missing("scaling_groups", "ScalingGroup(%r)" % (name,))
-
-    @classmethod
-    def from_name(cls, name: str, *, client: Optional["SandboxClient"] = None) -> "ScalingGroup":
-        raise _missing("scaling_groups", "ScalingGroup.from_name(%r)" % (name,))
-
-    def deploy(self) -> "ScalingGroup":
-        raise _missing("scaling_groups", "ScalingGroup.deploy()")
-
-    def scale(self, min_containers: int, max_containers: Optional[int] = None) -> None:
-        raise _missing("scaling_groups", "ScalingGroup.scale()")
-
-    def stop(self) -> None:
-        raise _missing("scaling_groups", "ScalingGroup.stop()")
-
-    @property
-    def url(self) -> str:
-        raise _missing("scaling_groups", "ScalingGroup.url")
 
 
 @overload

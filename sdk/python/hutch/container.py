@@ -124,6 +124,18 @@ class Container(_SandboxOps):
         """Container port -> "host:port" where hutchd forwards it."""
         return self.sandbox.ports
 
+    @property
+    def url(self) -> str:
+        """The container's first port through hutchd's router:
+        ``http://<router>/<tenant>/<sandbox id>/`` (a stable URL while it
+        runs; ``<id>.<tenant>.<domain>`` by Host works too)."""
+        if not self.ports:
+            raise FailedPreconditionError("the container has no port: give port= to Container")
+        from ._proto import scaling_group_pb2 as gpb
+        info = self.client._conn.unary("ScalingGroups/Router", gpb.RouterInfoRequest(),
+                                       gpb.RouterInfo)
+        return "%s/%s/%s/" % (info.base_url, info.tenant, self.sandbox.id)
+
     def stop(self, grace: Optional[Duration] = None) -> "Container":
         """Stops the container (nothing to do if it never ran or already
         stopped)."""

@@ -1,0 +1,495 @@
+/*
+ * proxy_exchange.c: one request, from its head to its last response byte.
+ *
+ * The downstream (an HTTP/1.1 connection or an HTTP/2 stream) hands over a
+ * parsed head; the policy routes it; the exchange answers locally or takes
+ * an upstream connection from the pool, writes the request as HTTP/1.1 and
+ * streams both bodies through, one read at a time:
+ *
+ *   client body -> upstream socket: when its queue passes the high mark,
+ *                  the downstream pauses (stops reading / stops opening
+ *                  its HTTP/2 window) until the upstream drains;
+ *   upstream body -> client: when the client's queue passes the mark,
+ *                  the upstream socket stops reading until it drains.
+ *
+ * Bytes that arrive before the upstream is connected wait in early_body,
+ * and the downstream is paused once that passes the mark too.
+ *
+ * A failure before any response byte gives the client 502 (refused, reset,
+ * malformed) or 504 (timeouts); after, the client's stream is cut so that a
+ * truncated response never looks complete. An idempotent request without a
+ * body that finds a pooled connection dead before any response byte is
+ * tried once more on a fresh connection.
+ */
+#include <stdlib.h>
+#include <strings.h>
+
+#include "proxy_priv.h"
+
+struct proxy_exchange {
+	proxy_engine_t *eng;
+	const proxy_down_ops_t *dops;
+	void *down;
+	const proxy_head_t *head; /* the downstream's; valid while we live */
+	proxy_req_info_t info;    /* its strings point into head or are static */
+	struct proxy_route route;
+	proxy_up_t *up;
+	strbuf_t early_body; /* request body read before the upstream connected */
+	bool body_end;       /* the client's body ended */
+	bool req_chunked;    /* we frame the request body in chunks */
+	bool connected, req_sent, resp_head, down_paused, up_paused;
+	bool head_request, idempotent, finishing;
+	int status;
+	int retries;
+	bool reused;
+	uint64_t bytes_in, bytes_out;
+	uint64_t t_start, t_connect, t_connected, t_sent, t_head;
+	const char *error;
+	char upstream_name[160];
+};
+
+static void ex_decide(proxy_exchange_t *ex);
+static void ex_connect(proxy_exchange_t *ex);
+extern const proxy_up_events_t proxy_exchange_up_events;
+
+/* ---- the end ---- */
+
+static void ex_log(proxy_exchange_t *ex)
+{
+	const proxy_policy_t *pol = ex->eng->policy;
+	if (!pol->log)
+		return;
+	uint64_t now = proxy_now_us();
+	proxy_log_t e = {
+		.method = ex->info.method,
+		.authority = ex->info.authority,
+		.path = ex->info.path,
+		.peer = ex->info.peer,
+		.http_version = ex->info.http_version,
+		.status = ex->status,
+		.bytes_in = ex->bytes_in,
+		.bytes_out = ex->bytes_out,
+		.total_us = now - ex->t_start,
+		.connect_us = ex->t_connected && !ex->reused ? ex->t_connected - ex->t_connect : 0,
+		.upstream_us = ex->t_head && ex->t_sent ? ex->t_head - ex->t_sent : 0,
+		.upstream = ex->upstream_name,
+		.reused = ex->reused,
+		.retries = ex->retries,
+		.error = ex->error,
+	};
+	pol->log(ex->eng->policy_data, &e);
+}
+
+static void ex_free(proxy_exchange_t *ex, bool up_reusable)
+{
+	if (ex->up) {
+		proxy_up_release(ex->up, up_reusable);
+		ex->up = NULL;
+	}
+	if (ex->route.deferred && ex->eng->policy->cancel)
+		ex->eng->policy->cancel(ex->eng->policy_data, &ex->route);
+	proxy_route_clear(&ex->route);
+	sb_free(&ex->early_body);
+	free(ex);
+}
+
+/* The exchange is over: log, free, and let the downstream go on. */
+static void ex_finish(proxy_exchange_t *ex, bool up_reusable)
+{
+	const proxy_down_ops_t *dops = ex->dops;
+	void *down = ex->down;
+	ex_log(ex);
+	ex_free(ex, up_reusable);
+	dops->done(down);
+}
+
+void proxy_exchange_down_gone(proxy_exchange_t *ex)
+{
+	if (!ex->error)
+		ex->error = "client closed the connection";
+	if (!ex->resp_head)
+		ex->status = 0;
+	ex_log(ex);
+	ex_free(ex, false);
+}
+
+/* An answer of our own: status, headers from the route, a body. */
+static void ex_answer(proxy_exchange_t *ex, int status, const char *type, const void *body,
+		      size_t len)
+{
+	strbuf_t sb = STRBUF_INIT;
+	if (type)
+		sb_printf(&sb, "Content-Type: %s\r\n", type);
+	for (size_t i = 0; i < ex->route.n_resp_edits; i++)
+		if (ex->route.resp_edits[i].value && strcasecmp(ex->route.resp_edits[i].name,
+								"content-type") != 0)
+			sb_printf(&sb, "%s: %s\r\n", ex->route.resp_edits[i].name,
+				  ex->route.resp_edits[i].value);
+	ex->status = status;
+	ex->resp_head = true;
+	bool no_body = ex->head_request || status == 204 || status == 304;
+	ex->dops->head(ex->down, status, sb.buf ? sb.buf : "", sb.len,
+		       no_body ? BODY_NONE : BODY_LENGTH, len);
+	if (!no_body && len) {
+		ex->dops->body(ex->down, body, len);
+		ex->bytes_out += len;
+	}
+	ex->dops->end(ex->down);
+	sb_free(&sb);
+}
+
+static void ex_fail(proxy_exchange_t *ex, int status, const char *why)
+{
+	ex->error = why;
+	if (ex->resp_head) {
+		ex->dops->abort(ex->down);
+		ex_finish(ex, false);
+		return;
+	}
+	char body[128];
+	int n = snprintf(body, sizeof body, "%s\n", proxy_reason(status));
+	ex_answer(ex, status, "text/plain", body, (size_t)n);
+	ex_finish(ex, false);
+}
+
+/* ---- the request toward the upstream ---- */
+
+static void emit_forwarded(proxy_exchange_t *ex, strbuf_t *sb)
+{
+	const char *scheme = ex->eng->tls ? "https" : "http";
+	sb_printf(sb, "Via: %s hutch\r\n", ex->info.http_version == 20 ? "2" : "1.1");
+	sb_printf(sb, "X-Forwarded-For: %s\r\n", ex->info.peer);
+	sb_printf(sb, "X-Forwarded-Proto: %s\r\nX-Forwarded-Host: %s\r\n", scheme,
+		  ex->info.authority);
+	bool v6 = strchr(ex->info.peer, ':') != NULL;
+	sb_printf(sb, "Forwarded: for=%s%s%s;proto=%s;host=\"%s\"\r\n", v6 ? "\"[" : "",
+		  ex->info.peer, v6 ? "]\"" : "", scheme, ex->info.authority);
+}
+
+static void ex_send_head(proxy_exchange_t *ex)
+{
+	strbuf_t sb = STRBUF_INIT;
+	const char *path = ex->route.path ? ex->route.path : ex->info.path;
+	sb_printf(&sb, "%s %s HTTP/1.1\r\nHost: %s\r\n", ex->info.method, path,
+		  ex->info.authority);
+	struct proxy_edit edits[PROXY_MAX_EDITS + 4];
+	size_t n = ex->route.n_req_edits;
+	memcpy(edits, ex->route.req_edits, n * sizeof edits[0]);
+	if (ex->eng->add_forwarded) {
+		/* The client's own say on these is not to be trusted. */
+		static char xfp[] = "x-forwarded-proto", xfh[] = "x-forwarded-host";
+		edits[n++] = (struct proxy_edit){xfp, NULL};
+		edits[n++] = (struct proxy_edit){xfh, NULL};
+	}
+	const char *conn = proxy_head_get(ex->head, "connection");
+	proxy_headers_emit(&sb, ex->head->list, ex->head->n, conn, edits, n, true);
+	if (ex->eng->add_forwarded)
+		emit_forwarded(ex, &sb);
+	if (ex->info.upgrade) {
+		const char *up = proxy_head_get(ex->head, "upgrade");
+		sb_printf(&sb, "Connection: upgrade\r\nUpgrade: %s\r\n", up ? up : "");
+	}
+	if (ex->info.content_length >= 0 && (ex->info.has_body || ex->info.content_length > 0))
+		sb_printf(&sb, "Content-Length: %lld\r\n", (long long)ex->info.content_length);
+	else if (ex->info.has_body && ex->info.content_length < 0) {
+		ex->req_chunked = true;
+		sb_append(&sb, "Transfer-Encoding: chunked\r\n");
+	}
+	sb_append_n(&sb, "\r\n", 2);
+	proxy_up_write(ex->up, sb.buf, sb.len);
+	sb_free(&sb);
+}
+
+static void ex_write_body(proxy_exchange_t *ex, const uint8_t *d, size_t n)
+{
+	if (!n)
+		return;
+	if (ex->req_chunked) {
+		char size[24];
+		int k = snprintf(size, sizeof size, "%zx\r\n", n);
+		proxy_up_write(ex->up, size, (size_t)k);
+		proxy_up_write(ex->up, d, n);
+		proxy_up_write(ex->up, "\r\n", 2);
+		return;
+	}
+	proxy_up_write(ex->up, d, n);
+}
+
+static void ex_request_end(proxy_exchange_t *ex)
+{
+	if (ex->req_sent)
+		return;
+	if (ex->req_chunked)
+		proxy_up_write(ex->up, "0\r\n\r\n", 5);
+	ex->req_sent = true;
+	ex->t_sent = proxy_now_us();
+	proxy_up_request_sent(ex->up, ex->head_request);
+}
+
+static void ev_connected(proxy_exchange_t *ex)
+{
+	ex->connected = true;
+	ex->t_connected = proxy_now_us();
+	ex_send_head(ex);
+	if (ex->early_body.len) {
+		ex_write_body(ex, (const uint8_t *)ex->early_body.buf, ex->early_body.len);
+		sb_free(&ex->early_body);
+	}
+	if (!ex->info.has_body || ex->body_end)
+		ex_request_end(ex);
+	else if (ex->down_paused && !proxy_up_blocked(ex->up)) {
+		ex->down_paused = false;
+		ex->dops->resume(ex->down);
+	}
+}
+
+bool proxy_exchange_body(proxy_exchange_t *ex, const uint8_t *d, size_t n)
+{
+	ex->bytes_in += n;
+	uint64_t max = ex->eng->limits.max_body_bytes;
+	if (max && ex->bytes_in > max) {
+		/* Only a chunked body gets here (a long Content-Length was
+		 * refused up front). */
+		ex_fail(ex, 413, "request body too large");
+		return false;
+	}
+	if (ex->route.kind != ROUTE_FORWARD || ex->finishing)
+		return true; /* answered already: the rest is dropped */
+	if (!ex->connected) {
+		sb_append_n(&ex->early_body, d, n);
+		if (ex->early_body.len > PROXY_WRITE_HIGH)
+			ex->down_paused = true;
+		return !ex->down_paused;
+	}
+	ex_write_body(ex, d, n);
+	if (proxy_up_blocked(ex->up))
+		ex->down_paused = true;
+	return !ex->down_paused;
+}
+
+void proxy_exchange_body_end(proxy_exchange_t *ex)
+{
+	ex->body_end = true;
+	if (ex->connected && ex->up)
+		ex_request_end(ex);
+}
+
+/* ---- the response ---- */
+
+static void ev_head(proxy_exchange_t *ex, int status, proxy_head_t *h, bool keep_body,
+		    int64_t content_length, bool upgrade)
+{
+	if (!ex->t_head)
+		ex->t_head = proxy_now_us();
+	strbuf_t sb = STRBUF_INIT;
+	const char *conn = proxy_head_get(h, "connection");
+	proxy_headers_emit(&sb, h->list, h->n, conn, ex->route.resp_edits,
+			   ex->route.n_resp_edits, false);
+	if (status < 200 && status != 101) { /* 100 Continue and friends */
+		ex->dops->head(ex->down, status, sb.buf ? sb.buf : "", sb.len, BODY_NONE, 0);
+		sb_free(&sb);
+		return;
+	}
+	ex->status = status;
+	ex->resp_head = true;
+	enum proxy_body_mode mode = BODY_UNKNOWN;
+	uint64_t len = UINT64_MAX;
+	if (status == 101) {
+		const char *u = proxy_head_get(h, "upgrade");
+		sb_printf(&sb, "Connection: upgrade\r\nUpgrade: %s\r\n", u ? u : "");
+		mode = BODY_NONE;
+	} else if (!keep_body) {
+		mode = BODY_NONE;
+		if (status != 204 && content_length >= 0)
+			len = (uint64_t)content_length;
+	} else if (content_length >= 0) {
+		mode = BODY_LENGTH;
+		len = (uint64_t)content_length;
+	}
+	ex->dops->head(ex->down, status, sb.buf ? sb.buf : "", sb.len, mode, len);
+	sb_free(&sb);
+}
+
+static void ev_body(proxy_exchange_t *ex, const uint8_t *d, size_t n)
+{
+	ex->bytes_out += n;
+	ex->dops->body(ex->down, d, n);
+	if (!ex->up_paused && ex->dops->blocked(ex->down)) {
+		ex->up_paused = true;
+		proxy_up_pause(ex->up);
+	}
+}
+
+void proxy_exchange_down_drained(proxy_exchange_t *ex)
+{
+	if (ex->up_paused && ex->up) {
+		ex->up_paused = false;
+		proxy_up_resume(ex->up);
+	}
+}
+
+static void ev_end(proxy_exchange_t *ex)
+{
+	ex->dops->end(ex->down);
+	/* A connection whose request was not sent in full cannot be reused. */
+	ex_finish(ex, ex->req_sent);
+}
+
+static void ev_drain(proxy_exchange_t *ex)
+{
+	if (ex->down_paused) {
+		ex->down_paused = false;
+		ex->dops->resume(ex->down);
+	}
+}
+
+static void ev_error(proxy_exchange_t *ex, int status, const char *why, bool retry)
+{
+	if (retry && ex->idempotent && !ex->info.has_body && ex->retries == 0 && !ex->resp_head) {
+		/* A pooled connection the upstream had closed meanwhile. */
+		ex->retries++;
+		proxy_up_release(ex->up, false);
+		ex->up = NULL;
+		ex->connected = ex->req_sent = false;
+		ex_connect(ex);
+		return;
+	}
+	ex_fail(ex, status, why);
+}
+
+static void ev_upgraded(proxy_exchange_t *ex, const uint8_t *rest, size_t n)
+{
+	strbuf_t down_rest = STRBUF_INIT;
+	proxy_sock_t *ds = ex->dops->take_sock ? ex->dops->take_sock(ex->down, &down_rest) : NULL;
+	proxy_sock_t *us = proxy_up_take_sock(ex->up);
+	if (!ds || !us) {
+		if (us)
+			us->ops->close(us);
+		sb_free(&down_rest);
+		ex->dops->abort(ex->down);
+		ex_finish(ex, false);
+		return;
+	}
+	proxy_tunnel_start(ex->eng, ds, us, (const uint8_t *)down_rest.buf, down_rest.len, rest, n);
+	sb_free(&down_rest);
+	ex_finish(ex, false);
+}
+
+static void ev_flush(proxy_exchange_t *ex)
+{
+	if (ex->dops->flush)
+		ex->dops->flush(ex->down);
+}
+
+const proxy_up_events_t proxy_exchange_up_events = {
+	.flush = ev_flush,
+	.connected = ev_connected,
+	.head = ev_head,
+	.body = ev_body,
+	.end = ev_end,
+	.error = ev_error,
+	.drain = ev_drain,
+	.upgraded = ev_upgraded,
+};
+
+/* ---- routing ---- */
+
+static void ex_connect(proxy_exchange_t *ex)
+{
+	hutch_err_t err;
+	ex->t_connect = proxy_now_us();
+	int r = proxy_up_get(ex->eng, &ex->route.up, ex, &proxy_exchange_up_events, &ex->up, &err);
+	if (r < 0) {
+		ex_fail(ex, 502, "upstream connect failed");
+		return;
+	}
+	ex->reused = r == 1;
+	if (r == 1)
+		ev_connected(ex);
+}
+
+static void ex_decide(proxy_exchange_t *ex)
+{
+	struct proxy_route *r = &ex->route;
+	switch (r->kind) {
+	case ROUTE_LOCAL:
+		ex->upstream_name[0] = '\0';
+		ex->finishing = true;
+		ex_answer(ex, r->status, r->content_type, r->body, r->body_len);
+		ex_finish(ex, false);
+		return;
+	case ROUTE_FORWARD:
+		proxy_upstream_name(&r->up, ex->upstream_name, sizeof ex->upstream_name, false);
+		ex_connect(ex);
+		return;
+	default:
+		ex_fail(ex, 502, "no route");
+	}
+}
+
+void proxy_route_done(proxy_route_t *route)
+{
+	if (!route->deferred || !route->ex)
+		return;
+	route->deferred = false;
+	ex_decide(route->ex);
+}
+
+static bool method_idempotent(const char *m)
+{
+	static const char *const ok[] = {"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"};
+	for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++)
+		if (strcmp(m, ok[i]) == 0)
+			return true;
+	return false;
+}
+
+int proxy_exchange_start(proxy_engine_t *eng, const proxy_down_ops_t *ops, void *down,
+			 const proxy_req_info_t *info, proxy_head_t *head,
+			 proxy_exchange_t **out)
+{
+	proxy_exchange_t *ex = xcalloc(1, sizeof *ex);
+	ex->eng = eng;
+	ex->dops = ops;
+	ex->down = down;
+	ex->head = head;
+	ex->info = *info;
+	ex->early_body = (strbuf_t)STRBUF_INIT;
+	ex->t_start = proxy_now_us();
+	ex->head_request = strcmp(info->method, "HEAD") == 0;
+	ex->idempotent = method_idempotent(info->method);
+	ex->route.ex = ex;
+	*out = ex;
+
+	proxy_request_t req = {
+		.method = info->method,
+		.scheme = eng->tls ? "https" : "http",
+		.authority = info->authority,
+		.path = info->path,
+		.headers = head->list,
+		.n_headers = head->n,
+		.http_version = info->http_version,
+		.content_length = info->has_body ? info->content_length : 0,
+		.upgrade = info->upgrade,
+		.peer = info->peer,
+	};
+	proxy_route_result_t res = eng->policy->route(eng->policy_data, &req, &ex->route);
+	if (res == PROXY_ROUTE_DEFER) {
+		ex->route.deferred = true;
+		return 0;
+	}
+	ex_decide(ex);
+	return 0;
+}
+
+void proxy_log_early(proxy_engine_t *eng, const char *peer, int status, const char *why);
+void proxy_log_early(proxy_engine_t *eng, const char *peer, int status, const char *why)
+{
+	if (!eng->policy->log)
+		return;
+	proxy_log_t e = {
+		.method = "", .authority = "", .path = "", .peer = peer, .status = status,
+		.upstream = "", .error = why, .http_version = 11,
+	};
+	eng->policy->log(eng->policy_data, &e);
+}

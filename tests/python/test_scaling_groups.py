@@ -1,0 +1,328 @@
+"""Scaling groups and containers with a port, through hutchd's router:
+the published example, readiness, replacement of a killed replica, rolling
+redeploy under load, scale from zero, autoscaling, tenant isolation, and
+malformed requests. Replicas run busybox httpd from the built-in image (the
+test machine has no PyPI for the example's flask image)."""
+import http.client
+import socket
+import threading
+import time
+
+import pytest
+
+import hutch
+from hutch import Container, ScalingGroup
+
+# Fast windows so that autoscaling is seen in seconds.
+CONFIG = """
+[router]
+tick = "100ms"
+stable_window = "2s"
+panic_window = "400ms"
+hold_timeout = "20s"
+"""
+
+# An httpd that serves /health and /rev (which says which revision).
+def serve(rev="1"):
+    return ["sh", "-c",
+            "mkdir -p /www && echo ok > /www/health && echo %s > /www/rev && "
+            "exec httpd -f -p 8080 -h /www" % rev]
+
+
+@pytest.fixture
+def env(monkeypatch):
+    import hutchtest
+    d = hutchtest.Daemon(CONFIG)
+    monkeypatch.setenv("HUTCH_SOCKET", d.sock)
+    monkeypatch.delenv("HUTCH_ADDRESS", raising=False)
+    hutch.set_default_client(None)
+    try:
+        yield d
+    finally:
+        c = hutch.sandbox._default
+        hutch.set_default_client(None)
+        if c is not None:
+            try:
+                for g in ScalingGroup.list(client=c):
+                    g.delete()
+            except Exception:
+                pass
+            c.close()
+        d.cleanup()
+
+
+def test_published_example(env):
+    sg = ScalingGroup(
+        image="busybox",
+        name="hello-api",
+        port=8080,
+        min_replicas=1,
+        max_replicas=3,
+        command=serve(),
+    ).deploy().wait_ready()
+
+    resp = sg.call("/health", method="GET")
+    print(resp.status_code, resp.text)
+    assert resp.status_code == 200 and resp.text == "ok\n"
+    assert sg.url.endswith("/default/hello-api") or "/hello-api" in sg.url
+    # The same group by Host, as a wildcard DNS record would send it.
+    host = sg.host_url.split("://", 1)[1]
+    base = sg.url.split("://", 1)[1].split("/", 1)[0]
+    c = http.client.HTTPConnection(base, timeout=10)
+    c.request("GET", "/health", headers={"Host": host})
+    r = c.getresponse()
+    assert r.status == 200 and r.read() == b"ok\n"
+    assert ScalingGroup.from_name("hello-api").info.ready_replicas == 1
+    sg.delete()
+    with pytest.raises(hutch.NotFoundError):
+        ScalingGroup.from_name("hello-api")
+    # Its replicas are gone, not only forgotten.
+    deadline = time.time() + 30
+    while time.time() < deadline and hutch.default_client().list(labels={"hutch.group": "hello-api"}):
+        time.sleep(0.1)
+    assert not hutch.default_client().list(labels={"hutch.group": "hello-api"})
+
+
+def _router(sg_or_url):
+    url = sg_or_url if isinstance(sg_or_url, str) else sg_or_url.url
+    return url.split("://", 1)[1].split("/", 1)[0]
+
+
+def _raw(addr, data, timeout=10):
+    host, port = addr.rsplit(":", 1)
+    s = socket.create_connection((host, int(port)), timeout=timeout)
+    try:
+        s.sendall(data)
+        out = b""
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            out += chunk
+        return out
+    finally:
+        s.close()
+
+
+def test_container_port_url(env):
+    c = Container(image="busybox", port=8080, command=serve("c")).run()
+    try:
+        deadline = time.time() + 30
+        while True:
+            r = hutch.scaling_group.router_request(c.url, "/rev")
+            if r.status_code == 200 or time.time() > deadline:
+                break
+            time.sleep(0.05)
+        assert r.status_code == 200 and r.text == "c\n"
+        assert c.url.endswith("/default/%s/" % c.id)
+    finally:
+        c.stop()
+    r = hutch.scaling_group.router_request(c.url, "/rev")
+    assert r.status_code == 404
+
+
+def test_killed_replica_is_replaced(env):
+    sg = ScalingGroup(image="busybox", name="phoenix", port=8080, min_replicas=1,
+                      command=serve()).deploy().wait_ready()
+    first = sg.replicas[0]["sandbox_id"]
+    # The server inside dies: the sandbox's main process ends.
+    try:
+        hutch.default_client().get(first).exec("killall", "-9", "httpd")
+    except hutch.UnavailableError:
+        pass  # the sandbox may end before the exec reports back
+    deadline = time.time() + 60
+    while time.time() < deadline:
+        reps = [r for r in sg.replicas if r["state"] == "ready"]
+        if reps and reps[0]["sandbox_id"] != first:
+            break
+        time.sleep(0.1)
+    assert reps and reps[0]["sandbox_id"] != first
+    assert sg.call("/health").status_code == 200
+
+
+def test_rolling_redeploy_under_load_fails_nothing(env):
+    sg = ScalingGroup(image="busybox", name="roll", port=8080, min_replicas=2, max_replicas=2,
+                      command=serve("1"), readiness_path="/health").deploy().wait_ready()
+    addr = _router(sg)
+    stop = threading.Event()
+    results = []
+
+    def load():
+        conn = http.client.HTTPConnection(addr, timeout=10)
+        while not stop.is_set():
+            try:
+                conn.request("GET", "/default/roll/rev")
+                r = conn.getresponse()
+                results.append((r.status, r.read()))
+            except Exception as e:  # a failure is what this test counts
+                results.append((0, repr(e).encode()))
+                conn = http.client.HTTPConnection(addr, timeout=10)
+
+    threads = [threading.Thread(target=load) for _ in range(4)]
+    for t in threads:
+        t.start()
+    try:
+        time.sleep(0.5)
+        sg.command = serve("2")
+        sg.deploy()
+        deadline = time.time() + 60
+        while time.time() < deadline:
+            reps = sg.replicas
+            if len(reps) == 2 and all(r["revision"] == 2 and r["state"] == "ready" for r in reps):
+                break
+            time.sleep(0.1)
+        time.sleep(0.5)
+    finally:
+        stop.set()
+        for t in threads:
+            t.join()
+    bad = [r for r in results if r[0] != 200]
+    assert not bad, "%d of %d failed, e.g. %r" % (len(bad), len(results), bad[:3])
+    bodies = [b for _, b in results]
+    assert b"1\n" in bodies and b"2\n" in bodies and bodies[-1] == b"2\n"
+
+
+def test_scale_from_zero_1000_requests_no_failure(env):
+    sg = ScalingGroup(image="busybox", name="sleepy", port=8080, min_replicas=0, max_replicas=2,
+                      scaledown_window="1s", command=serve()).deploy()
+    assert sg.refresh().info.ready_replicas == 0
+    t0 = time.monotonic()
+    r = sg.call("/health")
+    first = time.monotonic() - t0
+    assert r.status_code == 200, r.text
+    print("first byte after scale from zero: %.0f ms" % (first * 1000))
+    # Then 1,000 requests, with scale-downs to zero between batches.
+    failures = 0
+    addr = _router(sg)
+    for batch in range(4):
+        if batch:
+            deadline = time.time() + 30
+            while sg.refresh().info.ready_replicas and time.time() < deadline:
+                time.sleep(0.1)
+            assert sg.info.ready_replicas == 0, "did not scale to zero after the window"
+        conns = []
+        def worker(n):
+            nonlocal failures
+            conn = http.client.HTTPConnection(addr, timeout=30)
+            for _ in range(n):
+                try:
+                    conn.request("GET", "/default/sleepy/health")
+                    resp = conn.getresponse()
+                    if resp.status != 200 or resp.read() != b"ok\n":
+                        failures += 1
+                except Exception:
+                    failures += 1
+                    conn = http.client.HTTPConnection(addr, timeout=30)
+        ts = [threading.Thread(target=worker, args=(25,)) for _ in range(10)]
+        for t in ts:
+            t.start()
+        for t in ts:
+            t.join()
+    assert failures == 0, "%d of 1000 failed" % failures
+
+
+def test_burst_scales_up_then_down(env):
+    sg = ScalingGroup(image="busybox", name="bursty", port=8080, min_replicas=1, max_replicas=3,
+                      target_concurrency=1, scaledown_window="1s",
+                      command=["sh", "-c", "mkdir -p /www/cgi-bin && printf '#!/bin/sh\\nsleep 0.3\\n"
+                               "printf \"Content-Type: text/plain\\\\r\\\\n\\\\r\\\\nok\"\\n' "
+                               "> /www/cgi-bin/slow && chmod +x /www/cgi-bin/slow && "
+                               "echo ok > /www/health && exec httpd -f -p 8080 -h /www"]
+                      ).deploy().wait_ready()
+    assert sg.call("/cgi-bin/slow").status_code == 200
+    addr = _router(sg)
+    stop = threading.Event()
+    codes = []
+
+    def load():
+        conn = http.client.HTTPConnection(addr, timeout=30)
+        while not stop.is_set():
+            conn.request("GET", "/default/bursty/cgi-bin/slow")
+            r = conn.getresponse()
+            r.read()
+            codes.append(r.status)
+
+    ts = [threading.Thread(target=load) for _ in range(10)]
+    for t in ts:
+        t.start()
+    try:
+        deadline = time.time() + 20
+        ready = 1
+        while time.time() < deadline:
+            ready = sg.refresh().info.ready_replicas
+            if ready >= 3:
+                break
+            time.sleep(0.1)
+        assert ready >= 3, "10x the target did not bring replicas up"
+    finally:
+        stop.set()
+        for t in ts:
+            t.join()
+    assert set(codes) == {200}
+    deadline = time.time() + 30
+    while time.time() < deadline and sg.refresh().info.ready_replicas > 1:
+        time.sleep(0.2)
+    assert sg.info.ready_replicas == 1
+
+
+def test_tenant_isolation_and_malformed_requests(env):
+    sg = ScalingGroup(image="busybox", name="mine", port=8080, min_replicas=1,
+                      command=serve("mine")).deploy().wait_ready()
+    addr = _router(sg)
+    domain = sg.host_url.split("://", 1)[1].split(":")[0].split(".", 2)[2]
+
+    def get(path, **headers):
+        c = http.client.HTTPConnection(addr, timeout=10)
+        c.request("GET", path, headers=headers)
+        r = c.getresponse()
+        return r.status, r.read()
+
+    assert get("/default/mine/rev") == (200, b"mine\n")
+    # Another tenant's name for the same group finds nothing.
+    assert get("/other/mine/rev")[0] == 404
+    assert get("/rev", Host="mine.other.%s" % domain)[0] == 404
+    # Headers other than Host do not route.
+    assert get("/other/mine/rev", **{"X-Forwarded-Host": "mine.default.%s" % domain})[0] == 404
+    # Host decides over the path; the path then goes upstream as is.
+    assert get("/default/mine/rev", Host="mine.other.%s" % domain)[0] == 404
+    # Dot segments, encodings and extra labels name nothing.
+    for p in ("/default/../default/mine/rev", "/default/mi%6ee/rev", "//default/mine/rev",
+              "/DEFAULT/mine/rev"):
+        assert get(p)[0] == 404, p
+    for h in ("x.mine.default.%s" % domain, "mine..%s" % domain, "-x.default.%s" % domain):
+        assert get("/rev", Host=h)[0] == 400, h
+    # Absolute-form targets: the authority in the target decides, like Host.
+    raw = _raw(addr, b"GET http://mine.other.%s/rev HTTP/1.1\r\nHost: mine.default.%s\r\n"
+                     b"Connection: close\r\n\r\n" % (domain.encode(), domain.encode()))
+    assert raw.startswith(b"HTTP/1.1 404") or raw.startswith(b"HTTP/1.1 400"), raw[:40]
+    # Malformed HTTP and huge headers: clear 4xx, and the router stays up.
+    assert _raw(addr, b"GARBAGE\r\n\r\n").startswith(b"HTTP/1.1 400")
+    assert _raw(addr, b"GET / HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\n"
+                      b"Transfer-Encoding: chunked\r\n\r\n").startswith(b"HTTP/1.1 400")
+    big = b"GET /default/mine/rev HTTP/1.1\r\nHost: a\r\nX-Big: " + b"a" * 70000 + b"\r\n\r\n"
+    assert _raw(addr, big).startswith(b"HTTP/1.1 431")
+    assert get("/default/mine/rev") == (200, b"mine\n")
+
+
+def test_cli_group_commands(env):
+    def cli(*args, **kw):
+        p = env.cli(*args, **kw)
+        p.stdout = p.stdout.decode() if isinstance(p.stdout, bytes) else p.stdout
+        return p
+
+    out = cli("group", "deploy", "--image", "busybox", "--port", "8080",
+                  "--readiness-path", "/health", "clig", "--",
+                  *serve("cli")).stdout
+    assert "clig (revision 1)" in out
+    deadline = time.time() + 30
+    while "1 of 1 replicas ready" not in cli("group", "inspect", "clig").stdout:
+        assert time.time() < deadline
+        time.sleep(0.1)
+    ls = cli("group", "ls").stdout
+    assert "clig" in ls and "/default/clig" in ls
+    r = hutch.scaling_group.router_request(ScalingGroup.from_name("clig").url, "/rev")
+    assert r.text == "cli\n"
+    assert "0..2" in cli("group", "scale", "clig", "0", "2").stdout
+    assert cli("group", "rm", "clig").stdout.strip() == "clig"
+    assert "clig" not in cli("group", "ls").stdout
+    assert cli("group", "inspect", "clig", check=False).returncode != 0
