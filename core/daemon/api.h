@@ -29,6 +29,7 @@ int api_secret_register(daemon_t *d, hutch_err_t *err);   /* Secrets */
 int api_identity_register(daemon_t *d, hutch_err_t *err); /* Identity */
 int api_image_register(daemon_t *d, hutch_err_t *err);    /* Images */
 int api_scaling_group_register(daemon_t *d, hutch_err_t *err); /* ScalingGroups, Router */
+int api_tunnel_register(daemon_t *d, hutch_err_t *err);   /* Tunnels */
 int api_meta_register(daemon_t *d, hutch_err_t *err);     /* grpc.health.v1, reflection (api_meta.c) */
 
 /* The authorize hook: unix-socket callers get [api] unix_tenant; TCP callers

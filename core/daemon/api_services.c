@@ -13,6 +13,7 @@ static const api_register_fn services[] = {
 	api_identity_register,
 	api_image_register,
 	api_scaling_group_register,
+	api_tunnel_register,
 	api_meta_register, /* last: health and reflection name the services above */
 };
 

@@ -20,8 +20,10 @@
 	_Static_assert((expr) == (n), #type ": size of a released minor changed");
 #define ABI_1_0_MEMBER MEMBER_AT
 #define ABI_1_1_MEMBER MEMBER_AT
+#define ABI_1_2_MEMBER MEMBER_AT
 #define ABI_1_0_SIZE SIZE_IS
 #define ABI_1_1_SIZE SIZE_IS
+#define ABI_1_2_SIZE SIZE_IS
 #include "abi_layout.def"
 #endif
 

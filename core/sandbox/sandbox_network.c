@@ -15,6 +15,16 @@ int sandbox_network_attach(sandbox_t *sb, const net_policy_set_t *policies,
 	_cleanup_free_ uint16_t *ports = xcalloc(sb->spec->n_ports + 1, sizeof *ports);
 	for (size_t i = 0; i < sb->spec->n_ports; i++)
 		ports[i] = (uint16_t)sb->spec->ports[i];
+	/* The tunnels to join, by name (validation made sure a plugin of the
+	 * chain makes them; the others ignore them). */
+	size_t nt = sb->spec->n_tunnels;
+	_cleanup_free_ hutch_net_tunnel_t *tunnels = xcalloc(nt + 1, sizeof *tunnels);
+	_cleanup_free_ const hutch_net_tunnel_t **tunnel_ptrs = xcalloc(nt + 1, sizeof *tunnel_ptrs);
+	for (size_t i = 0; i < nt; i++) {
+		tunnels[i] = (hutch_net_tunnel_t){.size = sizeof tunnels[i],
+						  .name = sb->spec->tunnels[i]};
+		tunnel_ptrs[i] = &tunnels[i];
+	}
 	hutch_net_attach_t req = {
 		.sandbox_id = sb->id,
 		.tenant = sb->tenant,
@@ -23,6 +33,9 @@ int sandbox_network_attach(sandbox_t *sb, const net_policy_set_t *policies,
 		.policies_set = sb->spec->n_network_policies > 0,
 		.ports = ports,
 		.n_ports = sb->spec->n_ports,
+		.tunnels = nt ? tunnel_ptrs : NULL,
+		.n_tunnels = nt,
+		.sandbox_name = sb->spec->name && *sb->spec->name ? sb->spec->name : NULL,
 	};
 	return net_chain_attach(sb->m->d.plugins, req, att, &sb->n_network_attached, err);
 }

@@ -13,6 +13,45 @@
 #define SANDBOX_PIDS_MAX (4 * 1024 * 1024)
 #define SANDBOX_DISK_MAX (1LL << 40)
 
+/* A tunnel's name: [a-z0-9-], 1-63, no '-' at either end (the plugin
+ * checks too; this says it before anything is made). */
+static bool valid_tunnel_name(const char *s)
+{
+	size_t n = s ? strlen(s) : 0;
+	if (n == 0 || n > 63 || s[0] == '-' || s[n - 1] == '-')
+		return false;
+	for (const char *p = s; *p; p++)
+		if (!((*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') || *p == '-'))
+			return false;
+	return true;
+}
+
+/* Tunnels need a network plugin that makes them (one with tunnel_add). */
+static int tunnels_check(sandbox_mgr_t *m, const sandbox_spec_t *s, hutch_err_t *err)
+{
+	if (s->n_tunnels == 0)
+		return 0;
+	bool maker = false;
+	for (size_t i = 0; i < m->d.plugins->n_network && !maker; i++)
+		maker = m->d.plugins->network[i]->ops.network.tunnel_add != NULL;
+	if (!maker)
+		return hutch_err_set(err, ENOTSUP,
+				     "tunnels need a tunnel network plugin (none is configured: add net-wireguard to [plugins] network)");
+	if (s->n_tunnels > 8)
+		return hutch_err_set(err, EINVAL, "at most 8 tunnels per sandbox");
+	for (size_t i = 0; i < s->n_tunnels; i++) {
+		if (!valid_tunnel_name(s->tunnels[i]))
+			return hutch_err_set(err, EINVAL,
+					     "tunnel name `%s`: 1-63 of [a-z0-9-], not starting or ending with `-`",
+					     s->tunnels[i] ? s->tunnels[i] : "");
+		for (size_t k = 0; k < i; k++)
+			if (strcmp(s->tunnels[i], s->tunnels[k]) == 0)
+				return hutch_err_set(err, EINVAL, "tunnel `%s` is listed twice",
+						     s->tunnels[i]);
+	}
+	return 0;
+}
+
 /* Checks the request and fills in defaults: the stored spec says what the
  * sandbox really got. */
 int sandbox_spec_resolve(sandbox_mgr_t *m, const char *tenant, sandbox_spec_t *s,
@@ -110,8 +149,9 @@ int sandbox_spec_resolve(sandbox_mgr_t *m, const char *tenant, sandbox_spec_t *s
 		return hutch_err_set(err, ENOTSUP,
 				     "volume mounts are not implemented in this hutchd yet (storage plugin `%s` is loaded, but sandboxes cannot mount volumes)",
 				     m->d.plugins->storage->name);
-	if (s->n_tunnels > 0)
-		return hutch_err_set(err, ENOTSUP, "tunnels need a tunnel network plugin (none is configured)");
+	int rt = tunnels_check(m, s, err);
+	if (rt < 0)
+		return rt;
 	for (size_t i = 0; i < s->n_command; i++)
 		if (!s->command[i] || (i == 0 && !*s->command[i]))
 			return hutch_err_set(err, EINVAL, "command must name a program");

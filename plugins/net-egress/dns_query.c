@@ -366,6 +366,11 @@ void dns_query_begin(eg_dns_t *dns, eg_sandbox_t *sb, tcp_conn_t *conn, int serv
 		dns_query_finish(q);
 		return;
 	}
+	if (dns_local_answer(q)) {
+		eg_metric_query(in, "local");
+		dns_query_finish(q);
+		return;
+	}
 	eg_verdict_t v = eg_sandbox_verdict(sb, q->q.name, q->q.plain);
 	const char *mode = in->cfg->disallowed_names;
 	if ((v == EG_VERDICT_DENIED || v == EG_VERDICT_UNLISTED) && strcmp(mode, "forward") != 0) {

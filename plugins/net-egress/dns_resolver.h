@@ -155,6 +155,9 @@ void dns_query_own(eg_dns_t *dns, eg_sandbox_t *sb, const char *name, uint16_t q
 		   dns_query_done_cb done, void *data);
 /* Ends a query (answered or not) and closes what it holds. */
 void dns_query_finish(query_t *q);
+/* dns_local.c: answers q from the names published for its sandbox
+ * (local_names_dir); false when q is not for one of those names. */
+bool dns_local_answer(query_t *q);
 
 /* dns_watch.c */
 void dns_watch_start(eg_dns_t *dns);

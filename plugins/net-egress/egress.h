@@ -86,6 +86,8 @@ typedef struct eg_config {
 	bool audit_drops;
 	int64_t audit_drops_rate;
 	int64_t nflog_group;
+	char *local_names_dir;
+	char *local_names_suffix;
 } eg_config_t;
 
 /* ---- addr_pool.c ---- */

@@ -71,6 +71,10 @@ static const hutch_config_field_t config_fields[] = {
 	  "at most this many dropped packets per second and sandbox reach the audit (all are counted)"),
 	F(HUTCH_CONFIG_INT, "nflog_group", "6567", nflog_group,
 	  "the NFLOG group dropped packets are sent to the audit on (unique per host network namespace)"),
+	F(HUTCH_CONFIG_STRING, "local_names_dir", NULL, local_names_dir,
+	  "names under local_names_suffix are answered from <dir>/<sandbox id> (\"name address\" lines, written by another plugin: net-wireguard's names_dir); unset: off"),
+	F(HUTCH_CONFIG_STRING, "local_names_suffix", "\"tunnel\"", local_names_suffix,
+	  "the suffix of the names local_names_dir answers (never forwarded upstream)"),
 	{0},
 };
 

@@ -42,6 +42,8 @@ int cmd_secret(cli_t *cli, int argc, char **argv);
 int cmd_identity(cli_t *cli, int argc, char **argv);
 int cmd_image(cli_t *cli, int argc, char **argv);
 int cmd_group(cli_t *cli, int argc, char **argv);
+/* hutch tunnel create|ls|inspect|rm (cmd_tunnel.c). */
+int cmd_tunnel(cli_t *cli, int argc, char **argv);
 /* hutch image build (cmd_image_build.c). */
 int cmd_image_build(cli_t *cli, int argc, char **argv);
 /* Imports a tar file, or a directory (an OCI layout, sent as a tar), as

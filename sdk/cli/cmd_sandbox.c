@@ -77,6 +77,10 @@ int spec_opt(Hutch__V1__SandboxSpec *spec, int opt, const char *arg)
 						 (spec->n_network_policies + 1) * sizeof(char *));
 		spec->network_policies[spec->n_network_policies++] = (char *)arg;
 		return 0;
+	case SPEC_TUNNEL:
+		spec->tunnels = realloc(spec->tunnels, (spec->n_tunnels + 1) * sizeof(char *));
+		spec->tunnels[spec->n_tunnels++] = (char *)arg;
+		return 0;
 	case SPEC_GPU: spec->gpu = (char *)arg; return 0;
 	case SPEC_IDENTITY_AUDIENCE: spec->identity_audience = (char *)arg; return 0;
 	case SPEC_SECRET:
@@ -150,6 +154,9 @@ void spec_opts_free(Hutch__V1__SandboxSpec *spec)
 	free_kvs(spec->labels, spec->n_labels);
 	free(spec->ports);
 	free(spec->network_policies);
+	free(spec->tunnels);
+	spec->tunnels = NULL;
+	spec->n_tunnels = 0;
 	for (size_t i = 0; i < spec->n_secrets; i++) {
 		Hutch__V1__SecretRef *ref = spec->secrets[i];
 		for (size_t k = 0; k < ref->n_values; k++) {
@@ -189,6 +196,11 @@ static void print_sandbox(const cli_t *cli, const Hutch__V1__Sandbox *sb)
 	if (sb->spec)
 		printf("resources: %.2f cpu, %lld MiB memory\n", sb->spec->cpu_millis / 1000.0,
 		       (long long)(sb->spec->memory_bytes >> 20));
+	for (size_t i = 0; i < sb->n_addresses; i++)
+		printf("address:   %s\n", sb->addresses[i]);
+	for (size_t i = 0; sb->spec && i < sb->spec->n_tunnels; i++)
+		printf("tunnel:    %s (hutch tunnel inspect %s: its address)\n", sb->spec->tunnels[i],
+		       sb->spec->tunnels[i]);
 	for (size_t i = 0; i < sb->n_ports; i++)
 		printf("port:      %u -> %s\n", sb->ports[i]->sandbox_port, sb->ports[i]->host_address);
 }

@@ -28,6 +28,7 @@
 	"  --secret-env NAME[:VAR]   this shell's VAR (default NAME) as the secret NAME\n" \
 	"  --secret-env-file FILE    KEY=VALUE lines as secret env variables\n"            \
 	"  --identity-audience AUD   audience of the sandbox's identity token\n"           \
+	"  --tunnel NAME             join the WireGuard tunnel NAME (repeatable)\n"        \
 	"  --json                    print the sandbox as JSON\n"
 
 typedef struct cli_help {
@@ -89,6 +90,19 @@ static const cli_help_t helps[] = {
 	 "  inspect NAME            one policy\n"
 	 "  rm NAME...              delete policies\n\n"
 	 "hutch policy create --help shows its options.\n"},
+	{"tunnel",
+	 "usage: hutch tunnel create|ls|inspect|rm ...\n\n"
+	 "WireGuard meshes between your sandboxes (net-wireguard). A sandbox joins one with\n"
+	 "`--tunnel NAME` at create; one named there that does not exist is made, and goes\n"
+	 "with its last member.\n\n"
+	 "  tunnel create NAME [--subnet CIDR]   a tunnel that stays without members\n"
+	 "  tunnel ls                            your tunnels\n"
+	 "  tunnel inspect NAME                  its members: address, interface, handshake, key\n"
+	 "  tunnel rm NAME                       delete it (refused while it has members or peers)\n"
+	 "  tunnel peer add NAME PEER --public-key K --allowed-ips CIDR [--endpoint IP:PORT]\n"
+	 "                                       an external WireGuard peer, through the tunnel's gateway\n"
+	 "  tunnel peer rm NAME PEER             remove it\n"
+	 "  tunnel peer config NAME PEER         a wg-quick file for the peer's side\n"},
 	{"policy create",
 	 "usage: hutch policy create NAME [OPTIONS]\n\n"
 	 "  --allow-all             allow every destination not denied\n"

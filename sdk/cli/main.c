@@ -25,6 +25,7 @@ static void usage(FILE *out)
 		"  secret set|ls|inspect|rm|integrations\n"
 		"  group deploy|ls|inspect|scale|logs|rm\n"
 		"  identity verify|rotate         workload tokens: check one; rotate the signing key\n"
+		"  tunnel create|ls|inspect|rm|peer  WireGuard meshes between sandboxes\n"
 		"  image build|ls|inspect|rm|gc|export|import\n"
 		"                                 images: build FILE.toml (see docs/images.md)\n"
 		"\n"
@@ -121,6 +122,7 @@ int main(int argc, char **argv)
 		{"identity", cmd_identity},
 		{"image", cmd_image},
 		{"group", cmd_group},
+		{"tunnel", cmd_tunnel},
 	};
 	for (size_t i = 0; i < sizeof cmds / sizeof cmds[0]; i++)
 		if (strcmp(cmd, cmds[i].name) == 0)

@@ -10,6 +10,7 @@ enum {
 	SPEC_IMAGE = 300, SPEC_NAME, SPEC_CPU, SPEC_MEMORY, SPEC_DISK, SPEC_LIFETIME, SPEC_IDLE,
 	SPEC_PIDS, SPEC_ENV, SPEC_LABEL, SPEC_WORKDIR, SPEC_PORT, SPEC_POLICY, SPEC_GPU,
 	SPEC_SECRET, SPEC_INTEGRATION, SPEC_SECRET_ENV, SPEC_SECRET_ENV_FILE, SPEC_IDENTITY_AUDIENCE,
+	SPEC_TUNNEL,
 	/* run/exec only */
 	OPT_INTERACTIVE, OPT_TTY, OPT_USER, OPT_TIMEOUT, OPT_KEEP, OPT_JSON_OUT,
 };
@@ -34,6 +35,7 @@ enum {
 	{"secret-env", required_argument, NULL, SPEC_SECRET_ENV},              \
 	{"secret-env-file", required_argument, NULL, SPEC_SECRET_ENV_FILE},    \
 	{"identity-audience", required_argument, NULL, SPEC_IDENTITY_AUDIENCE}, \
+	{"tunnel", required_argument, NULL, SPEC_TUNNEL},                      \
 	{"json", no_argument, NULL, OPT_JSON_OUT}
 
 static const struct option spec_longopts[] = {SPEC_LONGOPTS, {0}};

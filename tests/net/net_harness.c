@@ -1440,3 +1440,44 @@ int sandbox_dns_tcp_half_close(const sandbox_t *sb, const uint8_t *msg, size_t l
 	in_netns(sb->nsfd, half_close_thread, &j);
 	return j.result;
 }
+
+/* ---- other plugins of the chain ---- */
+
+int chain_plugin_try_load(const char *path, const char *name, const char *config, egress_t *pl,
+			  hutch_err_t *err)
+{
+	loop_start();
+	memset(pl, 0, sizeof *pl);
+	plugin_t *p;
+	int r = plugin_open(path, &p, err);
+	if (r < 0)
+		return r;
+	toml_value_t *table = NULL;
+	toml_error_t te = {0};
+	const char *text = config ? config : "";
+	CHECK(toml_parse(text, strlen(text), &table, &te) == 0, "config %d:%d: %s\n%s", te.line,
+	      te.col, te.message, text);
+	r = plugin_configure(p, table, NULL, err);
+	toml_free(table);
+	if (r < 0) {
+		plugin_close(p);
+		return r;
+	}
+	_cleanup_free_ char *state = xasprintf("%s/state", g_base);
+	_cleanup_free_ char *run = xasprintf("%s/run", g_base);
+	mkdir(state, 0700);
+	mkdir(run, 0700);
+	host_ctx_t *ctx;
+	CHECK_OK(host_ctx_new(g_core, "network", name, state, run, &ctx, err), err);
+	r = plugin_start(p, ctx, err);
+	if (r < 0) {
+		plugin_close(p);
+		host_ctx_free(ctx);
+		return r;
+	}
+	pl->plugin = p;
+	pl->ctx = ctx;
+	pl->ops = &p->ops.network;
+	pl->inst = p->instance;
+	return 0;
+}

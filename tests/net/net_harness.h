@@ -120,6 +120,11 @@ void egress_load(egress_t *eg, const char *extra_config);
 int egress_try_load(egress_t *eg, const char *extra_config, hutch_err_t *err);
 /* fini() and unload, with nothing detached: what a daemon restart does. */
 void egress_unload(egress_t *eg);
+/* Loads another network plugin of the chain (one that attaches inside the
+ * namespace net-egress made) from path, as name, with config (TOML) and
+ * the harness's host; unload it with egress_unload. */
+int chain_plugin_try_load(const char *path, const char *name, const char *config, egress_t *pl,
+			  hutch_err_t *err);
 /* The audit log's path. */
 const char *audit_path(void);
 

@@ -1,13 +1,12 @@
 """What hutch has no backend for yet raises a clear error naming the missing
-capability (never a silent no-op): Volume, Tunnel, the
+capability (never a silent no-op): Volume, the
 function decorator, volume mounts; and what the server refuses (tunnels,
 gpus without their plugins) surfaces with the server's message."""
 import grpc
 import pytest
 
 import hutch
-from hutch import (CapabilityMissingError, Container, Tunnel, UnimplementedError, Volume,
-                   function)
+from hutch import CapabilityMissingError, Container, UnimplementedError, Volume, function
 
 
 def _missing(capability, fn, *args, **kwargs):
@@ -23,15 +22,12 @@ def _missing(capability, fn, *args, **kwargs):
     return err
 
 
-def test_volume_tunnel_and_function_raise_naming_the_capability():
+def test_volume_and_function_raise_naming_the_capability():
     assert "Volume('data')" in str(_missing("volumes", Volume, "data"))
     _missing("volumes", Volume.from_name, "data", create_if_missing=True)
     _missing("volumes", Volume.ephemeral)
     _missing("volumes", Volume.list)
     _missing("volumes", Volume.delete, "data")
-    assert "Tunnel('web')" in str(_missing("tunnels", Tunnel, "web", port=8080))
-    _missing("tunnels", Tunnel.from_name, "web")
-    _missing("tunnels", Tunnel.list)
     # The decorator, bare and with arguments, refuses where it is applied.
     with pytest.raises(CapabilityMissingError) as e:
         @function

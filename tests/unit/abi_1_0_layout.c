@@ -20,6 +20,8 @@
 	_Static_assert(sizeof(type) == (n), #type ": not ABI 1.0's size");
 #define ABI_1_1_MEMBER(type, member, off, n)
 #define ABI_1_1_SIZE(type, expr, n)
+#define ABI_1_2_MEMBER(type, member, off, n)
+#define ABI_1_2_SIZE(type, expr, n)
 #include "abi_layout.def"
 #endif
 

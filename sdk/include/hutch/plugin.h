@@ -79,7 +79,7 @@ extern "C" {
 #endif
 
 #define HUTCH_PLUGIN_ABI_MAJOR 1
-#define HUTCH_PLUGIN_ABI_MINOR 1
+#define HUTCH_PLUGIN_ABI_MINOR 2
 #define HUTCH_PLUGIN_SYMBOL "hutch_plugin_v1"
 
 #if defined(__GNUC__)
@@ -490,13 +490,63 @@ typedef struct hutch_net_policy {
 	const char *const *denied_cidrs;
 } hutch_net_policy_t;
 
+/* A tunnel a sandbox is in, by name; the name is the tenant's (the same
+ * name in two tenants is two tunnels). */
 typedef struct hutch_net_tunnel {
 	uint32_t size;
 	/* v1.0 */
-	const char *name;
-	const char *peer_sandbox; /* id of the sandbox at the other end, or NULL */
-	const char *config;       /* plugin-specific (e.g. a WireGuard peer), or NULL */
+	const char *name;         /* [a-z0-9-], 1-63 */
+	const char *peer_sandbox; /* id of the sandbox at the other end, or NULL
+				   * (a mesh has no one other end) */
+	const char *config;       /* plugin-specific, or NULL (net-wireguard:
+				   * "subnet=a.b.c.d/n" at tunnel_create) */
 } hutch_net_tunnel_t;
+
+/* v1.2. A member of a tunnel, as tunnel_list reports it. Strings are the
+ * plugin's, valid during the callback. */
+typedef struct hutch_net_tunnel_member {
+	uint32_t size;
+	/* v1.2 */
+	const char *sandbox_id;
+	const char *address;         /* the member's, CIDR ("10.250.0.2/24") */
+	const char *interface;       /* its name inside the sandbox ("wg0") */
+	const char *public_key;      /* base64, as wg prints it */
+	int64_t joined_unix;
+	int64_t last_handshake_unix; /* latest with any peer; 0: none yet */
+} hutch_net_tunnel_member_t;
+
+/* v1.2. An external peer of a tunnel: a WireGuard device elsewhere (an
+ * on-premise network) that the tunnel's gateway routes to and from. In
+ * tunnel_peer_add the caller fills name .. allowed_ips; tunnel_list fills
+ * every member (strings the plugin's, valid during the callback). */
+typedef struct hutch_net_tunnel_peer {
+	uint32_t size;
+	/* v1.2 */
+	const char *name;            /* [a-z0-9-], 1-63, unique in the tunnel */
+	const char *public_key;      /* base64, as wg prints it */
+	const char *endpoint;        /* "ip:port", or NULL: it reaches the gateway */
+	const char *const *allowed_ips; /* IPv4 networks behind it, NULL-terminated */
+	const char *address;         /* tunnel_list: its address in the tunnel */
+	int64_t last_handshake_unix; /* tunnel_list: with the gateway; 0: none */
+} hutch_net_tunnel_peer_t;
+
+/* v1.2. One tunnel, as tunnel_list reports it (the plugin allocates it and
+ * everything it points to, for the duration of the callback). */
+typedef struct hutch_net_tunnel_info {
+	uint32_t size;
+	/* v1.2 */
+	const char *name;
+	const char *subnet;          /* CIDR */
+	bool persistent;             /* made by tunnel_create: stays without members */
+	const hutch_net_tunnel_member_t *const *members;
+	size_t n_members;
+	const hutch_net_tunnel_peer_t *const *peers; /* external peers */
+	size_t n_peers;
+	const char *gateway_public_key; /* stable; "" while it has no gateway yet */
+	const char *gateway_endpoint;   /* "host:port" external peers reach it at, or "" */
+} hutch_net_tunnel_info_t;
+
+typedef void (*hutch_net_tunnel_info_cb)(void *data, const hutch_net_tunnel_info_t *info);
 
 typedef struct hutch_net_attach {
 	uint32_t size;
@@ -507,13 +557,19 @@ typedef struct hutch_net_attach {
 	const hutch_net_policy_t *const *policies; /* bound at create */
 	size_t n_policies;
 	bool policies_set;        /* false: the configured default applies */
-	const hutch_net_tunnel_t *const *tunnels; /* always none yet: a sandbox
-						    * that asks for tunnels is
-						    * refused */
+	const hutch_net_tunnel_t *const *tunnels; /* the tunnels to join (the
+						    * core passes them only when
+						    * a plugin has tunnel_add) */
 	size_t n_tunnels;
 	const uint16_t *ports;    /* TCP ports the sandbox exposes */
 	size_t n_ports;
+	/* v1.2: read only when req->size reaches past it */
+	const char *sandbox_name; /* the user's name for it, or NULL (for names
+				   * a plugin publishes, e.g. a tunnel's) */
 } hutch_net_attach_t;
+
+/* sizeof(hutch_net_attach_t) as ABI 1.0 and 1.1 had it. */
+#define HUTCH_NET_ATTACH_SIZE_1_1 offsetof(hutch_net_attach_t, sandbox_name)
 
 #define HUTCH_NET_MAX_ADDRS 4
 typedef struct hutch_net_attachment {
@@ -548,8 +604,10 @@ typedef struct hutch_network_ops {
 	 * crash). */
 	int (*gc)(void *instance, const char *const *live_ids, size_t n,
 		  hutch_err_t *err);
-	/* Optional; not yet called by the core (a sandbox that asks for
-	 * tunnels is refused). Adds / removes a tunnel on a running sandbox. */
+	/* Optional: a plugin with tunnel_add makes tunnels; the core refuses a
+	 * sandbox with tunnels when no plugin has it. Adds / removes a tunnel
+	 * on a running sandbox (attach joins req->tunnels itself); remove is
+	 * -ENOENT when the sandbox is not in it. */
 	int (*tunnel_add)(void *instance, const char *sandbox_id,
 			  const hutch_net_tunnel_t *tunnel, hutch_err_t *err);
 	int (*tunnel_remove)(void *instance, const char *sandbox_id,
@@ -562,7 +620,36 @@ typedef struct hutch_network_ops {
 			    int *fd_out, hutch_err_t *err);
 	void (*capabilities)(void *instance, hutch_kv_cb emit, void *data);
 	/* methods above are valid for ABI 1.0 */
+	/* v1.2: optional; the core's copy of an older plugin's smaller ops
+	 * reads them as NULL, and the Tunnels API then answers UNIMPLEMENTED. */
+	/* Makes tunnel->name of tenant a persistent tunnel (one a sandbox's
+	 * attach would make stays only while it has members); -EEXIST when it
+	 * exists. */
+	int (*tunnel_create)(void *instance, const char *tenant,
+			     const hutch_net_tunnel_t *tunnel, hutch_err_t *err);
+	/* Removes an empty tunnel; -EBUSY while it has members, -ENOENT when
+	 * there is none. */
+	int (*tunnel_delete)(void *instance, const char *tenant, const char *name,
+			     hutch_err_t *err);
+	/* Reports tenant's tunnels (name NULL) or one (-ENOENT when there is
+	 * no such tunnel), one cb call each. */
+	int (*tunnel_list)(void *instance, const char *tenant, const char *name,
+			   hutch_net_tunnel_info_cb cb, void *data, hutch_err_t *err);
+	/* Adds an external peer to a tunnel (making it persistent): the members
+	 * get routes to its networks, through the tunnel's gateway. */
+	int (*tunnel_peer_add)(void *instance, const char *tenant, const char *tunnel,
+			       const hutch_net_tunnel_peer_t *peer, hutch_err_t *err);
+	int (*tunnel_peer_remove)(void *instance, const char *tenant, const char *tunnel,
+				  const char *name, hutch_err_t *err);
+	/* Writes the configuration the peer's side needs (a wg-quick file,
+	 * without its private key) into buf; -ERANGE when cap is too small. */
+	int (*tunnel_peer_config)(void *instance, const char *tenant, const char *tunnel,
+				  const char *name, char *buf, size_t cap, hutch_err_t *err);
+	/* methods above are valid for ABI 1.2 */
 } hutch_network_ops_t;
+
+/* sizeof(hutch_network_ops_t) as ABI 1.0 and 1.1 had it. */
+#define HUTCH_NETWORK_OPS_SIZE_1_1 offsetof(hutch_network_ops_t, tunnel_create)
 
 /* ======================================================================
  * Storage: persistent, versioned volumes, forkable, mounted on the host
@@ -833,6 +920,10 @@ HUTCH_STATIC_ASSERT(HUTCH_SANDBOX_STATUS_SIZE_1_0 == 48, "hutch_sandbox_status_t
 HUTCH_STATIC_ASSERT(sizeof(hutch_sandbox_status_t) == 312, "hutch_sandbox_status_t 1.1 size");
 HUTCH_STATIC_ASSERT(HUTCH_RUNTIME_OPS_SIZE_1_0 == 80, "hutch_runtime_ops_t 1.0 size");
 HUTCH_STATIC_ASSERT(sizeof(hutch_runtime_ops_t) == 88, "hutch_runtime_ops_t 1.1 size");
+HUTCH_STATIC_ASSERT(HUTCH_NETWORK_OPS_SIZE_1_1 == 80, "hutch_network_ops_t 1.1 size");
+HUTCH_STATIC_ASSERT(HUTCH_NET_ATTACH_SIZE_1_1 == 88, "hutch_net_attach_t 1.1 size");
+HUTCH_STATIC_ASSERT(sizeof(hutch_net_attach_t) == 96, "hutch_net_attach_t 1.2 size");
+HUTCH_STATIC_ASSERT(sizeof(hutch_network_ops_t) == 128, "hutch_network_ops_t 1.2 size");
 HUTCH_STATIC_ASSERT(offsetof(hutch_child_status_t, detached) == 9 &&
 			    sizeof(hutch_child_status_t) == 12,
 		    "hutch_child_status_t grew in its padding: 12 bytes in 1.0 and 1.1");

@@ -11,7 +11,7 @@ $HUTCH_ADDRESS (host:port, TLS) with $HUTCH_API_KEY. See docs/python-sdk.md.
 """
 from ._exec import ExecProcess, ExecResult, ExitStatus, Output, OutputStream
 from ._files import FileInfo
-from ._unsupported import Tunnel, Volume, function
+from ._unsupported import Volume, function
 from .container import Container
 from .errors import (AlreadyExistsError, CancelledError, CapabilityMissingError,
                      ConnectionFailedError, DeadlineExceededError, ExecError,
@@ -23,13 +23,14 @@ from .network import NetworkPolicy
 from .scaling_group import Response, ScalingGroup
 from .sandbox import DaemonStatus, Sandbox, SandboxClient, default_client, set_default_client
 from .secret import IntegrationInfo, Secret, SecretInfo
+from .tunnel import Tunnel, TunnelMember, TunnelPeer
 
 __version__ = "0.1.0"
 
 __all__ = [
     "SandboxClient", "Sandbox", "Container", "Image", "NetworkPolicy", "Secret",
     "SecretInfo", "IntegrationInfo", "BuiltImage", "BuildEvent", "ImageBuildError",
-    "Volume", "Tunnel", "ScalingGroup", "Response", "function",
+    "Tunnel", "TunnelMember", "TunnelPeer", "Volume", "ScalingGroup", "Response", "function",
     "ExecResult", "ExecProcess", "ExitStatus", "Output", "OutputStream", "FileInfo",
     "DaemonStatus", "default_client", "set_default_client",
     "HutchError", "CancelledError", "InvalidArgumentError", "DeadlineExceededError",

@@ -1,5 +1,5 @@
-"""Objects of the API whose backends hutch does not have yet: Volume,
-Tunnel and the function decorator. They exist with their
+"""Objects of the API whose backends hutch does not have yet: Volume
+and the function decorator. They exist with their
 final signatures so that code can be written against them, and every entry
 point raises CapabilityMissingError naming what is missing: nothing here
 ever silently does nothing."""
@@ -22,9 +22,6 @@ _WHY = {
     "volumes": "volumes are not available in this hutch yet: hutchd has no volumes service "
                "(hutch.v1.Volumes) and does not mount volumes into sandboxes "
                "(capability `volumes` missing)",
-    "tunnels": "tunnels are not available in this hutch yet: hutchd has no tunnels service "
-               "(hutch.v1.Tunnels) and no tunnel network plugin (capability `tunnels` missing); "
-               "use ports=[...] for loopback forwarding",
     "functions": "functions are not available in this hutch yet: hutchd has no functions "
                  "service (hutch.v1.Functions; capability `functions` missing)",
 }
@@ -83,29 +80,6 @@ class Volume:
         raise _missing("volumes", "Volume.reload()")
 
 
-class Tunnel:
-    """A public address that forwards to a port of a sandbox (through a
-    tunnel network plugin). Not available yet: every constructor raises
-    CapabilityMissingError("tunnels")."""
-
-    name: str
-    url: str
-
-    def __init__(self, name: str, *, port: int, protocol: str = "https",
-                 hostname: Optional[str] = None,
-                 client: Optional["SandboxClient"] = None) -> None:
-        raise _missing("tunnels", "Tunnel(%r)" % (name,))
-
-    @classmethod
-    def from_name(cls, name: str, *, client: Optional["SandboxClient"] = None) -> "Tunnel":
-        raise _missing("tunnels", "Tunnel.from_name(%r)" % (name,))
-
-    @classmethod
-    def list(cls, *, client: Optional["SandboxClient"] = None) -> List["Tunnel"]:
-        raise _missing("tunnels", "Tunnel.list()")
-
-    def delete(self) -> None:
-        raise _missing("tunnels", "Tunnel.delete()")
 
 
 @overload

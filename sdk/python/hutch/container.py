@@ -16,7 +16,8 @@ if TYPE_CHECKING:  # pragma: no cover
     from .image import Image
     from .network import NetworkPolicy
     from .secret import Secret
-    from ._unsupported import Tunnel, Volume
+    from ._unsupported import Volume
+    from .tunnel import Tunnel
 
 
 class Container(_SandboxOps):

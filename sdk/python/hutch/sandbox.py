@@ -19,7 +19,8 @@ if TYPE_CHECKING:  # pragma: no cover
     from .image import Image
     from .network import NetworkPolicy
     from .secret import Secret
-    from ._unsupported import Tunnel, Volume
+    from ._unsupported import Volume
+    from .tunnel import Tunnel
 
 Duration = Union[str, int, float]
 EnvLike = Optional[Mapping[str, str]]
@@ -217,6 +218,17 @@ class Sandbox(_SandboxOps):
     def client(self) -> "SandboxClient":
         return self._client
 
+    @property
+    def addresses(self) -> List[str]:
+        """The sandbox's addresses (CIDR), its tunnels' among them."""
+        return list(self._info.addresses)
+
+    def tunnel_address(self, tunnel: Union[str, "Tunnel"]) -> str:
+        """This sandbox's address in a tunnel it is in ("10.250.0.2")."""
+        from .tunnel import Tunnel
+        name = tunnel.name if isinstance(tunnel, Tunnel) else str(tunnel)
+        return Tunnel(name, client=self._client).address_of(self.id)
+
     def refresh(self) -> "Sandbox":
         """Re-reads the sandbox's record."""
         self._info = self._client._conn.unary("Sandboxes/Get", pb.GetSandboxRequest(id=self.id),
@@ -371,7 +383,8 @@ class SandboxClient:
               labels: Any, ports: Any, idle_timeout: Any, pids: Any, disk: Any, volumes: Any,
               command: Any) -> Any:
         from .secret import Secret
-        from ._unsupported import Tunnel, Volume
+        from ._unsupported import Volume
+        from .tunnel import Tunnel
 
         if isinstance(ports, int):
             ports = [ports]
