@@ -145,6 +145,7 @@ static const hutch_config_field_t router_fields[] = {
 	{HUTCH_CONFIG_DURATION, "stable_window", Q("60s"), R(stable_window_ms), "Autoscaler's stable window", 0, NULL},
 	{HUTCH_CONFIG_DURATION, "panic_window", Q("6s"), R(panic_window_ms), "Autoscaler's panic window", 0, NULL},
 	{HUTCH_CONFIG_DURATION, "tick", Q("1s"), R(tick_ms), "How often the autoscaler and the reconciler look", 0, NULL},
+	{HUTCH_CONFIG_BOOL, "access_log", "true", R(access_log), "A log line per request (info level; JSON fields with --log-format json)", 0, NULL},
 	{0},
 };
 #undef R

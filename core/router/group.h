@@ -132,9 +132,13 @@ void group_unwatch(group_watch_t *w);
  * at its cap) and counts the request in flight on it: fills up and
  * returns it, or NULL when none can take it now. */
 replica_t *group_pick(group_t *g, proxy_upstream_t *up);
-/* The request picked on r is over (r may be gone: looked up by upstream
- * name). failed: 5xx or no response. */
-void group_request_done(group_t *g, const char *upstream, bool failed);
+/* A request for g is over (forwarded or answered here, e.g. 503): counted
+ * for /metrics, and one picked on a replica leaves its in-flight count
+ * (the replica may be gone: looked up by upstream name). replica receives
+ * the replica's sandbox id, "" if none. */
+void group_request_done(group_t *g, const proxy_log_t *e, char *replica, size_t cap);
+/* Any request the router answered (for a group, a container or nothing). */
+void group_mgr_count_request(group_mgr_t *m, int status);
 /* Holds route until a replica can take it (asks for one when the group is
  * at zero), then forwards it there with proxy_route_done; answers 503 with
  * Retry-After if the hold times out. Returns false, with route filled with

@@ -7,6 +7,7 @@
  *   group_probe.c     readiness: the port answers HTTP
  *   group_scale.c     the autoscaler's windows
  *   group_hold.c      picking a replica, holding requests for one
+ *   group_metrics.c   per-group counters and histograms for /metrics
  *
  * Lifetimes: a replica is freed only when its sandbox is gone (created and
  * stopped, or failed to create); a deleted group is freed when its last
@@ -17,6 +18,7 @@
 #define HUTCH_GROUP_PRIV_H
 
 #include "group.h"
+#include "metrics.h"
 
 #define GROUP_SAMPLES_MAX 4096
 
@@ -50,6 +52,15 @@ struct group_watch {
 	group_watch_t *next;
 };
 
+/* What /metrics shows of a group (group_metrics.c). */
+typedef struct group_stats {
+	uint64_t by_class[6];  /* [0]: no response; [1..5]: 1xx..5xx */
+	uint64_t held_total;   /* requests that waited for a replica */
+	uint64_t held_timeouts; /* ... and got 503 instead */
+	uint64_t scale_up, scale_down;
+	metrics_hist_t duration; /* seconds, head received -> last byte */
+} group_stats_t;
+
 struct group {
 	group_mgr_t *m;
 	char *tenant;
@@ -71,6 +82,7 @@ struct group {
 	size_t n_samples, pos;
 	int64_t panic_until_ms;
 	group_watch_t *watchers;
+	group_stats_t stats;
 	bool deleting;
 	group_t *next;
 };
@@ -82,6 +94,7 @@ struct group_mgr {
 	uv_timer_t kick; /* held requests looked at again, outside the proxy's calls */
 	bool closing;
 	uint64_t rng;
+	uint64_t router_by_class[6]; /* every request the router answered */
 };
 
 int64_t group_now_ms(void);
@@ -104,6 +117,13 @@ void group_probe_cancel(replica_t *r);
 /* group_scale.c */
 void group_level_add(group_t *g, int delta);
 void group_autoscale(group_t *g);
+
+/* group_metrics.c */
+void group_metrics_start(group_mgr_t *m);
+void group_metrics_stop(group_mgr_t *m);
+void group_stats_request(group_t *g, int status, uint64_t total_us);
+/* A change of the desired count (autoscaler, scale from zero). */
+void group_stats_scaled(group_t *g, uint32_t from, uint32_t to);
 
 /* group_hold.c */
 void group_hold_drain(group_t *g);

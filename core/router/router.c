@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "access_log.h"
 #include "log.h"
 #include "route_name.h"
 #include "strbuf.h"
@@ -18,6 +19,7 @@ struct router {
 	char address[300];
 	char base_url[320];
 	SSL_CTX *tls;
+	bool access_log;
 	void (*done)(void *arg);
 	void *done_arg;
 };
@@ -88,19 +90,24 @@ static void route_cancel(void *data, proxy_route_t *route)
 	group_unhold(rt->groups, route);
 }
 
+/* Once per request: the group's counts, then the access log line. */
 static void route_log(void *data, const proxy_log_t *e)
 {
 	router_t *rt = data;
 	route_name_t n;
+	char replica[64] = "";
+	access_log_ctx_t ctx = {.replica = replica};
+	group_mgr_count_request(rt->groups, e->status);
 	if (route_name_parse(rt->domain, e->authority, e->path, &n) == 0) {
+		ctx.tenant = n.tenant;
+		ctx.service = n.name;
 		group_t *g = group_find(rt->groups, n.tenant, n.name);
+		ctx.kind = g ? "group" : "container";
 		if (g)
-			group_request_done(g, e->upstream, e->status == 0 || e->status >= 500);
+			group_request_done(g, e, replica, sizeof replica);
 	}
-	log_debug("router: %s %s %s%s -> %s %d %llu bytes %llu us%s%s", e->peer, e->method,
-		  e->authority, e->path, e->upstream[0] ? e->upstream : "-", e->status,
-		  (unsigned long long)e->bytes_out, (unsigned long long)e->total_us,
-		  e->error ? " " : "", e->error ? e->error : "");
+	if (rt->access_log)
+		access_log_write(e, &ctx);
 }
 
 static const proxy_policy_t router_policy = {
@@ -136,6 +143,7 @@ int router_new(uv_loop_t *loop, const router_section_t *cfg, group_mgr_t *groups
 	router_t *rt = xcalloc(1, sizeof *rt);
 	rt->groups = groups;
 	rt->sandboxes = sandboxes;
+	rt->access_log = cfg->access_log;
 	size_t dn = strlen(cfg->domain);
 	if (dn >= sizeof rt->domain) {
 		free(rt);

@@ -29,10 +29,9 @@ def serve(rev="1"):
             "exec httpd -f -p 8080 -h /www" % rev]
 
 
-@pytest.fixture
-def env(monkeypatch):
+def _daemon_env(monkeypatch, config=CONFIG, args=()):
     import hutchtest
-    d = hutchtest.Daemon(CONFIG)
+    d = hutchtest.Daemon(config, args=args)
     monkeypatch.setenv("HUTCH_SOCKET", d.sock)
     monkeypatch.delenv("HUTCH_ADDRESS", raising=False)
     hutch.set_default_client(None)
@@ -49,6 +48,18 @@ def env(monkeypatch):
                 pass
             c.close()
         d.cleanup()
+
+
+@pytest.fixture
+def env(monkeypatch):
+    yield from _daemon_env(monkeypatch)
+
+
+@pytest.fixture
+def env_json(monkeypatch):
+    """hutchd logging JSON, with its [http] listener (for /metrics)."""
+    yield from _daemon_env(monkeypatch, CONFIG + '\n[http]\nlisten = "127.0.0.1:0"\n',
+                           args=["--log-format", "json"])
 
 
 def test_published_example(env):
@@ -326,3 +337,61 @@ def test_cli_group_commands(env):
     assert cli("group", "rm", "clig").stdout.strip() == "clig"
     assert "clig" not in cli("group", "ls").stdout
     assert cli("group", "inspect", "clig", check=False).returncode != 0
+
+
+def test_access_log_and_metrics(env_json):
+    """A line per request in hutchd's JSON log (without the query string),
+    and per-group numbers on /metrics: requests by status class, held
+    requests, replicas ready and wanted, scale events."""
+    import json
+    import re
+    import urllib.request
+    d = env_json
+    sg = ScalingGroup(image="busybox", name="logged", port=8080, min_replicas=0,
+                      max_replicas=1, command=serve()).deploy()
+    # From zero: held until the replica is ready.
+    assert sg.call("/health?token=hunter2secret").status_code == 200
+    for _ in range(3):
+        assert sg.call("/health").status_code == 200
+    assert sg.call("/missing").status_code == 404
+    m = re.search(r"HTTP on http://([0-9.]+:[0-9]+)", d.log())
+    assert m, d.log()[-2000:]
+    metrics = urllib.request.urlopen("http://%s/metrics" % m.group(1), timeout=10).read().decode()
+    lbl = 'tenant="default",group="logged"'
+
+    def value(name, extra=""):
+        mm = re.search(r"^hutch_%s\{%s%s\} (\S+)$" % (name, re.escape(lbl), re.escape(extra)),
+                       metrics, re.M)
+        assert mm, "%s%s not in\n%s" % (name, extra, metrics)
+        return float(mm.group(1))
+
+    assert value("group_requests_total", ',code="2xx"') == 4
+    assert value("group_requests_total", ',code="4xx"') == 1
+    assert value("group_requests_held_total") >= 1
+    assert value("group_replicas_ready") == 1
+    assert value("group_replicas_wanted") == 1
+    assert value("group_scale_events_total", ',direction="up"') >= 1
+    assert value("group_request_duration_seconds_count") == 5
+    assert value("group_request_duration_seconds_bucket", ',le="+Inf"') == 5
+    assert value("group_requests_in_flight") == 0
+    assert "# TYPE hutch_group_request_duration_seconds histogram" in metrics
+    assert re.search(r'^hutch_router_requests_total\{code="2xx"\} 4$', metrics, re.M)
+
+    lines = []
+    for raw in d.log().splitlines():
+        try:
+            rec = json.loads(raw)
+        except ValueError:
+            continue
+        if rec.get("source") == "router" and "status" in rec:
+            lines.append(rec)
+    assert len(lines) == 5, lines
+    first = lines[0]
+    assert first["tenant"] == "default" and first["service"] == "logged"
+    assert first["kind"] == "group" and first["method"] == "GET"
+    assert first["path"] == "/default/logged/health" and first["status"] == 200
+    assert first["replica"] == sg.replicas[0]["sandbox_id"]
+    assert first["bytes_out"] == 3 and first["duration_ms"] > 0
+    assert "hunter2secret" not in d.log()
+    assert lines[-1]["status"] == 404 and lines[-1]["path"] == "/default/logged/missing"
+    sg.delete()
