@@ -105,7 +105,8 @@ void group_event(group_t *g, const char *fmt, ...) __attribute__((format(printf,
 
 /* group_replicas.c */
 void group_reconcile(group_t *g);
-void replica_ready(replica_t *r);
+/* how: what told ("its port accepts (its agent said)", ...) */
+void replica_ready(replica_t *r, const char *how);
 void replica_failed(replica_t *r, const char *why);
 /* Frees g when it is deleted and has no replica left; true if freed. */
 bool group_maybe_free(group_t *g);

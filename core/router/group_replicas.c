@@ -128,12 +128,12 @@ static void replica_start(group_t *g)
 	}
 }
 
-void replica_ready(replica_t *r)
+void replica_ready(replica_t *r, const char *how)
 {
 	group_t *g = r->g;
 	r->state = REPLICA_READY;
-	group_event(g, "replica %s ready after %lld ms", r->id,
-		    (long long)(group_now_ms() - r->started_ms));
+	group_event(g, "replica %s ready after %lld ms: %s", r->id,
+		    (long long)(group_now_ms() - r->started_ms), how);
 	group_hold_drain(g);
 	group_reconcile(g);
 }

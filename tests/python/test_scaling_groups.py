@@ -75,6 +75,8 @@ def test_published_example(env):
     resp = sg.call("/health", method="GET")
     print(resp.status_code, resp.text)
     assert resp.status_code == 200 and resp.text == "ok\n"
+    # Readiness came from the sandbox's agent, not from hutchd polling.
+    assert "ready after" in env.log() and "its agent saw the port accept" in env.log()
     assert sg.url.endswith("/default/hello-api") or "/hello-api" in sg.url
     # The same group by Host, as a wildcard DNS record would send it.
     host = sg.host_url.split("://", 1)[1]
@@ -154,6 +156,7 @@ def test_killed_replica_is_replaced(env):
 def test_rolling_redeploy_under_load_fails_nothing(env):
     sg = ScalingGroup(image="busybox", name="roll", port=8080, min_replicas=2, max_replicas=2,
                       command=serve("1"), readiness_path="/health").deploy().wait_ready()
+    assert "the readiness path answers" in env.log()
     addr = _router(sg)
     stop = threading.Event()
     results = []
