@@ -10,8 +10,11 @@
  * starting the new revision's replicas first (surge) and draining the old
  * ones only once enough new ones are ready (drain: no new requests, stopped
  * when their last request has ended), and stops everything on delete.
- * A replica is ready once its port answers HTTP (the readiness path, when
- * set, with 2xx/3xx); the router sends requests only to ready replicas.
+ * A replica is ready once its port accepts (the readiness path, when set,
+ * answers 2xx/3xx); the router sends requests only to ready replicas.
+ * Replicas live [sandbox] max_lifetime unless the template gives a
+ * lifetime, and never go idle; one near the end of its lifetime is
+ * replaced like a roll-out: a new one first, then the old one drained.
  *
  * The autoscaler (group_scale.c) samples in-flight plus held requests
  * every tick and sets the desired count from a stable and a panic window
@@ -95,6 +98,9 @@ typedef struct group_mgr_deps {
 	store_t *store;
 	const router_section_t *cfg;
 	const group_codec_t *codec;
+	/* [sandbox] max_lifetime: what a replica lives unless the template
+	 * says (it is replaced before then, see group_replicas.c) */
+	int64_t max_lifetime_ms;
 } group_mgr_deps_t;
 
 /* Loads the stored groups and adopts their live replicas. */

@@ -366,6 +366,7 @@ static void adopt_one(void *data, sandbox_t *sb)
 	r->state = REPLICA_STARTING;
 	r->started_ms = group_now_ms();
 	snprintf(r->upstream, sizeof r->upstream, "%s", rec.port_addrs[0]);
+	replica_note_lifetime(r, &rec);
 	hutch_err_t err;
 	proxy_upstream_parse(r->upstream, &r->up, &err);
 	r->next = g->replicas;

@@ -35,6 +35,9 @@ struct replica {
 	char upstream[64];     /* "127.0.0.1:port", as the proxy names it */
 	group_probe_t *probe;  /* readiness probe in progress */
 	int64_t started_ms;
+	int64_t expires_unix_ms; /* its sandbox's end of lifetime; 0: not known */
+	int64_t lifetime_ms;
+	bool retiring;         /* near that end: replaced, then drained */
 	bool stopping;         /* sandbox_stop asked; freed in its callback */
 	replica_t *next;
 };
@@ -108,6 +111,8 @@ void group_reconcile(group_t *g);
 /* how: what told ("its port accepts (its agent said)", ...) */
 void replica_ready(replica_t *r, const char *how);
 void replica_failed(replica_t *r, const char *why);
+/* Remembers when r's sandbox ends (rec: its view). */
+void replica_note_lifetime(replica_t *r, const sandbox_record_t *rec);
 /* Frees g when it is deleted and has no replica left; true if freed. */
 bool group_maybe_free(group_t *g);
 

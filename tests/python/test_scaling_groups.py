@@ -196,6 +196,58 @@ def test_rolling_redeploy_under_load_fails_nothing(env):
     assert b"1\n" in bodies and b"2\n" in bodies and bodies[-1] == b"2\n"
 
 
+@pytest.fixture
+def env_short_lives(monkeypatch):
+    """Sandboxes live 3 s by default and 6 s at most."""
+    yield from _daemon_env(monkeypatch, CONFIG + '\n[sandbox]\nlifetime = "3s"\n'
+                           'max_lifetime = "6s"\n')
+
+
+def test_replicas_outlive_default_lifetime_and_rotate_without_failure(env_short_lives):
+    """A replica gets the longest sandbox lifetime, not the default one, and
+    one near its end is replaced first and drained: under load across two
+    ends of lifetime, no request fails and no replica expires."""
+    sg = ScalingGroup(image="busybox", name="longlived", port=8080, min_replicas=1,
+                      max_replicas=1, command=serve()).deploy().wait_ready()
+    first = sg.replicas[0]["sandbox_id"]
+    addr = _router(sg)
+    stop = threading.Event()
+    results = []
+
+    def load():
+        conn = http.client.HTTPConnection(addr, timeout=10)
+        while not stop.is_set():
+            try:
+                conn.request("GET", "/default/longlived/health")
+                r = conn.getresponse()
+                results.append((r.status, r.read()))
+            except Exception as e:  # a failure is what this test counts
+                results.append((0, repr(e).encode()))
+                conn = http.client.HTTPConnection(addr, timeout=10)
+            time.sleep(0.005)
+
+    threads = [threading.Thread(target=load) for _ in range(3)]
+    for t in threads:
+        t.start()
+    try:
+        time.sleep(4)  # past the 3 s default lifetime
+        assert first in [r["sandbox_id"] for r in sg.replicas], "expired at the default lifetime"
+        deadline = time.time() + 20
+        while time.time() < deadline and env_short_lives.log().count("retiring before") < 2:
+            time.sleep(0.2)
+        time.sleep(0.5)
+    finally:
+        stop.set()
+        for t in threads:
+            t.join()
+    log = env_short_lives.log()
+    assert log.count("retiring before its lifetime ends") >= 2, log[-3000:]
+    assert "its sandbox is expired" not in log, log[-3000:]
+    bad = [r for r in results if r[0] != 200]
+    assert not bad, "%d of %d failed, e.g. %r" % (len(bad), len(results), bad[:3])
+    assert first not in [r["sandbox_id"] for r in sg.replicas]
+
+
 def test_scale_from_zero_1000_requests_no_failure(env):
     sg = ScalingGroup(image="busybox", name="sleepy", port=8080, min_replicas=0, max_replicas=2,
                       scaledown_window="1s", command=serve()).deploy()
