@@ -137,6 +137,11 @@ typedef struct proxy_limits {
 	uint32_t pool_max_idle;         /* 64 idle connections per upstream */
 	uint32_t pool_idle_timeout_ms;  /* 30000 */
 	uint32_t h2_max_streams;        /* 128 concurrent streams per connection */
+	/* 60000: once the response head arrived, no byte from the upstream
+	 * for this long (while the engine is reading it) cuts the response:
+	 * the client's connection (HTTP/2: stream) is reset, the log says
+	 * "upstream stalled mid-response". */
+	uint32_t upstream_read_timeout_ms;
 } proxy_limits_t;
 
 typedef struct proxy_config {
@@ -184,5 +189,13 @@ void proxy_route_done(proxy_route_t *route);
 
 /* Fills up from "host:port" (numeric IPv4/IPv6), or "unix:/path". */
 int proxy_upstream_parse(const char *s, proxy_upstream_t *up, hutch_err_t *err);
+
+/* A client TLS context for proxy_upstream_t.tls_ctx: TLS 1.2 or later, the
+ * upstream's certificate verified against the CAs in ca_file (PEM), or the
+ * system's when ca_file is NULL. The caller owns it (SSL_CTX_free) and keeps
+ * it as long as any listener may use it. A certificate that does not verify
+ * (unknown CA, expired, not for the SNI name) fails the request with 502,
+ * its reason in the response and the log. */
+int proxy_upstream_tls_ctx(const char *ca_file, SSL_CTX **out, hutch_err_t *err);
 
 #endif

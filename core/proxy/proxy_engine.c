@@ -36,6 +36,7 @@ void proxy_engine_init(proxy_engine_t *eng, uv_loop_t *loop, const proxy_config_
 	DEFAULT(pool_max_idle, 64);
 	DEFAULT(pool_idle_timeout_ms, 30000);
 	DEFAULT(h2_max_streams, 128);
+	DEFAULT(upstream_read_timeout_ms, 60000);
 	eng->add_forwarded = cfg->add_forwarded;
 	eng->tls = cfg->tls != NULL;
 	/* The policy table as we know it: a shorter (older) one reads as
@@ -46,7 +47,18 @@ void proxy_engine_init(proxy_engine_t *eng, uv_loop_t *loop, const proxy_config_
 	eng->policy = &eng->policy_copy;
 	eng->policy_data = cfg->policy_data;
 	plist_init(&eng->conns);
+	eng->req_head = (strbuf_t)STRBUF_INIT;
+	eng->resp_lines = (strbuf_t)STRBUF_INIT;
 	proxy_pool_new(eng, &eng->pool);
+}
+
+void proxy_engine_final(proxy_engine_t *eng)
+{
+	proxy_pool_free(eng->pool);
+	eng->pool = NULL;
+	proxy_exchange_spares_free(eng);
+	sb_free(&eng->req_head);
+	sb_free(&eng->resp_lines);
 }
 
 static void engine_maybe_done(proxy_engine_t *eng)
@@ -73,6 +85,7 @@ void proxy_engine_close(proxy_engine_t *eng)
 		c->shut(c);
 	}
 	proxy_pool_close(eng->pool);
+	proxy_exchange_spares_free(eng);
 	if (eng->client_tls) {
 		SSL_CTX_free(eng->client_tls);
 		eng->client_tls = NULL;
@@ -80,9 +93,27 @@ void proxy_engine_close(proxy_engine_t *eng)
 	engine_maybe_done(eng);
 }
 
+static void timer_fired(uv_timer_t *t);
+
+static void timer_start(proxy_timer_t *pt, uint64_t now, uint64_t ms)
+{
+	uv_timer_start(&pt->t, timer_fired, ms, 0);
+	pt->running = true;
+	pt->uv_due = now + ms;
+}
+
 static void timer_fired(uv_timer_t *t)
 {
 	proxy_timer_t *pt = (proxy_timer_t *)t;
+	pt->running = false;
+	if (!pt->armed)
+		return; /* stopped since it was started */
+	uint64_t now = uv_now(t->loop);
+	if (now < pt->due) { /* re-armed for later since */
+		timer_start(pt, now, pt->due - now);
+		return;
+	}
+	pt->armed = false;
 	pt->fire(pt->arg);
 }
 
@@ -107,18 +138,25 @@ proxy_timer_t *proxy_timer_new(proxy_engine_t *eng, void (*fire)(void *), void *
 
 void proxy_timer_arm(proxy_timer_t *t, uint32_t ms)
 {
-	uv_timer_start(&t->t, timer_fired, ms, 0);
+	uint64_t now = uv_now(t->t.loop);
+	t->armed = true;
+	t->due = now + ms;
+	/* A libuv timer due no later fires first and re-arms for the rest. */
+	if (t->running && t->uv_due <= t->due)
+		return;
+	timer_start(t, now, ms);
 }
 
 void proxy_timer_stop(proxy_timer_t *t)
 {
-	uv_timer_stop(&t->t);
+	t->armed = false;
 }
 
 void proxy_timer_free(proxy_timer_t *t)
 {
 	if (!t)
 		return;
+	t->armed = false;
 	uv_timer_stop(&t->t);
 	uv_close((uv_handle_t *)&t->t, timer_closed);
 }

@@ -26,6 +26,9 @@
 
 #include "proxy_priv.h"
 
+/* Finished exchanges an engine keeps for the next requests. */
+#define SPARE_EXCHANGES 64
+
 struct proxy_exchange {
 	proxy_engine_t *eng;
 	const proxy_down_ops_t *dops;
@@ -39,13 +42,15 @@ struct proxy_exchange {
 	bool req_chunked;    /* we frame the request body in chunks */
 	bool connected, req_sent, resp_head, down_paused, up_paused;
 	bool head_request, idempotent, finishing;
+	bool timed; /* the policy logs: take the times it reads */
 	int status;
 	int retries;
 	bool reused;
 	uint64_t bytes_in, bytes_out;
 	uint64_t t_start, t_connect, t_connected, t_sent, t_head;
 	const char *error;
-	char upstream_name[160];
+	char error_buf[HUTCH_ERR_MESSAGE_MAX + 40]; /* a failure's text, kept for the log */
+	proxy_exchange_t *next_spare;
 };
 
 static void ex_decide(proxy_exchange_t *ex);
@@ -54,12 +59,22 @@ extern const proxy_up_events_t proxy_exchange_up_events;
 
 /* ---- the end ---- */
 
+static uint64_t ex_now(const proxy_exchange_t *ex)
+{
+	return ex->timed ? proxy_now_us() : 0;
+}
+
 static void ex_log(proxy_exchange_t *ex)
 {
 	const proxy_policy_t *pol = ex->eng->policy;
 	if (!pol->log)
 		return;
 	uint64_t now = proxy_now_us();
+	char upstream[160] = "";
+	if (ex->up)
+		snprintf(upstream, sizeof upstream, "%s", proxy_up_name(ex->up));
+	else if (ex->route.kind == ROUTE_FORWARD)
+		proxy_upstream_name(&ex->route.up, upstream, sizeof upstream, false);
 	proxy_log_t e = {
 		.method = ex->info.method,
 		.authority = ex->info.authority,
@@ -72,7 +87,7 @@ static void ex_log(proxy_exchange_t *ex)
 		.total_us = now - ex->t_start,
 		.connect_us = ex->t_connected && !ex->reused ? ex->t_connected - ex->t_connect : 0,
 		.upstream_us = ex->t_head && ex->t_sent ? ex->t_head - ex->t_sent : 0,
-		.upstream = ex->upstream_name,
+		.upstream = upstream,
 		.reused = ex->reused,
 		.retries = ex->retries,
 		.error = ex->error,
@@ -90,7 +105,38 @@ static void ex_free(proxy_exchange_t *ex, bool up_reusable)
 		ex->eng->policy->cancel(ex->eng->policy_data, &ex->route);
 	proxy_route_clear(&ex->route);
 	sb_free(&ex->early_body);
-	free(ex);
+	proxy_engine_t *eng = ex->eng;
+	if (eng->closing || eng->n_spare_ex >= SPARE_EXCHANGES) {
+		free(ex);
+		return;
+	}
+	ex->next_spare = eng->spare_ex;
+	eng->spare_ex = ex;
+	eng->n_spare_ex++;
+}
+
+void proxy_exchange_spares_free(proxy_engine_t *eng)
+{
+	while (eng->spare_ex) {
+		proxy_exchange_t *ex = eng->spare_ex;
+		eng->spare_ex = ex->next_spare;
+		free(ex);
+	}
+	eng->n_spare_ex = 0;
+}
+
+static proxy_exchange_t *ex_alloc(proxy_engine_t *eng)
+{
+	proxy_exchange_t *ex = eng->spare_ex;
+	if (!ex)
+		return xcalloc(1, sizeof *ex);
+	eng->spare_ex = ex->next_spare;
+	eng->n_spare_ex--;
+	/* Everything but the route's arena, which nothing reads unwritten. */
+	memset(ex, 0, offsetof(proxy_exchange_t, route.arena));
+	memset((char *)ex + offsetof(proxy_exchange_t, route.arena) + sizeof ex->route.arena, 0,
+	       sizeof *ex - offsetof(proxy_exchange_t, route.arena) - sizeof ex->route.arena);
+	return ex;
 }
 
 /* The exchange is over: log, free, and let the downstream go on. */
@@ -117,37 +163,50 @@ void proxy_exchange_down_gone(proxy_exchange_t *ex)
 static void ex_answer(proxy_exchange_t *ex, int status, const char *type, const void *body,
 		      size_t len)
 {
-	strbuf_t sb = STRBUF_INIT;
-	if (type)
-		sb_printf(&sb, "Content-Type: %s\r\n", type);
-	for (size_t i = 0; i < ex->route.n_resp_edits; i++)
-		if (ex->route.resp_edits[i].value && strcasecmp(ex->route.resp_edits[i].name,
-								"content-type") != 0)
-			sb_printf(&sb, "%s: %s\r\n", ex->route.resp_edits[i].name,
-				  ex->route.resp_edits[i].value);
+	strbuf_t *sb = &ex->eng->resp_lines;
+	sb_reset(sb);
+	if (type) {
+		PROXY_SB_LIT(sb, "Content-Type: ");
+		proxy_sb_str(sb, type);
+		PROXY_SB_LIT(sb, "\r\n");
+	}
+	for (size_t i = 0; i < ex->route.n_resp_edits; i++) {
+		const struct proxy_edit *e = &ex->route.resp_edits[i];
+		if (!e->value || strcasecmp(e->name, "content-type") == 0)
+			continue;
+		proxy_sb_put(sb, e->name, e->name_len);
+		PROXY_SB_LIT(sb, ": ");
+		proxy_sb_put(sb, e->value, e->value_len);
+		PROXY_SB_LIT(sb, "\r\n");
+	}
 	ex->status = status;
 	ex->resp_head = true;
 	bool no_body = ex->head_request || status == 204 || status == 304;
-	ex->dops->head(ex->down, status, sb.buf ? sb.buf : "", sb.len,
+	ex->dops->head(ex->down, status, sb->buf ? sb->buf : "", sb->len,
 		       no_body ? BODY_NONE : BODY_LENGTH, len);
 	if (!no_body && len) {
 		ex->dops->body(ex->down, body, len);
 		ex->bytes_out += len;
 	}
 	ex->dops->end(ex->down);
-	sb_free(&sb);
 }
 
+/* Fails the request: an answer saying why (the texts are the engine's:
+ * which upstream step failed, never a header or body), or, once the
+ * response has begun, a cut stream. */
 static void ex_fail(proxy_exchange_t *ex, int status, const char *why)
 {
-	ex->error = why;
+	snprintf(ex->error_buf, sizeof ex->error_buf, "%s", why);
+	ex->error = ex->error_buf;
 	if (ex->resp_head) {
 		ex->dops->abort(ex->down);
 		ex_finish(ex, false);
 		return;
 	}
-	char body[128];
-	int n = snprintf(body, sizeof body, "%s\n", proxy_reason(status));
+	char body[sizeof ex->error_buf + 40];
+	int n = snprintf(body, sizeof body, "%s: %s\n", proxy_reason(status), why);
+	if (n < 0 || (size_t)n >= sizeof body)
+		n = (int)strlen(body);
 	ex_answer(ex, status, "text/plain", body, (size_t)n);
 	ex_finish(ex, false);
 }
@@ -157,47 +216,71 @@ static void ex_fail(proxy_exchange_t *ex, int status, const char *why)
 static void emit_forwarded(proxy_exchange_t *ex, strbuf_t *sb)
 {
 	const char *scheme = ex->eng->tls ? "https" : "http";
-	sb_printf(sb, "Via: %s hutch\r\n", ex->info.http_version == 20 ? "2" : "1.1");
-	sb_printf(sb, "X-Forwarded-For: %s\r\n", ex->info.peer);
-	sb_printf(sb, "X-Forwarded-Proto: %s\r\nX-Forwarded-Host: %s\r\n", scheme,
-		  ex->info.authority);
+	if (ex->info.http_version == 20)
+		PROXY_SB_LIT(sb, "Via: 2 hutch\r\nX-Forwarded-For: ");
+	else
+		PROXY_SB_LIT(sb, "Via: 1.1 hutch\r\nX-Forwarded-For: ");
+	proxy_sb_str(sb, ex->info.peer);
+	PROXY_SB_LIT(sb, "\r\nX-Forwarded-Proto: ");
+	proxy_sb_str(sb, scheme);
+	PROXY_SB_LIT(sb, "\r\nX-Forwarded-Host: ");
+	proxy_sb_str(sb, ex->info.authority);
 	bool v6 = strchr(ex->info.peer, ':') != NULL;
-	sb_printf(sb, "Forwarded: for=%s%s%s;proto=%s;host=\"%s\"\r\n", v6 ? "\"[" : "",
-		  ex->info.peer, v6 ? "]\"" : "", scheme, ex->info.authority);
+	PROXY_SB_LIT(sb, "\r\nForwarded: for=");
+	if (v6)
+		PROXY_SB_LIT(sb, "\"[");
+	proxy_sb_str(sb, ex->info.peer);
+	if (v6)
+		PROXY_SB_LIT(sb, "]\"");
+	PROXY_SB_LIT(sb, ";proto=");
+	proxy_sb_str(sb, scheme);
+	PROXY_SB_LIT(sb, ";host=\"");
+	proxy_sb_str(sb, ex->info.authority);
+	PROXY_SB_LIT(sb, "\"\r\n");
 }
 
+/* The request head toward the upstream, built with plain copies into the
+ * engine's buffer (the socket copies what it cannot send at once). */
 static void ex_send_head(proxy_exchange_t *ex)
 {
-	strbuf_t sb = STRBUF_INIT;
+	strbuf_t *sb = &ex->eng->req_head;
+	sb_reset(sb);
 	const char *path = ex->route.path ? ex->route.path : ex->info.path;
-	sb_printf(&sb, "%s %s HTTP/1.1\r\nHost: %s\r\n", ex->info.method, path,
-		  ex->info.authority);
+	proxy_sb_str(sb, ex->info.method);
+	PROXY_SB_LIT(sb, " ");
+	proxy_sb_str(sb, path);
+	PROXY_SB_LIT(sb, " HTTP/1.1\r\nHost: ");
+	proxy_sb_str(sb, ex->info.authority);
+	PROXY_SB_LIT(sb, "\r\n");
 	struct proxy_edit edits[PROXY_MAX_EDITS + 4];
 	size_t n = ex->route.n_req_edits;
 	memcpy(edits, ex->route.req_edits, n * sizeof edits[0]);
 	if (ex->eng->add_forwarded) {
 		/* The client's own say on these is not to be trusted. */
 		static char xfp[] = "x-forwarded-proto", xfh[] = "x-forwarded-host";
-		edits[n++] = (struct proxy_edit){xfp, NULL};
-		edits[n++] = (struct proxy_edit){xfh, NULL};
+		edits[n++] = (struct proxy_edit){xfp, NULL, sizeof xfp - 1, 0};
+		edits[n++] = (struct proxy_edit){xfh, NULL, sizeof xfh - 1, 0};
 	}
 	const char *conn = proxy_head_get(ex->head, "connection");
-	proxy_headers_emit(&sb, ex->head->list, ex->head->n, conn, edits, n, true);
+	proxy_headers_emit(sb, ex->head, conn, edits, n);
 	if (ex->eng->add_forwarded)
-		emit_forwarded(ex, &sb);
+		emit_forwarded(ex, sb);
 	if (ex->info.upgrade) {
 		const char *up = proxy_head_get(ex->head, "upgrade");
-		sb_printf(&sb, "Connection: upgrade\r\nUpgrade: %s\r\n", up ? up : "");
+		PROXY_SB_LIT(sb, "Connection: upgrade\r\nUpgrade: ");
+		proxy_sb_str(sb, up ? up : "");
+		PROXY_SB_LIT(sb, "\r\n");
 	}
-	if (ex->info.content_length >= 0 && (ex->info.has_body || ex->info.content_length > 0))
-		sb_printf(&sb, "Content-Length: %lld\r\n", (long long)ex->info.content_length);
-	else if (ex->info.has_body && ex->info.content_length < 0) {
+	if (ex->info.content_length >= 0 && (ex->info.has_body || ex->info.content_length > 0)) {
+		PROXY_SB_LIT(sb, "Content-Length: ");
+		proxy_sb_u64(sb, (uint64_t)ex->info.content_length);
+		PROXY_SB_LIT(sb, "\r\n");
+	} else if (ex->info.has_body && ex->info.content_length < 0) {
 		ex->req_chunked = true;
-		sb_append(&sb, "Transfer-Encoding: chunked\r\n");
+		PROXY_SB_LIT(sb, "Transfer-Encoding: chunked\r\n");
 	}
-	sb_append_n(&sb, "\r\n", 2);
-	proxy_up_write(ex->up, sb.buf, sb.len);
-	sb_free(&sb);
+	PROXY_SB_LIT(sb, "\r\n");
+	proxy_up_write(ex->up, sb->buf, sb->len);
 }
 
 static void ex_write_body(proxy_exchange_t *ex, const uint8_t *d, size_t n)
@@ -205,11 +288,14 @@ static void ex_write_body(proxy_exchange_t *ex, const uint8_t *d, size_t n)
 	if (!n)
 		return;
 	if (ex->req_chunked) {
-		char size[24];
-		int k = snprintf(size, sizeof size, "%zx\r\n", n);
-		proxy_up_write(ex->up, size, (size_t)k);
-		proxy_up_write(ex->up, d, n);
-		proxy_up_write(ex->up, "\r\n", 2);
+		/* Size line, data and CRLF in one write. */
+		char size[26];
+		char *p = proxy_fmt_u64(size, n, 16);
+		size[24] = '\r';
+		size[25] = '\n';
+		uv_buf_t b[3] = {uv_buf_init(p, (unsigned)(size + 26 - p)),
+				 uv_buf_init((char *)d, (unsigned)n), uv_buf_init((char *)"\r\n", 2)};
+		proxy_up_writev(ex->up, b, 3);
 		return;
 	}
 	proxy_up_write(ex->up, d, n);
@@ -222,14 +308,14 @@ static void ex_request_end(proxy_exchange_t *ex)
 	if (ex->req_chunked)
 		proxy_up_write(ex->up, "0\r\n\r\n", 5);
 	ex->req_sent = true;
-	ex->t_sent = proxy_now_us();
+	ex->t_sent = ex_now(ex);
 	proxy_up_request_sent(ex->up, ex->head_request);
 }
 
 static void ev_connected(proxy_exchange_t *ex)
 {
 	ex->connected = true;
-	ex->t_connected = proxy_now_us();
+	ex->t_connected = ex_now(ex);
 	ex_send_head(ex);
 	if (ex->early_body.len) {
 		ex_write_body(ex, (const uint8_t *)ex->early_body.buf, ex->early_body.len);
@@ -280,14 +366,13 @@ static void ev_head(proxy_exchange_t *ex, int status, proxy_head_t *h, bool keep
 		    int64_t content_length, bool upgrade)
 {
 	if (!ex->t_head)
-		ex->t_head = proxy_now_us();
-	strbuf_t sb = STRBUF_INIT;
+		ex->t_head = ex_now(ex);
+	strbuf_t *sb = &ex->eng->resp_lines;
+	sb_reset(sb);
 	const char *conn = proxy_head_get(h, "connection");
-	proxy_headers_emit(&sb, h->list, h->n, conn, ex->route.resp_edits,
-			   ex->route.n_resp_edits, false);
+	proxy_headers_emit(sb, h, conn, ex->route.resp_edits, ex->route.n_resp_edits);
 	if (status < 200 && status != 101) { /* 100 Continue and friends */
-		ex->dops->head(ex->down, status, sb.buf ? sb.buf : "", sb.len, BODY_NONE, 0);
-		sb_free(&sb);
+		ex->dops->head(ex->down, status, sb->buf ? sb->buf : "", sb->len, BODY_NONE, 0);
 		return;
 	}
 	ex->status = status;
@@ -296,7 +381,9 @@ static void ev_head(proxy_exchange_t *ex, int status, proxy_head_t *h, bool keep
 	uint64_t len = UINT64_MAX;
 	if (status == 101) {
 		const char *u = proxy_head_get(h, "upgrade");
-		sb_printf(&sb, "Connection: upgrade\r\nUpgrade: %s\r\n", u ? u : "");
+		PROXY_SB_LIT(sb, "Connection: upgrade\r\nUpgrade: ");
+		proxy_sb_str(sb, u ? u : "");
+		PROXY_SB_LIT(sb, "\r\n");
 		mode = BODY_NONE;
 	} else if (!keep_body) {
 		mode = BODY_NONE;
@@ -306,8 +393,7 @@ static void ev_head(proxy_exchange_t *ex, int status, proxy_head_t *h, bool keep
 		mode = BODY_LENGTH;
 		len = (uint64_t)content_length;
 	}
-	ex->dops->head(ex->down, status, sb.buf ? sb.buf : "", sb.len, mode, len);
-	sb_free(&sb);
+	ex->dops->head(ex->down, status, sb->buf ? sb->buf : "", sb->len, mode, len);
 }
 
 static void ev_body(proxy_exchange_t *ex, const uint8_t *d, size_t n)
@@ -397,7 +483,7 @@ const proxy_up_events_t proxy_exchange_up_events = {
 static void ex_connect(proxy_exchange_t *ex)
 {
 	hutch_err_t err;
-	ex->t_connect = proxy_now_us();
+	ex->t_connect = ex_now(ex);
 	int r = proxy_up_get(ex->eng, &ex->route.up, ex, &proxy_exchange_up_events, &ex->up, &err);
 	if (r < 0) {
 		ex_fail(ex, 502, "upstream connect failed");
@@ -413,13 +499,11 @@ static void ex_decide(proxy_exchange_t *ex)
 	struct proxy_route *r = &ex->route;
 	switch (r->kind) {
 	case ROUTE_LOCAL:
-		ex->upstream_name[0] = '\0';
 		ex->finishing = true;
 		ex_answer(ex, r->status, r->content_type, r->body, r->body_len);
 		ex_finish(ex, false);
 		return;
 	case ROUTE_FORWARD:
-		proxy_upstream_name(&r->up, ex->upstream_name, sizeof ex->upstream_name, false);
 		ex_connect(ex);
 		return;
 	default:
@@ -448,14 +532,15 @@ int proxy_exchange_start(proxy_engine_t *eng, const proxy_down_ops_t *ops, void 
 			 const proxy_req_info_t *info, proxy_head_t *head,
 			 proxy_exchange_t **out)
 {
-	proxy_exchange_t *ex = xcalloc(1, sizeof *ex);
+	proxy_exchange_t *ex = ex_alloc(eng);
 	ex->eng = eng;
+	ex->timed = eng->policy->log != NULL;
 	ex->dops = ops;
 	ex->down = down;
 	ex->head = head;
 	ex->info = *info;
 	ex->early_body = (strbuf_t)STRBUF_INIT;
-	ex->t_start = proxy_now_us();
+	ex->t_start = ex_now(ex);
 	ex->head_request = strcmp(info->method, "HEAD") == 0;
 	ex->idempotent = method_idempotent(info->method);
 	ex->route.ex = ex;

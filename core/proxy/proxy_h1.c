@@ -53,11 +53,11 @@ typedef struct proxy_h1 {
 	bool any_request;  /* the connection served a request already */
 	bool in_parse;     /* inside llhttp_execute: freeing waits */
 	bool free_due;
-	uint64_t head_started_us;
 } proxy_h1_t;
 
 static void h1_free(proxy_h1_t *c);
 static void h1_feed(proxy_h1_t *c, const uint8_t *d, size_t n);
+static void h1_flush(void *down);
 
 static proxy_h1_t *h1_of(llhttp_t *p)
 {
@@ -138,7 +138,6 @@ static int on_message_begin(llhttp_t *p)
 	c->req_done = false;
 	c->resp_started = false;
 	c->resp_chunked = false;
-	c->head_started_us = proxy_now_us();
 	proxy_head_reset(&c->head);
 	proxy_timer_arm(c->timer, c->eng->limits.header_timeout_ms);
 	return 0;
@@ -418,29 +417,40 @@ static void h1_head(void *down, int status, const char *lines, size_t len,
 	proxy_h1_t *c = down;
 	if (!c->sock)
 		return;
-	strbuf_t sb = STRBUF_INIT;
+	/* Straight into the cork: the head leaves with what follows it. */
+	strbuf_t *sb = &c->cork;
 	int minor = c->parser.http_minor;
-	sb_printf(&sb, "HTTP/1.%d %d %s\r\n", minor ? 1 : 0, status, proxy_reason(status));
-	sb_append_n(&sb, lines, len);
+	char st[3] = {(char)('0' + status / 100 % 10), (char)('0' + status / 10 % 10),
+		      (char)('0' + status % 10)};
+	if (minor)
+		PROXY_SB_LIT(sb, "HTTP/1.1 ");
+	else
+		PROXY_SB_LIT(sb, "HTTP/1.0 ");
+	proxy_sb_put(sb, st, 3);
+	PROXY_SB_LIT(sb, " ");
+	proxy_sb_str(sb, proxy_reason(status));
+	PROXY_SB_LIT(sb, "\r\n");
+	proxy_sb_put(sb, lines, len);
 	if (status >= 200) {
 		c->resp_started = true;
-		if (mode == BODY_LENGTH || (mode == BODY_NONE && length != UINT64_MAX))
-			sb_printf(&sb, "Content-Length: %llu\r\n", (unsigned long long)length);
-		else if (mode == BODY_UNKNOWN && minor >= 1)
-			c->resp_chunked = true, sb_append(&sb, "Transfer-Encoding: chunked\r\n");
-		else if (mode == BODY_UNKNOWN)
+		if (mode == BODY_LENGTH || (mode == BODY_NONE && length != UINT64_MAX)) {
+			PROXY_SB_LIT(sb, "Content-Length: ");
+			proxy_sb_u64(sb, length);
+			PROXY_SB_LIT(sb, "\r\n");
+		} else if (mode == BODY_UNKNOWN && minor >= 1) {
+			c->resp_chunked = true;
+			PROXY_SB_LIT(sb, "Transfer-Encoding: chunked\r\n");
+		} else if (mode == BODY_UNKNOWN) {
 			c->resp_close = true;
+		}
 		if (c->resp_close)
-			sb_append(&sb, "Connection: close\r\n");
+			PROXY_SB_LIT(sb, "Connection: close\r\n");
 		else if (minor == 0)
-			sb_append(&sb, "Connection: keep-alive\r\n");
+			PROXY_SB_LIT(sb, "Connection: keep-alive\r\n");
 	}
-	sb_append_n(&sb, "\r\n", 2);
-	if (status >= 200)
-		sb_append_n(&c->cork, sb.buf, sb.len);
-	else
-		sock_write(c->sock, sb.buf, sb.len);
-	sb_free(&sb);
+	PROXY_SB_LIT(sb, "\r\n");
+	if (status < 200)
+		h1_flush(c); /* an interim response goes at once */
 }
 
 static void h1_flush(void *down)
@@ -459,17 +469,23 @@ static void h1_body(void *down, const uint8_t *d, size_t n)
 	proxy_h1_t *c = down;
 	if (!c->sock || n == 0)
 		return;
-	char size[24];
-	int k = c->resp_chunked ? snprintf(size, sizeof size, "%zx\r\n", n) : 0;
+	char size[26];
+	char *sp = size + 26;
+	if (c->resp_chunked) {
+		sp = proxy_fmt_u64(size, n, 16);
+		size[24] = '\r';
+		size[25] = '\n';
+	}
+	size_t k = (size_t)(size + 26 - sp);
 	if (c->cork.len + n < CORK_MAX) {
-		sb_append_n(&c->cork, size, (size_t)k);
-		sb_append_n(&c->cork, d, n);
+		proxy_sb_put(&c->cork, sp, k);
+		proxy_sb_put(&c->cork, d, n);
 		if (c->resp_chunked)
-			sb_append_n(&c->cork, "\r\n", 2);
+			PROXY_SB_LIT(&c->cork, "\r\n");
 		return;
 	}
 	uv_buf_t b[4] = {uv_buf_init(c->cork.buf, (unsigned)c->cork.len),
-			 uv_buf_init(size, (unsigned)k), uv_buf_init((char *)d, (unsigned)n),
+			 uv_buf_init(sp, (unsigned)k), uv_buf_init((char *)d, (unsigned)n),
 			 uv_buf_init((char *)"\r\n", c->resp_chunked ? 2 : 0)};
 	c->sock->ops->write(c->sock, b, 4);
 	c->cork.len = 0;
@@ -479,7 +495,7 @@ static void h1_end(void *down)
 {
 	proxy_h1_t *c = down;
 	if (c->resp_chunked)
-		sb_append_n(&c->cork, "0\r\n\r\n", 5);
+		PROXY_SB_LIT(&c->cork, "0\r\n\r\n");
 	h1_flush(c);
 }
 

@@ -96,10 +96,14 @@ int proxy_head_finish(proxy_head_t *h)
 	if (head_grow(h, 1) < 0)
 		return -ENOMEM;
 	h->buf[h->len] = '\0';
-	free(h->list);
-	h->list = calloc(h->n + 1, sizeof *h->list);
-	if (!h->list)
-		return -ENOMEM;
+	if (h->n + 1 > h->lcap) {
+		size_t cap = h->n + 1 > 16 ? h->n + 1 : 16;
+		proxy_header_t *l = realloc(h->list, cap * sizeof *l);
+		if (!l)
+			return -ENOMEM;
+		h->list = l;
+		h->lcap = cap;
+	}
 	for (size_t i = 0; i < h->n; i++) {
 		h->list[i].name = h->buf + h->hdrs[i].name;
 		/* A header whose value never started (a name at the end of a
@@ -107,6 +111,7 @@ int proxy_head_finish(proxy_head_t *h)
 		h->list[i].value = h->hdrs[i].value ? h->buf + h->hdrs[i].value
 						    : h->buf + h->len;
 	}
+	h->list[h->n] = (proxy_header_t){NULL, NULL};
 	return 0;
 }
 
@@ -117,8 +122,9 @@ const char *proxy_head_url(const proxy_head_t *h)
 
 const char *proxy_head_get(const proxy_head_t *h, const char *name)
 {
+	size_t len = strlen(name);
 	for (size_t i = 0; h->list && i < h->n; i++)
-		if (strcasecmp(h->list[i].name, name) == 0)
+		if (h->hdrs[i].name_len == len && strcasecmp(h->list[i].name, name) == 0)
 			return h->list[i].value;
 	return NULL;
 }
@@ -130,8 +136,6 @@ void proxy_head_reset(proxy_head_t *h)
 	h->url = h->url_len = 0;
 	h->item_open = false;
 	h->header_bytes = 0;
-	free(h->list);
-	h->list = NULL;
 }
 
 void proxy_head_free(proxy_head_t *h)
@@ -164,6 +168,11 @@ static bool list_has_token(const char *list, const char *token)
 
 bool proxy_hop_by_hop(const char *name, const char *connection)
 {
+	return proxy_hop_by_hop_n(name, strlen(name), connection);
+}
+
+bool proxy_hop_by_hop_n(const char *name, size_t n, const char *connection)
+{
 	/* By length first: this runs for every header of every message. */
 	static const char *const by_len[][3] = {
 		[2] = {"te"},
@@ -178,46 +187,59 @@ bool proxy_hop_by_hop(const char *name, const char *connection)
 	};
 	if (name[0] == ':') /* HTTP/2 pseudo-headers */
 		return true;
-	size_t n = strlen(name);
+	/* The first letter (lowered) rules out nearly every other header
+	 * before a full comparison. */
 	if (n < sizeof by_len / sizeof by_len[0])
 		for (int i = 0; i < 3 && by_len[n][i]; i++)
-			if (strcasecmp(name, by_len[n][i]) == 0)
+			if ((name[0] | 0x20) == by_len[n][i][0] &&
+			    strncasecmp(name, by_len[n][i], n) == 0)
 				return true;
 	return connection && list_has_token(connection, name);
 }
 
-static const struct proxy_edit *edit_for(const struct proxy_edit *e, size_t n, const char *name)
+static bool edited(const struct proxy_edit *e, size_t n, const char *name, size_t len)
 {
 	for (size_t i = 0; i < n; i++)
-		if (strcasecmp(e[i].name, name) == 0)
-			return &e[i];
-	return NULL;
+		if (e[i].name_len == len && strcasecmp(e[i].name, name) == 0)
+			return true;
+	return false;
 }
 
-void proxy_headers_emit(strbuf_t *sb, const proxy_header_t *list, size_t n,
-			const char *connection, const struct proxy_edit *edits,
-			size_t n_edits, bool skip_host)
+/* "name: value\r\n", with one check for room. */
+static void put_line(strbuf_t *sb, const char *name, size_t nl, const char *value, size_t vl)
 {
-	for (size_t i = 0; i < n; i++) {
-		const char *name = list[i].name;
-		if (proxy_hop_by_hop(name, connection))
+	sb_reserve(sb, nl + vl + 4);
+	char *p = sb->buf + sb->len;
+	memcpy(p, name, nl);
+	p += nl;
+	*p++ = ':';
+	*p++ = ' ';
+	memcpy(p, value, vl);
+	p += vl;
+	*p++ = '\r';
+	*p++ = '\n';
+	*p = '\0';
+	sb->len = (size_t)(p - sb->buf);
+}
+
+void proxy_headers_emit(strbuf_t *sb, const proxy_head_t *h, const char *connection,
+			const struct proxy_edit *edits, size_t n_edits)
+{
+	/* Lengths known from parsing spare a strlen per name and value, and
+	 * rule out most comparisons. */
+	for (size_t i = 0; i < h->n; i++) {
+		const struct proxy_hdr_off *o = &h->hdrs[i];
+		const char *name = h->buf + o->name;
+		if (proxy_hop_by_hop_n(name, o->name_len, connection))
 			continue;
-		if (edit_for(edits, n_edits, name))
+		if (edited(edits, n_edits, name, o->name_len))
 			continue;
-		sb_append(sb, name);
-		sb_append_n(sb, ": ", 2);
-		sb_append(sb, list[i].value);
-		sb_append_n(sb, "\r\n", 2);
+		put_line(sb, name, o->name_len, o->value ? h->buf + o->value : "", o->value_len);
 	}
-	(void)skip_host;
-	for (size_t i = 0; i < n_edits; i++) {
-		if (!edits[i].value)
-			continue;
-		sb_append(sb, edits[i].name);
-		sb_append_n(sb, ": ", 2);
-		sb_append(sb, edits[i].value);
-		sb_append_n(sb, "\r\n", 2);
-	}
+	for (size_t i = 0; i < n_edits; i++)
+		if (edits[i].value)
+			put_line(sb, edits[i].name, edits[i].name_len, edits[i].value,
+				 edits[i].value_len);
 }
 
 const char *proxy_reason(int status)

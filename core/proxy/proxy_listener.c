@@ -32,7 +32,6 @@ struct proxy_listener {
 uv_stream_t *proxy_sock_prepare_accept(proxy_engine_t *eng, bool is_unix);
 void proxy_sock_accept_failed(uv_stream_t *stream);
 void proxy_sock_nodelay(uv_stream_t *stream);
-void proxy_pool_free(proxy_pool_t *p);
 
 static int alpn_select(SSL *ssl, const unsigned char **out, unsigned char *outlen,
 		       const unsigned char *in, unsigned int inlen, void *arg)
@@ -126,7 +125,7 @@ static void listener_final(void *arg)
 	proxy_listener_t *l = arg;
 	if (l->is_unix && l->unix_path[0])
 		unlink(l->unix_path);
-	proxy_pool_free(l->eng.pool);
+	proxy_engine_final(&l->eng);
 	if (l->tls)
 		SSL_CTX_free(l->tls);
 	void (*done)(void *) = l->done;

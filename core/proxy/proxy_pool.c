@@ -12,7 +12,7 @@ struct pool_bucket {
 	struct proxy_link link; /* pool->buckets */
 	struct proxy_link idle; /* oldest first */
 	size_t n;
-	char key[];
+	proxy_upstream_t up;
 };
 
 struct proxy_pool {
@@ -29,25 +29,34 @@ int proxy_pool_new(proxy_engine_t *eng, proxy_pool_t **out)
 	return 0;
 }
 
-static struct pool_bucket *bucket_find(proxy_pool_t *p, const char *key, bool create)
+static struct pool_bucket *bucket_find(proxy_pool_t *p, const proxy_upstream_t *up, bool create)
 {
 	for (struct proxy_link *l = p->buckets.next; l != &p->buckets; l = l->next) {
 		struct pool_bucket *b = plist_entry(l, struct pool_bucket, link);
-		if (strcmp(b->key, key) == 0)
+		if (proxy_upstream_same(&b->up, up)) {
+			/* The busiest upstreams stay at the front. */
+			if (l != p->buckets.next) {
+				plist_del(l);
+				l->next = p->buckets.next;
+				l->prev = &p->buckets;
+				p->buckets.next->prev = l;
+				p->buckets.next = l;
+			}
 			return b;
+		}
 	}
 	if (!create)
 		return NULL;
-	struct pool_bucket *b = xcalloc(1, sizeof *b + strlen(key) + 1);
-	strcpy(b->key, key);
+	struct pool_bucket *b = xcalloc(1, sizeof *b);
+	b->up = *up;
 	plist_init(&b->idle);
 	plist_add_tail(&p->buckets, &b->link);
 	return b;
 }
 
-proxy_up_t *proxy_pool_take(proxy_pool_t *p, const char *key)
+proxy_up_t *proxy_pool_take(proxy_pool_t *p, const proxy_upstream_t *up)
 {
-	struct pool_bucket *b = bucket_find(p, key, false);
+	struct pool_bucket *b = bucket_find(p, up, false);
 	if (!b || plist_empty(&b->idle))
 		return NULL;
 	struct proxy_link *l = b->idle.prev;
@@ -58,7 +67,7 @@ proxy_up_t *proxy_pool_take(proxy_pool_t *p, const char *key)
 
 void proxy_pool_put(proxy_pool_t *p, proxy_up_t *u)
 {
-	struct pool_bucket *b = bucket_find(p, proxy_up_key(u), true);
+	struct pool_bucket *b = bucket_find(p, proxy_up_upstream(u), true);
 	if (b->n >= p->eng->limits.pool_max_idle) {
 		struct proxy_link *oldest = b->idle.next;
 		plist_del(oldest);
@@ -72,7 +81,7 @@ void proxy_pool_put(proxy_pool_t *p, proxy_up_t *u)
 
 void proxy_pool_remove(proxy_pool_t *p, proxy_up_t *u)
 {
-	struct pool_bucket *b = bucket_find(p, proxy_up_key(u), false);
+	struct pool_bucket *b = bucket_find(p, proxy_up_upstream(u), false);
 	struct proxy_link *l = proxy_up_pool_link(u);
 	if (!b || !plink_linked(l))
 		return;
@@ -96,7 +105,6 @@ void proxy_pool_close(proxy_pool_t *p)
 	}
 }
 
-void proxy_pool_free(proxy_pool_t *p);
 void proxy_pool_free(proxy_pool_t *p)
 {
 	proxy_pool_close(p);

@@ -22,6 +22,7 @@
 #define HUTCH_PROXY_PRIV_H
 
 #include <llhttp.h>
+#include <string.h>
 
 #include "proxy.h"
 #include "strbuf.h"
@@ -31,12 +32,16 @@
 #define PROXY_WRITE_HIGH (256u << 10)
 #define PROXY_WRITE_LOW (64u << 10)
 #define PROXY_MAX_EDITS 16
+/* Bytes of header edits (names and values) a route keeps inline; more
+ * spill to the heap. */
+#define PROXY_ROUTE_ARENA 512
 
 typedef struct proxy_engine proxy_engine_t;
 typedef struct proxy_sock proxy_sock_t;
 typedef struct proxy_exchange proxy_exchange_t;
 typedef struct proxy_up proxy_up_t;
 typedef struct proxy_pool proxy_pool_t;
+typedef struct proxy_sock_cbs proxy_sock_cbs_t;
 
 /* ---- intrusive list ---- */
 struct proxy_link {
@@ -82,6 +87,17 @@ struct proxy_engine {
 	void *policy_data;
 	proxy_pool_t *pool;
 	SSL_CTX *client_tls; /* default upstream TLS context, made when first needed */
+	/* Reused for every message head the engine writes (never two at a
+	 * time: each is built and handed on before the next starts). */
+	strbuf_t req_head, resp_lines;
+	/* Exchanges of finished requests, kept for the next ones. */
+	proxy_exchange_t *spare_ex;
+	unsigned n_spare_ex;
+	/* How upstream connections are made: proxy_sock_connect unless set
+	 * (the fuzz harness hands out in-memory streams). */
+	int (*connect)(proxy_engine_t *eng, const proxy_upstream_t *up,
+		       const proxy_sock_cbs_t *cbs, void *owner, proxy_sock_t **out,
+		       hutch_err_t *err);
 	struct proxy_link conns; /* downstream connections (h1, h2) */
 	size_t handles;          /* libuv handles not yet closed */
 	bool closing;
@@ -92,32 +108,74 @@ struct proxy_engine {
 void proxy_engine_init(proxy_engine_t *eng, uv_loop_t *loop, const proxy_config_t *cfg);
 /* Closes every connection and the pool; closed_cb runs when handles is 0. */
 void proxy_engine_close(proxy_engine_t *eng);
+/* Frees what the engine still holds (the pool, buffers) once closed and
+ * every handle is gone. */
+void proxy_engine_final(proxy_engine_t *eng);
 void proxy_engine_handle_closed(proxy_engine_t *eng);
 uint64_t proxy_now_us(void);
 
-/* A timer counted in engine->handles; freed in its close callback. */
+/* A timer counted in engine->handles; freed in its close callback.
+ * Arming and stopping only note the deadline: the libuv timer is moved
+ * only when the new deadline is earlier than the one it runs for, and a
+ * timer that fires early re-arms itself for what is left. Each request
+ * arms and stops several timers; this keeps them off libuv's timer heap. */
 typedef struct proxy_timer {
 	uv_timer_t t;
 	proxy_engine_t *eng;
 	void (*fire)(void *arg);
 	void *arg;
+	uint64_t due;    /* loop time (ms) it is armed for */
+	uint64_t uv_due; /* loop time the libuv timer runs for */
+	bool armed, running;
 } proxy_timer_t;
 proxy_timer_t *proxy_timer_new(proxy_engine_t *eng, void (*fire)(void *), void *arg);
 void proxy_timer_arm(proxy_timer_t *t, uint32_t ms);
 void proxy_timer_stop(proxy_timer_t *t);
 void proxy_timer_free(proxy_timer_t *t);
 
+/* ---- building heads without printf (every request does this) ---- */
+static inline void proxy_sb_put(strbuf_t *sb, const void *d, size_t n)
+{
+	sb_reserve(sb, n);
+	memcpy(sb->buf + sb->len, d, n);
+	sb->len += n;
+	sb->buf[sb->len] = '\0';
+}
+#define PROXY_SB_LIT(sb, lit) proxy_sb_put((sb), (lit), sizeof(lit) - 1)
+static inline void proxy_sb_str(strbuf_t *sb, const char *s)
+{
+	proxy_sb_put(sb, s, strlen(s));
+}
+/* Writes v in decimal (hex) at the end of buf[0..24) and returns where it
+ * starts. */
+static inline char *proxy_fmt_u64(char buf[24], uint64_t v, unsigned base)
+{
+	char *p = buf + 24;
+	do {
+		*--p = "0123456789abcdef"[v % base];
+		v /= base;
+	} while (v);
+	return p;
+}
+static inline void proxy_sb_u64(strbuf_t *sb, uint64_t v)
+{
+	char b[24];
+	char *p = proxy_fmt_u64(b, v, 10);
+	proxy_sb_put(sb, p, (size_t)(b + 24 - p));
+}
+
 /* ---- byte streams ---- */
-typedef struct proxy_sock_cbs {
+struct proxy_sock_cbs {
 	void (*data)(void *owner, const uint8_t *d, size_t n);
 	/* The stream ended: 0 clean EOF, -errno otherwise (a failed write,
 	 * a TLS error). Reading has stopped; the owner closes the sock. */
 	void (*eof)(void *owner, int err);
 	/* queued fell to PROXY_WRITE_LOW after passing PROXY_WRITE_HIGH. */
 	void (*drain)(void *owner);
-	/* Upstream sockets: connected (and TLS handshake done), or not. */
-	void (*connected)(void *owner, int status);
-} proxy_sock_cbs_t;
+	/* Upstream sockets: connected (and TLS handshake done), or not:
+	 * status < 0 and why it failed (valid during the call). */
+	void (*connected)(void *owner, int status, const char *why);
+};
 
 typedef struct proxy_sock_ops {
 	void (*write)(proxy_sock_t *s, const uv_buf_t *bufs, unsigned n);
@@ -186,7 +244,8 @@ bool proxy_tls_done(const proxy_tls_t *t);
 const char *proxy_tls_alpn(const proxy_tls_t *t);
 size_t proxy_tls_pending(const proxy_tls_t *t);
 size_t proxy_tls_take(proxy_tls_t *t, uint8_t *buf, size_t cap);
-int proxy_tls_client_ctx(SSL_CTX **out, hutch_err_t *err);
+/* ca_file: PEM CAs to trust, NULL for the system's. */
+int proxy_tls_client_ctx(const char *ca_file, SSL_CTX **out, hutch_err_t *err);
 
 /* ---- a message head ---- */
 struct proxy_hdr_off {
@@ -200,8 +259,10 @@ typedef struct proxy_head {
 	uint32_t url, url_len; /* request target, or reason phrase */
 	bool item_open;        /* an item is being appended to */
 	size_t header_bytes;
-	/* Built by proxy_head_finish, pointing into buf. */
+	/* Built by proxy_head_finish, pointing into buf; kept (lcap
+	 * entries) for the connection's next message. */
 	proxy_header_t *list;
+	size_t lcap;
 } proxy_head_t;
 
 enum { HEAD_URL, HEAD_NAME, HEAD_VALUE };
@@ -221,11 +282,13 @@ void proxy_head_free(proxy_head_t *h);
  * framing ones the engine writes itself; connection is the message's
  * Connection header (its tokens name more). */
 bool proxy_hop_by_hop(const char *name, const char *connection);
+bool proxy_hop_by_hop_n(const char *name, size_t len, const char *connection);
 
 /* ---- routes ---- */
 struct proxy_edit {
 	char *name;
 	char *value; /* NULL: remove */
+	uint32_t name_len, value_len;
 };
 enum proxy_route_kind { ROUTE_NONE, ROUTE_FORWARD, ROUTE_LOCAL };
 struct proxy_route {
@@ -240,13 +303,18 @@ struct proxy_route {
 	size_t n_req_edits, n_resp_edits;
 	proxy_exchange_t *ex; /* back pointer for proxy_route_done */
 	bool deferred;
+	/* Edit strings live here while they fit (no allocation per edit). */
+	size_t arena_used;
+	char arena[PROXY_ROUTE_ARENA];
 };
+/* Frees what the route holds; it is to be initialised again before use. */
 void proxy_route_clear(struct proxy_route *r);
-/* Writes "name: value\r\n" for every header of list that passes the hop-by-
+/* Writes "name: value\r\n" for every header of h that passes the hop-by-
  * hop filter and is not touched by edits, then the edits that set. */
-void proxy_headers_emit(strbuf_t *sb, const proxy_header_t *list, size_t n,
-			const char *connection, const struct proxy_edit *edits,
-			size_t n_edits, bool skip_host);
+void proxy_headers_emit(strbuf_t *sb, const proxy_head_t *h, const char *connection,
+			const struct proxy_edit *edits, size_t n_edits);
+/* Same address, socket path and TLS identity: one pool serves both. */
+bool proxy_upstream_same(const proxy_upstream_t *a, const proxy_upstream_t *b);
 void proxy_upstream_name(const proxy_upstream_t *up, char *buf, size_t cap, bool as_key);
 
 /* ---- a downstream, as the exchange sees it (h1 connection or h2 stream) ---- */
@@ -298,6 +366,8 @@ void proxy_exchange_body_end(proxy_exchange_t *ex);
 void proxy_exchange_down_drained(proxy_exchange_t *ex);
 /* The client left (or the connection is closing): free the exchange. */
 void proxy_exchange_down_gone(proxy_exchange_t *ex);
+/* Frees the spare exchanges the engine keeps. */
+void proxy_exchange_spares_free(proxy_engine_t *eng);
 /* A local answer with no exchange (parse errors, timeouts): status line,
  * a short text body; Connection: close when close. */
 void proxy_simple_response(strbuf_t *sb, int status, bool close);
@@ -326,6 +396,9 @@ int proxy_up_get(proxy_engine_t *eng, const proxy_upstream_t *up, proxy_exchange
 bool proxy_up_reused(const proxy_up_t *u);
 /* Request head and body bytes, written as given. */
 void proxy_up_write(proxy_up_t *u, const void *d, size_t n);
+void proxy_up_writev(proxy_up_t *u, const uv_buf_t *bufs, unsigned n);
+/* "127.0.0.1:8080", for the log (kept with the connection). */
+const char *proxy_up_name(const proxy_up_t *u);
 bool proxy_up_blocked(const proxy_up_t *u);
 /* The request is fully written: start the response timer. head_request:
  * the response has no body whatever its headers say. */
@@ -339,15 +412,16 @@ proxy_sock_t *proxy_up_take_sock(proxy_up_t *u);
 
 /* ---- pool ---- */
 int proxy_pool_new(proxy_engine_t *eng, proxy_pool_t **out);
-/* An idle connection for key (taken out of the pool), or NULL. */
-proxy_up_t *proxy_pool_take(proxy_pool_t *p, const char *key);
+/* An idle connection to up (taken out of the pool), or NULL. */
+proxy_up_t *proxy_pool_take(proxy_pool_t *p, const proxy_upstream_t *up);
 void proxy_pool_put(proxy_pool_t *p, proxy_up_t *u);
 void proxy_pool_remove(proxy_pool_t *p, proxy_up_t *u);
 void proxy_pool_close(proxy_pool_t *p);
+void proxy_pool_free(proxy_pool_t *p);
 /* For proxy_pool: the idle connection's own parts. */
 struct proxy_link *proxy_up_pool_link(proxy_up_t *u);
 proxy_up_t *proxy_up_from_pool_link(struct proxy_link *l);
-const char *proxy_up_key(const proxy_up_t *u);
+const proxy_upstream_t *proxy_up_upstream(const proxy_up_t *u);
 void proxy_up_close(proxy_up_t *u);
 void proxy_up_park(proxy_up_t *u, uint32_t idle_ms);
 

@@ -50,32 +50,66 @@ static bool header_ok(const char *name, const char *value)
 	return !proxy_hop_by_hop(name, NULL);
 }
 
-static void add_edit(struct proxy_edit *e, size_t *n, const char *name, const char *value)
+static bool in_arena(const struct proxy_route *r, const char *p)
+{
+	return p >= r->arena && p < r->arena + sizeof r->arena;
+}
+
+/* A copy of s (len bytes) in the route's arena, or on the heap once the
+ * arena is full. */
+static char *route_strdup(struct proxy_route *r, const char *s, size_t len)
+{
+	if (len + 1 > sizeof r->arena - r->arena_used)
+		return xstrndup(s, len);
+	char *p = r->arena + r->arena_used;
+	memcpy(p, s, len);
+	p[len] = '\0';
+	r->arena_used += len + 1;
+	return p;
+}
+
+static void route_strfree(struct proxy_route *r, char *p)
+{
+	if (p && !in_arena(r, p))
+		free(p);
+}
+
+static void set_value(struct proxy_route *r, struct proxy_edit *e, const char *value)
+{
+	route_strfree(r, e->value);
+	e->value_len = value ? (uint32_t)strlen(value) : 0;
+	e->value = value ? route_strdup(r, value, e->value_len) : NULL;
+}
+
+static void add_edit(struct proxy_route *r, struct proxy_edit *e, size_t *n, const char *name,
+		     const char *value)
 {
 	if (!header_ok(name, value))
 		return;
+	size_t len = strlen(name);
 	for (size_t i = 0; i < *n; i++) {
-		if (strcasecmp(e[i].name, name) == 0) {
-			free(e[i].value);
-			e[i].value = value ? xstrdup(value) : NULL;
+		if (e[i].name_len == len && strcasecmp(e[i].name, name) == 0) {
+			set_value(r, &e[i], value);
 			return;
 		}
 	}
 	if (*n >= PROXY_MAX_EDITS)
 		return;
-	e[*n].name = xstrdup(name);
-	e[*n].value = value ? xstrdup(value) : NULL;
+	e[*n].name_len = (uint32_t)len;
+	e[*n].name = route_strdup(r, name, e[*n].name_len);
+	e[*n].value = NULL;
+	set_value(r, &e[*n], value);
 	(*n)++;
 }
 
 void proxy_route_request_header(proxy_route_t *r, const char *name, const char *value)
 {
-	add_edit(r->req_edits, &r->n_req_edits, name, value);
+	add_edit(r, r->req_edits, &r->n_req_edits, name, value);
 }
 
 void proxy_route_response_header(proxy_route_t *r, const char *name, const char *value)
 {
-	add_edit(r->resp_edits, &r->n_resp_edits, name, value);
+	add_edit(r, r->resp_edits, &r->n_resp_edits, name, value);
 }
 
 void proxy_route_set_path(proxy_route_t *r, const char *path)
@@ -92,14 +126,37 @@ void proxy_route_clear(struct proxy_route *r)
 	free(r->body);
 	free(r->path);
 	for (size_t i = 0; i < r->n_req_edits; i++) {
-		free(r->req_edits[i].name);
-		free(r->req_edits[i].value);
+		route_strfree(r, r->req_edits[i].name);
+		route_strfree(r, r->req_edits[i].value);
 	}
 	for (size_t i = 0; i < r->n_resp_edits; i++) {
-		free(r->resp_edits[i].name);
-		free(r->resp_edits[i].value);
+		route_strfree(r, r->resp_edits[i].name);
+		route_strfree(r, r->resp_edits[i].value);
 	}
-	memset(r, 0, sizeof *r);
+	r->content_type = r->body = r->path = NULL;
+	r->n_req_edits = r->n_resp_edits = 0;
+	r->arena_used = 0;
+	r->kind = ROUTE_NONE;
+	r->deferred = false;
+}
+
+bool proxy_upstream_same(const proxy_upstream_t *a, const proxy_upstream_t *b)
+{
+	if (a->tls != b->tls || (a->unix_path[0] != '\0') != (b->unix_path[0] != '\0'))
+		return false;
+	if (a->tls && (a->tls_ctx != b->tls_ctx || strcmp(a->sni, b->sni) != 0))
+		return false;
+	if (a->unix_path[0])
+		return strcmp(a->unix_path, b->unix_path) == 0;
+	if (a->addr.ss_family != b->addr.ss_family)
+		return false;
+	if (a->addr.ss_family == AF_INET6) {
+		const struct sockaddr_in6 *x = (const void *)&a->addr, *y = (const void *)&b->addr;
+		return x->sin6_port == y->sin6_port && x->sin6_scope_id == y->sin6_scope_id &&
+		       memcmp(&x->sin6_addr, &y->sin6_addr, sizeof x->sin6_addr) == 0;
+	}
+	const struct sockaddr_in *x = (const void *)&a->addr, *y = (const void *)&b->addr;
+	return x->sin_port == y->sin_port && x->sin_addr.s_addr == y->sin_addr.s_addr;
 }
 
 int proxy_upstream_parse(const char *s, proxy_upstream_t *up, hutch_err_t *err)

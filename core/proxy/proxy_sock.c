@@ -191,17 +191,22 @@ static void tls_plain(void *arg, const uint8_t *d, size_t n)
 		s->base.cbs->data(s->base.owner, d, n);
 }
 
+static void tell_connected(struct uv_sock *s, int status, const char *why)
+{
+	s->connecting = false;
+	if (s->base.cbs)
+		s->base.cbs->connected(s->base.owner, status, why);
+}
+
 static void on_tls_data(struct uv_sock *s, const uint8_t *d, size_t n)
 {
-	hutch_err_t err;
+	hutch_err_t err = {0};
 	int r = proxy_tls_read(s->tls, d, n, tls_plain, s, &err);
 	if (s->closing)
 		return;
 	tls_flush(s);
 	if (r < 0 && s->connecting) {
-		s->connecting = false;
-		if (s->base.cbs)
-			s->base.cbs->connected(s->base.owner, r);
+		tell_connected(s, -EPROTO, err.message);
 		return;
 	}
 	if (r < 0) {
@@ -216,11 +221,8 @@ static void on_tls_data(struct uv_sock *s, const uint8_t *d, size_t n)
 			sock_write_impl(&s->base, &b, 1);
 			sb_free(&e);
 		}
-		if (s->connecting) {
-			s->connecting = false;
-			if (s->base.cbs)
-				s->base.cbs->connected(s->base.owner, 0);
-		}
+		if (s->connecting)
+			tell_connected(s, 0, NULL);
 	}
 }
 
@@ -237,9 +239,7 @@ static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf)
 	}
 	if (nread < 0) {
 		if (s->connecting) { /* TLS handshake cut short */
-			s->connecting = false;
-			if (s->base.cbs)
-				s->base.cbs->connected(s->base.owner, (int)nread);
+			tell_connected(s, -EPROTO, "TLS handshake: the upstream closed the connection");
 			return;
 		}
 		sock_tell_eof(s, nread == UV_EOF ? 0 : (int)nread);
@@ -423,23 +423,17 @@ static void on_connect(uv_connect_t *req, int status)
 	if (s->closing)
 		return;
 	if (status < 0) {
-		s->connecting = false;
-		if (s->base.cbs)
-			s->base.cbs->connected(s->base.owner, status);
+		tell_connected(s, status, uv_strerror(status));
 		return;
 	}
 	proxy_sock_nodelay(&s->u.s);
 	if (!s->tls) {
-		s->connecting = false;
-		if (s->base.cbs)
-			s->base.cbs->connected(s->base.owner, 0);
+		tell_connected(s, 0, NULL);
 		return;
 	}
-	hutch_err_t err;
+	hutch_err_t err = {0};
 	if (proxy_tls_start(s->tls, &err) < 0) {
-		s->connecting = false;
-		if (s->base.cbs)
-			s->base.cbs->connected(s->base.owner, -EPROTO);
+		tell_connected(s, -EPROTO, err.message);
 		return;
 	}
 	tls_flush(s);
@@ -455,7 +449,7 @@ int proxy_sock_connect(proxy_engine_t *eng, const proxy_upstream_t *up,
 	sock_set_owner(&s->base, cbs, owner);
 	if (up->tls) {
 		SSL_CTX *ctx = up->tls_ctx;
-		if (!ctx && !eng->client_tls && proxy_tls_client_ctx(&eng->client_tls, err) < 0)
+		if (!ctx && !eng->client_tls && proxy_tls_client_ctx(NULL, &eng->client_tls, err) < 0)
 			goto fail_early;
 		if (!ctx)
 			ctx = eng->client_tls;

@@ -85,7 +85,7 @@ static int tls_handshake(proxy_tls_t *t, hutch_err_t *err)
 			return 0;
 		long v = SSL_get_verify_result(t->ssl);
 		if (v != X509_V_OK)
-			return hutch_err_set(err, EPROTO, "TLS handshake: certificate: %s",
+			return hutch_err_set(err, EPROTO, "TLS handshake: certificate not trusted: %s",
 					     X509_verify_cert_error_string(v));
 		return hutch_err_set(err, EPROTO, "TLS handshake: %s",
 				     tls_error_text(buf, sizeof buf));
@@ -183,7 +183,7 @@ size_t proxy_tls_take(proxy_tls_t *t, uint8_t *buf, size_t cap)
 	return k > 0 ? (size_t)k : 0;
 }
 
-int proxy_tls_client_ctx(SSL_CTX **out, hutch_err_t *err)
+int proxy_tls_client_ctx(const char *ca_file, SSL_CTX **out, hutch_err_t *err)
 {
 	char buf[256];
 	SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
@@ -192,11 +192,21 @@ int proxy_tls_client_ctx(SSL_CTX **out, hutch_err_t *err)
 				     tls_error_text(buf, sizeof buf));
 	SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);
 	SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
-	if (SSL_CTX_set_default_verify_paths(ctx) != 1) {
+	int ok = ca_file ? SSL_CTX_load_verify_locations(ctx, ca_file, NULL)
+			 : SSL_CTX_set_default_verify_paths(ctx);
+	if (ok != 1) {
 		SSL_CTX_free(ctx);
+		if (ca_file)
+			return hutch_err_set(err, EINVAL, "TLS client context: CA file `%s`: %s",
+					     ca_file, tls_error_text(buf, sizeof buf));
 		return hutch_err_set(err, EIO, "TLS client context: no CA store: %s",
 				     tls_error_text(buf, sizeof buf));
 	}
 	*out = ctx;
 	return 0;
+}
+
+int proxy_upstream_tls_ctx(const char *ca_file, SSL_CTX **out, hutch_err_t *err)
+{
+	return proxy_tls_client_ctx(ca_file, out, err);
 }

@@ -7,6 +7,12 @@
  * An idle pooled connection keeps reading, so that an upstream closing it
  * (or sending anything unasked) is noticed and the connection dropped
  * before a request is put on it.
+ *
+ * One timer serves each state: connect, then the response head, then the
+ * gaps between reads of the response (upstream_read_timeout: an upstream
+ * that stalls mid-response would otherwise hold both connections until
+ * the client gives up), then the idle time in the pool. While the engine
+ * itself stops reading (the client is slow), no gap is counted.
  */
 #include <stdlib.h>
 
@@ -17,7 +23,8 @@ enum up_state { UP_CONNECTING, UP_ACTIVE, UP_IDLE };
 struct proxy_up {
 	proxy_engine_t *eng;
 	proxy_sock_t *sock;
-	char key[320];
+	proxy_upstream_t up; /* where it goes: the pool's key */
+	char name[160];      /* the same, for the log */
 	llhttp_t parser;
 	proxy_head_t head;
 	proxy_exchange_t *ex;
@@ -33,6 +40,8 @@ struct proxy_up {
 	bool complete;    /* the response ended */
 	bool keep_alive;
 	bool failed;      /* an error was reported: no more events */
+	bool paused;      /* the exchange stopped reading the response */
+	char why[HUTCH_ERR_MESSAGE_MAX + 40]; /* a failure's text, for the event */
 };
 
 static void up_error(proxy_up_t *u, int status, const char *why, bool retry)
@@ -52,7 +61,10 @@ static void up_on_timer(void *arg)
 		up_error(u, 504, "upstream connect timeout", false);
 		break;
 	case UP_ACTIVE:
-		up_error(u, 504, "upstream response timeout", false);
+		if (u->head_seen)
+			up_error(u, 504, "upstream stalled mid-response (read timeout)", false);
+		else
+			up_error(u, 504, "upstream response timeout", false);
 		break;
 	case UP_IDLE:
 		proxy_pool_remove(u->eng->pool, u);
@@ -121,7 +133,7 @@ static int on_headers_complete(llhttp_t *p)
 	if (!interim) {
 		u->head_seen = true;
 		u->status = status;
-		proxy_timer_stop(u->timer);
+		proxy_timer_arm(u->timer, u->eng->limits.upstream_read_timeout_ms);
 	}
 	u->ev->head(u->ex, status, &u->head, body, cl, status == 101);
 	/* A HEAD response has no body whatever its headers say. */
@@ -163,15 +175,19 @@ static const llhttp_settings_t up_settings = {
 
 /* ---- the socket ---- */
 
-static void up_sock_connected(void *owner, int status)
+static void up_sock_connected(void *owner, int status, const char *why)
 {
 	proxy_up_t *u = owner;
 	if (status < 0) {
-		/* Static texts: the log line outlives nothing here. */
-		up_error(u, 502, status == -EPROTO ? "upstream TLS handshake failed"
-				 : status == UV_ECONNREFUSED ? "upstream connection refused"
-							    : "upstream connect failed",
-			 false);
+		/* The exchange copies the text before this returns. */
+		if (status == UV_ECONNREFUSED)
+			why = "upstream connection refused";
+		else if (status == -EPROTO)
+			snprintf(u->why, sizeof u->why, "upstream TLS: %s", why ? why : "failed");
+		else
+			snprintf(u->why, sizeof u->why, "upstream connect failed: %s",
+				 why ? why : uv_strerror(status));
+		up_error(u, 502, status == UV_ECONNREFUSED ? why : u->why, false);
 		return;
 	}
 	proxy_timer_stop(u->timer);
@@ -201,6 +217,10 @@ static void up_sock_data(void *owner, const uint8_t *d, size_t n)
 		return;
 	}
 	if (e == HPE_OK && !u->complete) {
+		/* Counts the gap to the next read (arming is cheap: the timer
+		 * only notes the deadline). */
+		if (u->head_seen && !u->paused)
+			proxy_timer_arm(u->timer, u->eng->limits.upstream_read_timeout_ms);
 		u->ev->flush(u->ex);
 		return;
 	}
@@ -258,7 +278,7 @@ static void up_attach(proxy_up_t *u, proxy_exchange_t *ex, const proxy_up_events
 {
 	u->ex = ex;
 	u->ev = ev;
-	u->got_bytes = u->head_seen = u->complete = u->failed = false;
+	u->got_bytes = u->head_seen = u->complete = u->failed = u->paused = false;
 	u->head_request = false;
 	u->keep_alive = false;
 	u->status = 0;
@@ -269,9 +289,7 @@ static void up_attach(proxy_up_t *u, proxy_exchange_t *ex, const proxy_up_events
 int proxy_up_get(proxy_engine_t *eng, const proxy_upstream_t *up, proxy_exchange_t *ex,
 		 const proxy_up_events_t *ev, proxy_up_t **out, hutch_err_t *err)
 {
-	char key[320];
-	proxy_upstream_name(up, key, sizeof key, true);
-	proxy_up_t *u = proxy_pool_take(eng->pool, key);
+	proxy_up_t *u = proxy_pool_take(eng->pool, up);
 	if (u) {
 		proxy_timer_stop(u->timer);
 		up_attach(u, ex, ev);
@@ -282,11 +300,13 @@ int proxy_up_get(proxy_engine_t *eng, const proxy_upstream_t *up, proxy_exchange
 	}
 	u = xcalloc(1, sizeof *u);
 	u->eng = eng;
-	snprintf(u->key, sizeof u->key, "%s", key);
+	u->up = *up;
+	proxy_upstream_name(up, u->name, sizeof u->name, false);
 	up_attach(u, ex, ev);
 	u->state = UP_CONNECTING;
 	u->timer = proxy_timer_new(eng, up_on_timer, u);
-	int r = proxy_sock_connect(eng, up, &up_sock_cbs, u, &u->sock, err);
+	int r = (eng->connect ? eng->connect : proxy_sock_connect)(eng, up, &up_sock_cbs, u,
+								   &u->sock, err);
 	if (r < 0) {
 		proxy_timer_free(u->timer);
 		free(u);
@@ -308,6 +328,17 @@ void proxy_up_write(proxy_up_t *u, const void *d, size_t n)
 		sock_write(u->sock, d, n);
 }
 
+void proxy_up_writev(proxy_up_t *u, const uv_buf_t *bufs, unsigned n)
+{
+	if (u->sock)
+		u->sock->ops->write(u->sock, bufs, n);
+}
+
+const char *proxy_up_name(const proxy_up_t *u)
+{
+	return u->name;
+}
+
 bool proxy_up_blocked(const proxy_up_t *u)
 {
 	return u->sock && sock_blocked(u->sock);
@@ -322,12 +353,19 @@ void proxy_up_request_sent(proxy_up_t *u, bool head_request)
 
 void proxy_up_pause(proxy_up_t *u)
 {
+	u->paused = true;
+	/* Waiting for the client is not the upstream stalling. */
+	if (u->head_seen && !u->complete && !u->failed)
+		proxy_timer_stop(u->timer);
 	if (u->sock)
 		u->sock->ops->read_stop(u->sock);
 }
 
 void proxy_up_resume(proxy_up_t *u)
 {
+	u->paused = false;
+	if (u->head_seen && !u->complete && !u->failed)
+		proxy_timer_arm(u->timer, u->eng->limits.upstream_read_timeout_ms);
 	if (u->sock)
 		u->sock->ops->read_start(u->sock);
 }
@@ -376,7 +414,7 @@ proxy_up_t *proxy_up_from_pool_link(struct proxy_link *l)
 	return plist_entry(l, proxy_up_t, pool_link);
 }
 
-const char *proxy_up_key(const proxy_up_t *u)
+const proxy_upstream_t *proxy_up_upstream(const proxy_up_t *u)
 {
-	return u->key;
+	return &u->up;
 }

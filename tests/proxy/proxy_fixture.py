@@ -9,10 +9,16 @@ The upstream's paths:
   /sse            text/event-stream: three events 300 ms apart
   /slow           answers after 3 s
   /big?n=N        N bytes (Content-Length), written as fast as it can
-  /sink           reads the body as it comes, answers its length and sha256
+  /sink           reads the body as it comes, answers its length and sha256;
+                  ?stall=S first waits S seconds (a slow upstream)
+  /stall          a 100000-byte response that stops after 1000 bytes (and
+                  stays silent for 5 s)
   /close          answers with keep-alive, then closes the connection
   /ws             WebSocket handshake, then echoes frames
   /secret         sets X-Upstream-Secret
+
+Upstream(tls=(cert, key)) speaks TLS and records the SNI names it was sent
+(sni_seen).
 """
 import base64
 import hashlib
@@ -20,6 +26,7 @@ import json
 import os
 import socket
 import socketserver
+import ssl
 import subprocess
 import threading
 import time
@@ -28,8 +35,9 @@ from urllib.parse import urlparse, parse_qs
 
 
 class Upstream:
-    def __init__(self):
+    def __init__(self, tls=None):
         self.connections = 0
+        self.sni_seen = []
         self.lock = threading.Lock()
         outer = self
 
@@ -88,7 +96,19 @@ class Upstream:
                 p = u.path
                 if p == "/ws":
                     return self.websocket()
+                stall = float(parse_qs(u.query).get("stall", ["0"])[0])
+                if stall:
+                    time.sleep(stall)
                 n, digest = self.read_body()
+                if p == "/stall":
+                    self.send_response(200)
+                    self.send_header("Content-Length", "100000")
+                    self.end_headers()
+                    self.wfile.write(b"s" * 1000)
+                    self.wfile.flush()
+                    time.sleep(5)
+                    self.close_connection = True
+                    return
                 if p == "/chunked":
                     self.send_response(200)
                     self.send_header("Transfer-Encoding", "chunked")
@@ -164,6 +184,30 @@ class Upstream:
             allow_reuse_address = True
             request_queue_size = 256  # bursts of h2 streams open many
 
+        if tls:
+            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            ctx.load_cert_chain(tls[0], tls[1])
+
+            def on_sni(sock, name, c):
+                with outer.lock:
+                    outer.sni_seen.append(name)
+            ctx.sni_callback = on_sni
+
+            class TLSServer(Server):
+                def get_request(self):
+                    s, addr = super().get_request()
+                    # The handshake happens in the handler's thread (a
+                    # failing one must not stop the accept loop).
+                    return ctx.wrap_socket(s, server_side=True,
+                                           do_handshake_on_connect=False), addr
+
+                def finish_request(self, request, client_address):
+                    try:
+                        request.do_handshake()
+                    except (ssl.SSLError, OSError):
+                        return
+                    super().finish_request(request, client_address)
+            Server = TLSServer  # noqa: N806
         self.server = Server(("127.0.0.1", 0), Handler)
         self.port = self.server.server_address[1]
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)

@@ -7,6 +7,11 @@
  *       [--idle-timeout-ms N] [--connect-timeout-ms N]
  *       [--response-timeout-ms N] [--max-header-bytes N] [--max-headers N]
  *       [--max-request-line N] [--max-body N] [--pool-max-idle N]
+ *       [--upstream-read-timeout-ms N] [--upstream-tls SNI [--upstream-ca FILE]]
+ *
+ * --upstream-tls speaks TLS to the upstream, sending SNI (and checking the
+ * certificate against it; "" sends none), trusting the CAs in
+ * --upstream-ca (else the system's).
  *
  * Prints "PORT n" once listening; exits on SIGTERM/SIGINT after closing the
  * listener (so leaks show under LSan). The policy:
@@ -165,7 +170,7 @@ static SSL_CTX *server_tls(const char *cert, const char *key)
 int main(int argc, char **argv)
 {
 	proxy_config_t cfg = {.listen = "127.0.0.1:0", .policy = &policy};
-	const char *up = NULL;
+	const char *up = NULL, *up_sni = NULL, *up_ca = NULL;
 	log_file = stderr;
 	signal(SIGPIPE, SIG_IGN);
 	for (int i = 1; i < argc; i++) {
@@ -186,6 +191,7 @@ int main(int argc, char **argv)
 		NUM("--max-request-line", max_request_line)
 		NUM("--max-body", max_body_bytes)
 		NUM("--pool-max-idle", pool_max_idle)
+		NUM("--upstream-read-timeout-ms", upstream_read_timeout_ms)
 		if (strcmp(a, "--upstream") == 0) {
 			up = v;
 			i++;
@@ -199,6 +205,12 @@ int main(int argc, char **argv)
 		} else if (strcmp(a, "--log") == 0) {
 			log_file = fopen(v, "a");
 			i++;
+		} else if (strcmp(a, "--upstream-tls") == 0) {
+			up_sni = v;
+			i++;
+		} else if (strcmp(a, "--upstream-ca") == 0) {
+			up_ca = v;
+			i++;
 		} else if (strcmp(a, "--tls") == 0 && i + 2 < argc) {
 			cfg.tls = server_tls(argv[i + 1], argv[i + 2]);
 			i += 2;
@@ -211,6 +223,16 @@ int main(int argc, char **argv)
 	if (!up || proxy_upstream_parse(up, &upstream, &err) < 0) {
 		fprintf(stderr, "--upstream: %s\n", up ? err.message : "missing");
 		return 2;
+	}
+	SSL_CTX *up_ctx = NULL;
+	if (up_sni) {
+		if (proxy_upstream_tls_ctx(up_ca, &up_ctx, &err) < 0) {
+			fprintf(stderr, "--upstream-ca: %s\n", err.message);
+			return 2;
+		}
+		upstream.tls = true;
+		upstream.tls_ctx = up_ctx;
+		snprintf(upstream.sni, sizeof upstream.sni, "%s", up_sni);
 	}
 	static proxy_policy_t quiet_policy;
 	if (quiet) {
@@ -233,6 +255,7 @@ int main(int argc, char **argv)
 	uv_signal_start(&sig_int, on_signal, SIGINT);
 	uv_run(loop, UV_RUN_DEFAULT);
 	uv_loop_close(loop);
+	SSL_CTX_free(up_ctx);
 	if (log_file != stderr)
 		fclose(log_file);
 	return 0;

@@ -470,6 +470,161 @@ def tls(env):
     check(out.stdout == "2", "h2 by ALPN: %r" % out)
 
 
+@case
+def upstream_stall(env):
+    """An upstream that stops sending mid-response: after the read timeout
+    the client's connection (h2: stream) is cut, so the truncated response
+    never looks complete, and the log says why. A slow client is not an
+    upstream stall: a response it does not read for longer than the timeout
+    still arrives whole."""
+    p = env.proxy("--upstream-read-timeout-ms", "500")
+    s = socket.create_connection(("127.0.0.1", p.port), timeout=10)
+    t0 = time.time()
+    s.sendall(b"GET /stall HTTP/1.1\r\nHost: x\r\n\r\n")
+    out = b""
+    while True:
+        d = s.recv(65536)
+        if not d:
+            break
+        out += d
+    took = time.time() - t0
+    s.close()
+    head, _, body = out.partition(b"\r\n\r\n")
+    check(head.startswith(b"HTTP/1.1 200") and b"Content-Length: 100000" in head, head)
+    check(len(body) == 1000, "the bytes before the stall arrive: %d" % len(body))
+    check(0.4 < took < 3, "cut %.2f s after the request (read timeout 0.5 s, stall 5 s)" % took)
+    time.sleep(0.1)
+    e = [x for x in env.log_entries() if x["path"] == "/stall"][0]
+    check(e["status"] == 200 and "stalled mid-response" in (e["error"] or ""), e)
+    # A client that reads nothing for 1.5 s: the proxy stops reading the
+    # upstream meanwhile, which is no stall.
+    total = 16 << 20
+    s = socket.create_connection(("127.0.0.1", p.port), timeout=10)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+    s.sendall(b"GET /big?n=%d HTTP/1.1\r\nHost: x\r\n\r\n" % total)
+    time.sleep(1.5)
+    buf = b""
+    while b"\r\n\r\n" not in buf:
+        buf += s.recv(65536)
+    got = len(buf) - buf.index(b"\r\n\r\n") - 4
+    while got < total:
+        d = s.recv(1 << 20)
+        if not d:
+            break
+        got += len(d)
+    s.close()
+    check(got == total, "slow client: %d of %d bytes" % (got, total))
+    # HTTP/2: the stream is reset.
+    if shutil.which("curl"):
+        t0 = time.time()
+        out = subprocess.run(["curl", "-sS", "--http2-prior-knowledge", "-o", "/dev/null",
+                              "http://127.0.0.1:%d/stall" % p.port],
+                             capture_output=True, text=True, timeout=10)
+        took = time.time() - t0
+        check(out.returncode != 0 and took < 3,
+              "h2: rc %d after %.2f s: %s" % (out.returncode, took, out.stderr))
+
+
+def make_ca(d):
+    """A CA, a leaf for upstream.test signed by it, and a self-signed leaf
+    for the same name that nothing trusts."""
+    def run(*a):
+        subprocess.run(["openssl"] + list(a), check=True, capture_output=True)
+    run("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=test CA",
+        "-keyout", d + "/ca.key", "-out", d + "/ca.pem")
+    run("req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=upstream.test",
+        "-keyout", d + "/up.key", "-out", d + "/up.csr")
+    with open(d + "/ext", "w") as f:
+        f.write("subjectAltName=DNS:upstream.test\n")
+    run("x509", "-req", "-in", d + "/up.csr", "-CA", d + "/ca.pem", "-CAkey", d + "/ca.key",
+        "-CAcreateserial", "-days", "1", "-extfile", d + "/ext", "-out", d + "/up.pem")
+    run("req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj",
+        "/CN=upstream.test", "-addext", "subjectAltName=DNS:upstream.test",
+        "-keyout", d + "/rogue.key", "-out", d + "/rogue.pem")
+
+
+@case
+def upstream_tls(env):
+    """TLS toward the upstream: SNI sent, the certificate verified against
+    the given CA and the name; a certificate that fails either is a 502
+    that says why (and the log too)."""
+    if not shutil.which("openssl"):
+        sys.exit(77)
+    d = env.tmp
+    make_ca(d)
+    up = env.extra_upstream(tls=(d + "/up.pem", d + "/up.key"))
+    addr = "127.0.0.1:%d" % up.port
+    p = env.proxy("--upstream-tls", "upstream.test", "--upstream-ca", d + "/ca.pem",
+                  upstream=addr)
+    c = conn(p)
+    for i in range(5):
+        _, j = get_json(c, "GET", "/echo?i=%d" % i)
+    c.close()
+    check(up.sni_seen and set(up.sni_seen) == {"upstream.test"}, "SNI: %r" % up.sni_seen)
+    check(up.connections == 1, "pooled TLS connection: %d connections" % up.connections)
+
+    def bad(proxy, what):
+        c = conn(proxy)
+        c.request("GET", "/echo")
+        r = c.getresponse()
+        body = r.read().decode()
+        c.close()
+        check(r.status == 502 and what in body, "status %d, body %r" % (r.status, body))
+        return body
+    # a certificate for another name
+    p2 = env.proxy("--upstream-tls", "other.test", "--upstream-ca", d + "/ca.pem",
+                   upstream=addr)
+    bad(p2, "hostname mismatch")
+    # a certificate from no trusted CA
+    rogue = env.extra_upstream(tls=(d + "/rogue.pem", d + "/rogue.key"))
+    p3 = env.proxy("--upstream-tls", "upstream.test", "--upstream-ca", d + "/ca.pem",
+                   upstream="127.0.0.1:%d" % rogue.port)
+    bad(p3, "self-signed certificate")
+    time.sleep(0.1)
+    errors = [e["error"] for e in env.log_entries() if e["status"] == 502]
+    check(len(errors) == 2 and "hostname mismatch" in errors[0] and
+          "self-signed" in errors[1], errors)
+
+
+@case
+def h2_upload(env):
+    """A large upload over HTTP/2 to an upstream that does not read for
+    2 s: the stream's window stays shut while the upstream is full, so the
+    proxy holds a bounded amount, and the body arrives whole."""
+    if not shutil.which("curl"):
+        sys.exit(77)
+    p = env.proxy()
+    total = 64 << 20
+    path = os.path.join(env.tmp, "upload")
+    block = os.urandom(1 << 20)
+    h = hashlib.sha256()
+    with open(path, "wb") as f:
+        for _ in range(total // len(block)):
+            f.write(block)
+            h.update(block)
+    base = p.rss_kib()
+    peak = [base]
+    stop = threading.Event()
+
+    def watch():
+        while not stop.is_set():
+            peak[0] = max(peak[0], p.rss_kib())
+            time.sleep(0.02)
+    t = threading.Thread(target=watch, daemon=True)
+    t.start()
+    out = subprocess.run(["curl", "-sS", "--http2-prior-knowledge", "--data-binary",
+                          "@" + path, "http://127.0.0.1:%d/sink?stall=2" % p.port],
+                         capture_output=True, text=True, timeout=60)
+    stop.set()
+    t.join()
+    check(out.returncode == 0, out.stderr)
+    j = json.loads(out.stdout)
+    check(j["body_len"] == total and j["body_sha256"] == h.hexdigest(), "upload intact")
+    grew = (peak[0] - base) / 1024
+    print("proxy RSS: %d KiB before, %d KiB peak (+%.1f MiB)" % (base, peak[0], grew))
+    check(grew < 16, "proxy memory grew by %.1f MiB for a 64 MiB upload" % grew)
+
+
 class Env:
     def __init__(self, server):
         self.server = server
@@ -477,6 +632,12 @@ class Env:
         self.tmp = tempfile.mkdtemp(prefix="hutch-proxy-")
         self.log = os.path.join(self.tmp, "access.log")
         self.proxies = []
+        self.upstreams = []
+
+    def extra_upstream(self, tls=None):
+        u = Upstream(tls=tls)
+        self.upstreams.append(u)
+        return u
 
     def proxy(self, *args, upstream=None):
         p = Proxy(self.server, upstream or "127.0.0.1:%d" % self.up.port, *args, log=self.log)
@@ -493,6 +654,8 @@ class Env:
                 p.close()
         finally:
             self.up.close()
+            for u in self.upstreams:
+                u.close()
             shutil.rmtree(self.tmp, ignore_errors=True)
 
 
