@@ -39,6 +39,7 @@
 #include <unistd.h>
 
 #include "agent_meta.h"
+#include "agent_port.h"
 #include "agent_proto.h"
 
 /* How long after a process exits its pipes may stay open (held by a
@@ -1261,7 +1262,12 @@ static void handle_frame(const agent_frame_t *f)
 		if (f->stream & AGENT_META_STREAM_BIT)
 			meta_reply(f->stream, f->payload, f->len);
 		break;
+	case AGENT_PORT_WAIT:
+		port_wait_start(f->stream, f);
+		break;
 	case AGENT_CANCEL:
+		if (port_wait_cancel(f->stream))
+			break;
 		if (s && s->kind != STREAM_EXEC) {
 			if (s->kind == STREAM_PUT && s->in_file)
 				unlink(s->put_path);
@@ -1298,6 +1304,7 @@ static void disconnect(void)
 	 * to, so their pipes are closed. */
 	g_connected = false;
 	meta_close_all();
+	port_close_all();
 	while (g_streams)
 		stream_free(g_streams);
 	agent_buf_free(&g_in);
@@ -1319,6 +1326,7 @@ enum poll_role {
 	ROLE_STDERR,
 	ROLE_STDIN,
 	ROLE_META,     /* the metadata relay's own fds */
+	ROLE_PORT,     /* port waits' connects (agent_port.c) */
 };
 
 typedef struct poll_set {
@@ -1448,7 +1456,7 @@ static bool stream_listed(const stream_t *s)
 static int poll_dispatch(poll_set_t *ps)
 {
 	for (nfds_t i = 0; i < ps->n; i++) {
-		if (!ps->pfds[i].revents || ps->roles[i] == ROLE_META)
+		if (!ps->pfds[i].revents || ps->roles[i] == ROLE_META || ps->roles[i] == ROLE_PORT)
 			continue;
 		stream_t *s = ps->owners[i];
 		/* A stream may have been freed by an earlier event in this
@@ -1531,7 +1539,7 @@ int main(int argc, char **argv)
 	agent_setup();
 	static poll_set_t ps;
 	for (;;) {
-		if (!poll_reserve(&ps, 3 + 3 * g_n_streams + meta_max_fds()))
+		if (!poll_reserve(&ps, 3 + 3 * g_n_streams + meta_max_fds() + port_max_fds()))
 			return 1;
 		ps.n = 0;
 		int timeout = -1;
@@ -1544,6 +1552,11 @@ int main(int argc, char **argv)
 		for (size_t k = 0; k < meta_n; k++)
 			ps.owners[ps.n + k] = NULL, ps.roles[ps.n + k] = ROLE_META;
 		ps.n += meta_n;
+		size_t port_first = ps.n;
+		size_t port_n = g_connected ? port_add_fds(ps.pfds + ps.n, &timeout) : 0;
+		for (size_t k = 0; k < port_n; k++)
+			ps.owners[ps.n + k] = NULL, ps.roles[ps.n + k] = ROLE_PORT;
+		ps.n += port_n;
 		/* After the streams: finishing one (a lingering exit) queues
 		 * output in this very round. */
 		if (g_connected && agent_buf_pending(&g_out) > 0)
@@ -1557,6 +1570,8 @@ int main(int argc, char **argv)
 			return 1;
 		if (pr > 0 && meta_n)
 			meta_handle_fds(ps.pfds + meta_first, meta_n);
+		if (pr > 0 && port_n)
+			port_handle_fds(ps.pfds + port_first, port_n);
 		int rc = pr > 0 ? poll_dispatch(&ps) : -1;
 		if (rc >= 0)
 			return rc;

@@ -31,7 +31,9 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define AGENT_PROTO_VERSION 1
+/* 2: PORT_WAIT. hutchd sends a newer request only to an agent whose
+ * HELLO_ACK gave a version that has it. */
+#define AGENT_PROTO_VERSION 2
 #define AGENT_HEADER_SIZE 9
 #define AGENT_MAX_PAYLOAD (1024 * 1024)
 #define AGENT_INITIAL_OUTPUT_CREDIT (256 * 1024)
@@ -58,6 +60,9 @@ typedef enum agent_msg {
 	AGENT_CANCEL = 16,     /* abandon a file stream */
 	AGENT_META_LISTEN = 17, /* serve the metadata endpoint (agent_meta.c) */
 	AGENT_META_REPLY = 18, /* raw HTTP response bytes for a metadata conn; then close */
+	AGENT_PORT_WAIT = 19,  /* fields: PORT, TIMEOUT_MS -> DONE once 127.0.0.1:PORT
+				* accepts a TCP connection, or ERROR (ETIMEDOUT); CANCEL
+				* abandons it (version 2) */
 
 	/* agent -> hutchd */
 	AGENT_HELLO_ACK = 64,  /* fields: VERSION, PID */
@@ -109,7 +114,14 @@ typedef enum agent_tag {
 	AGENT_F_LINK = 21,
 	AGENT_F_MKDIRS = 22,
 	AGENT_F_RECURSIVE = 23,
+	AGENT_F_PORT = 24,
+	AGENT_F_TIMEOUT_MS = 25,
 } agent_tag_t;
+
+/* PORT_WAIT: how many at once (more are refused with EBUSY), and the
+ * longest timeout (a longer one is cut to it). */
+#define AGENT_PORT_MAX_WAITS 16
+#define AGENT_PORT_MAX_TIMEOUT_MS (30 * 60 * 1000)
 
 /* File types in ENTRY / FILE_PUT. */
 enum { AGENT_FT_FILE = 1, AGENT_FT_DIR = 2, AGENT_FT_SYMLINK = 3, AGENT_FT_OTHER = 4 };

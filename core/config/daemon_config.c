@@ -145,6 +145,9 @@ static const hutch_config_field_t router_fields[] = {
 	{HUTCH_CONFIG_DURATION, "stable_window", Q("60s"), R(stable_window_ms), "Autoscaler's stable window", 0, NULL},
 	{HUTCH_CONFIG_DURATION, "panic_window", Q("6s"), R(panic_window_ms), "Autoscaler's panic window", 0, NULL},
 	{HUTCH_CONFIG_DURATION, "tick", Q("1s"), R(tick_ms), "How often the autoscaler and the reconciler look", 0, NULL},
+	{HUTCH_CONFIG_STRING, "sandbox_listen", NULL, R(sandbox_listen),
+	 "Also listen here for sandboxes (net-egress's gateway and router_port, e.g. \"10.200.0.1:80\"): each reaches only its own tenant's services", 0, NULL},
+	{HUTCH_CONFIG_BOOL, "access_log", "true", R(access_log), "A log line per request (info level; JSON fields with --log-format json)", 0, NULL},
 	{0},
 };
 #undef R

@@ -92,6 +92,8 @@ typedef struct router_section {
 	int64_t stable_window_ms; /* autoscaler windows (Knative's 60 s / 6 s) */
 	int64_t panic_window_ms;
 	int64_t tick_ms;         /* how often the autoscaler and reconciler look */
+	bool access_log;         /* a line per request, at info level */
+	char *sandbox_listen;    /* "gateway:port" sandboxes reach it on; NULL: none */
 } router_section_t;
 
 /* [secrets] */

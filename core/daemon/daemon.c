@@ -157,6 +157,7 @@ static int services_start(daemon_t *d, hutch_err_t *err)
 		.store = d->store,
 		.cfg = &d->cfg.router,
 		.codec = &group_pb_codec,
+		.max_lifetime_ms = d->cfg.sandbox.max_lifetime_ms,
 	};
 	int r = group_mgr_new(&deps, &d->groups, err);
 	if (r < 0)

@@ -111,6 +111,81 @@ static void render_labels(strbuf_t *out, const char *labels)
 	sb_putc(out, '}');
 }
 
+typedef struct collector {
+	metrics_collect_cb cb;
+	void *data;
+} collector_t;
+
+static collector_t *g_collectors;
+static size_t g_n_collectors;
+
+void metrics_collector_add(metrics_collect_cb cb, void *data)
+{
+	pthread_mutex_lock(&g_lock);
+	g_collectors = xrealloc(g_collectors, (g_n_collectors + 1) * sizeof *g_collectors);
+	g_collectors[g_n_collectors++] = (collector_t){cb, data};
+	pthread_mutex_unlock(&g_lock);
+}
+
+void metrics_collector_remove(metrics_collect_cb cb, void *data)
+{
+	pthread_mutex_lock(&g_lock);
+	for (size_t i = 0; i < g_n_collectors; i++)
+		if (g_collectors[i].cb == cb && g_collectors[i].data == data) {
+			memmove(&g_collectors[i], &g_collectors[i + 1],
+				(g_n_collectors - i - 1) * sizeof *g_collectors);
+			g_n_collectors--;
+			break;
+		}
+	if (!g_n_collectors) {
+		free(g_collectors);
+		g_collectors = NULL;
+	}
+	pthread_mutex_unlock(&g_lock);
+}
+
+void metrics_labels_render(strbuf_t *out, const char *labels)
+{
+	render_labels(out, labels ? labels : "");
+}
+
+void metrics_hist_observe(metrics_hist_t *h, const double *bounds, size_t n_bounds, double v)
+{
+	if (n_bounds > METRICS_HIST_MAX)
+		n_bounds = METRICS_HIST_MAX;
+	size_t i = 0;
+	while (i < n_bounds && v > bounds[i])
+		i++;
+	h->counts[i]++;
+	h->sum += v;
+	h->count++;
+}
+
+void metrics_hist_render(strbuf_t *out, const char *name, const char *labels,
+			 const metrics_hist_t *h, const double *bounds, size_t n_bounds)
+{
+	if (n_bounds > METRICS_HIST_MAX)
+		n_bounds = METRICS_HIST_MAX;
+	const char *l = labels ? labels : "";
+	uint64_t cum = 0;
+	for (size_t i = 0; i <= n_bounds; i++) {
+		cum += h->counts[i];
+		char le[64];
+		if (i < n_bounds)
+			snprintf(le, sizeof le, "%s%sle=%g", l, *l ? "," : "", bounds[i]);
+		else
+			snprintf(le, sizeof le, "%s%sle=+Inf", l, *l ? "," : "");
+		sb_printf(out, "hutch_%s_bucket", name);
+		render_labels(out, le);
+		sb_printf(out, " %llu\n", (unsigned long long)cum);
+	}
+	sb_printf(out, "hutch_%s_sum", name);
+	render_labels(out, l);
+	sb_printf(out, " %.17g\nhutch_%s_count", h->sum, name);
+	render_labels(out, l);
+	sb_printf(out, " %llu\n", (unsigned long long)h->count);
+}
+
 void metrics_render(strbuf_t *out)
 {
 	pthread_mutex_lock(&g_lock);
@@ -120,7 +195,15 @@ void metrics_render(strbuf_t *out)
 		render_labels(out, m->labels);
 		sb_printf(out, " %.17g\n", m->value);
 	}
+	/* A copy: a collector may take other locks, not this one. */
+	size_t n = g_n_collectors;
+	collector_t *cs = n ? xmalloc(n * sizeof *cs) : NULL;
+	if (n)
+		memcpy(cs, g_collectors, n * sizeof *cs);
 	pthread_mutex_unlock(&g_lock);
+	for (size_t i = 0; i < n; i++)
+		cs[i].cb(cs[i].data, out);
+	free(cs);
 }
 
 void metrics_reset(void)

@@ -157,6 +157,10 @@ typedef struct proxy_config {
 	bool add_forwarded;
 	const proxy_policy_t *policy;
 	void *policy_data;
+	/* TCP: bind even if the address is not (yet) on an interface
+	 * (IP_FREEBIND), for an address that comes and goes with others'
+	 * interfaces (the sandboxes' gateway). */
+	bool freebind;
 } proxy_config_t;
 
 int proxy_listener_new(uv_loop_t *loop, const proxy_config_t *cfg, proxy_listener_t **out,

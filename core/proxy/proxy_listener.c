@@ -106,14 +106,23 @@ static int listen_unix(proxy_listener_t *l, uv_loop_t *loop, const char *path, h
 	return 0;
 }
 
-static int listen_tcp(proxy_listener_t *l, uv_loop_t *loop, const char *addr, hutch_err_t *err)
+static int listen_tcp(proxy_listener_t *l, uv_loop_t *loop, const char *addr, bool freebind,
+		      hutch_err_t *err)
 {
 	proxy_upstream_t a;
 	int r = proxy_upstream_parse(addr, &a, err);
 	if (r < 0)
 		return hutch_err_prefix(err, "listen");
-	uv_tcp_init(loop, &l->u.tcp);
+	uv_tcp_init_ex(loop, &l->u.tcp, a.addr.ss_family);
 	l->eng.handles++;
+	uv_os_fd_t fd;
+	if (freebind && uv_fileno((uv_handle_t *)&l->u.tcp, &fd) == 0) {
+		int one = 1;
+		if (a.addr.ss_family == AF_INET6)
+			setsockopt(fd, SOL_IPV6, IPV6_FREEBIND, &one, sizeof one);
+		else
+			setsockopt(fd, SOL_IP, IP_FREEBIND, &one, sizeof one);
+	}
 	r = uv_tcp_bind(&l->u.tcp, (const struct sockaddr *)&a.addr, 0);
 	if (r < 0)
 		return hutch_err_set(err, -r, "listen on %s: %s", addr, uv_strerror(r));
@@ -151,7 +160,7 @@ int proxy_listener_new(uv_loop_t *loop, const proxy_config_t *cfg, proxy_listene
 	proxy_engine_init(&l->eng, loop, cfg);
 	l->u.h.data = l;
 	int r = strncmp(cfg->listen, "unix:", 5) == 0 ? listen_unix(l, loop, cfg->listen + 5, err)
-						       : listen_tcp(l, loop, cfg->listen, err);
+						       : listen_tcp(l, loop, cfg->listen, cfg->freebind, err);
 	if (r == 0) {
 		r = uv_listen(&l->u.s, LISTEN_BACKLOG, on_connection);
 		if (r < 0)

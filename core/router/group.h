@@ -10,8 +10,11 @@
  * starting the new revision's replicas first (surge) and draining the old
  * ones only once enough new ones are ready (drain: no new requests, stopped
  * when their last request has ended), and stops everything on delete.
- * A replica is ready once its port answers HTTP (the readiness path, when
- * set, with 2xx/3xx); the router sends requests only to ready replicas.
+ * A replica is ready once its port accepts (the readiness path, when set,
+ * answers 2xx/3xx); the router sends requests only to ready replicas.
+ * Replicas live [sandbox] max_lifetime unless the template gives a
+ * lifetime, and never go idle; one near the end of its lifetime is
+ * replaced like a roll-out: a new one first, then the old one drained.
  *
  * The autoscaler (group_scale.c) samples in-flight plus held requests
  * every tick and sets the desired count from a stable and a panic window
@@ -95,6 +98,9 @@ typedef struct group_mgr_deps {
 	store_t *store;
 	const router_section_t *cfg;
 	const group_codec_t *codec;
+	/* [sandbox] max_lifetime: what a replica lives unless the template
+	 * says (it is replaced before then, see group_replicas.c) */
+	int64_t max_lifetime_ms;
 } group_mgr_deps_t;
 
 /* Loads the stored groups and adopts their live replicas. */
@@ -132,9 +138,13 @@ void group_unwatch(group_watch_t *w);
  * at its cap) and counts the request in flight on it: fills up and
  * returns it, or NULL when none can take it now. */
 replica_t *group_pick(group_t *g, proxy_upstream_t *up);
-/* The request picked on r is over (r may be gone: looked up by upstream
- * name). failed: 5xx or no response. */
-void group_request_done(group_t *g, const char *upstream, bool failed);
+/* A request for g is over (forwarded or answered here, e.g. 503): counted
+ * for /metrics, and one picked on a replica leaves its in-flight count
+ * (the replica may be gone: looked up by upstream name). replica receives
+ * the replica's sandbox id, "" if none. */
+void group_request_done(group_t *g, const proxy_log_t *e, char *replica, size_t cap);
+/* Any request the router answered (for a group, a container or nothing). */
+void group_mgr_count_request(group_mgr_t *m, int status);
 /* Holds route until a replica can take it (asks for one when the group is
  * at zero), then forwards it there with proxy_route_done; answers 503 with
  * Retry-After if the hold times out. Returns false, with route filled with

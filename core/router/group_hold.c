@@ -8,6 +8,7 @@
  */
 #include "group_priv.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -53,14 +54,20 @@ replica_t *group_pick(group_t *g, proxy_upstream_t *up)
 	return r;
 }
 
-void group_request_done(group_t *g, const char *upstream, bool failed)
+void group_request_done(group_t *g, const proxy_log_t *e, char *replica, size_t cap)
 {
+	const char *upstream = e->upstream;
 	g->requests++;
-	g->errors += failed;
+	g->errors += e->status == 0 || e->status >= 500;
+	group_stats_request(g, e->status, e->total_us);
+	if (cap)
+		replica[0] = '\0';
 	if (!upstream || !upstream[0])
 		return;
 	for (replica_t *r = g->replicas; r; r = r->next)
 		if (r->in_flight && strcmp(r->upstream, upstream) == 0) {
+			if (cap)
+				snprintf(replica, cap, "%s", r->id);
 			r->in_flight--;
 			group_level_add(g, -1);
 			/* A drained replica can stop now; a held request can go. */
@@ -81,8 +88,6 @@ bool group_hold(group_t *g, proxy_route_t *route)
 	const router_section_t *cfg = g->m->d.cfg;
 	g->last_request_ms = group_now_ms();
 	if (g->n_held >= (uint64_t)cfg->hold_queue) {
-		g->requests++;
-		g->errors++;
 		answer_503(route, "service busy: too many requests waiting for a replica\n");
 		return false;
 	}
@@ -94,8 +99,10 @@ bool group_hold(group_t *g, proxy_route_t *route)
 		p = &(*p)->next;
 	*p = h;
 	g->n_held++;
+	g->stats.held_total++;
 	group_level_add(g, 1);
 	if (g->desired == 0) {
+		group_stats_scaled(g, 0, 1);
 		g->desired = 1;
 		group_event(g, "scaling from zero for a request");
 		group_kick(g->m);
@@ -132,8 +139,7 @@ void group_hold_expire(group_t *g, bool all)
 	int64_t now = group_now_ms();
 	while (g->held && (all || g->held->deadline_ms <= now)) {
 		group_held_t *h = pop(g);
-		g->requests++;
-		g->errors++;
+		g->stats.held_timeouts++;
 		answer_503(h->route, all ? "service going away\n"
 					 : "service unavailable: no replica became ready in time\n");
 		proxy_route_done(h->route);

@@ -366,6 +366,7 @@ static void adopt_one(void *data, sandbox_t *sb)
 	r->state = REPLICA_STARTING;
 	r->started_ms = group_now_ms();
 	snprintf(r->upstream, sizeof r->upstream, "%s", rec.port_addrs[0]);
+	replica_note_lifetime(r, &rec);
 	hutch_err_t err;
 	proxy_upstream_parse(r->upstream, &r->up, &err);
 	r->next = g->replicas;
@@ -391,6 +392,7 @@ int group_mgr_new(const group_mgr_deps_t *deps, group_mgr_t **out, hutch_err_t *
 	m->kick.data = m;
 	uint64_t tick = m->d.cfg->tick_ms > 0 ? (uint64_t)m->d.cfg->tick_ms : 1000;
 	uv_timer_start(&m->tick, on_tick, tick, tick);
+	group_metrics_start(m);
 	*out = m;
 	return 0;
 }
@@ -400,6 +402,7 @@ void group_mgr_close(group_mgr_t *m)
 	if (!m || m->closing)
 		return;
 	m->closing = true;
+	group_metrics_stop(m);
 	uv_timer_stop(&m->tick);
 	uv_close((uv_handle_t *)&m->tick, NULL);
 	uv_timer_stop(&m->kick);
@@ -416,6 +419,7 @@ void group_mgr_free(group_mgr_t *m)
 {
 	if (!m)
 		return;
+	group_metrics_stop(m);
 	while (m->groups) {
 		group_t *g = m->groups;
 		m->groups = g->next;

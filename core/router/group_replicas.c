@@ -95,14 +95,29 @@ static void replica_created(void *data, sandbox_t *sb, const hutch_err_t *err)
 		return;
 	}
 	snprintf(r->upstream, sizeof r->upstream, "%s", rec.port_addrs[0]);
+	replica_note_lifetime(r, &rec);
 	group_event(g, "replica %s started (revision %lld)", r->id, (long long)r->revision);
 	group_probe_start(r);
+}
+
+void replica_note_lifetime(replica_t *r, const sandbox_record_t *rec)
+{
+	r->expires_unix_ms = rec->expires_ms;
+	r->lifetime_ms = rec->expires_ms && rec->started_ms ? rec->expires_ms - rec->started_ms : 0;
 }
 
 static void replica_start(group_t *g)
 {
 	group_mgr_t *m = g->m;
 	sandbox_spec_t *spec = m->d.codec->spec_dup(g->spec->tmpl);
+	/* A service outlives the default sandbox lifetime: replicas get the
+	 * longest allowed unless the template says, are never idle (requests
+	 * do not count as a sandbox's activity), and are rotated before they
+	 * end (retire_expiring). */
+	if (spec->lifetime_seconds == 0)
+		spec->lifetime_seconds = m->d.max_lifetime_ms / 1000;
+	if (spec->idle_timeout_seconds == 0)
+		spec->idle_timeout_seconds = m->d.max_lifetime_ms / 1000;
 	free(spec->ports);
 	spec->ports = xcalloc(1, sizeof *spec->ports);
 	spec->ports[0] = g->spec->port;
@@ -128,12 +143,12 @@ static void replica_start(group_t *g)
 	}
 }
 
-void replica_ready(replica_t *r)
+void replica_ready(replica_t *r, const char *how)
 {
 	group_t *g = r->g;
 	r->state = REPLICA_READY;
-	group_event(g, "replica %s ready after %lld ms", r->id,
-		    (long long)(group_now_ms() - r->started_ms));
+	group_event(g, "replica %s ready after %lld ms: %s", r->id,
+		    (long long)(group_now_ms() - r->started_ms), how);
 	group_hold_drain(g);
 	group_reconcile(g);
 }
@@ -164,11 +179,42 @@ static void reap_dead(group_t *g)
 	}
 }
 
+/* How long before its end a replica is replaced: long enough for a new
+ * one to start and the old one to finish what it has. */
+static int64_t retire_margin_ms(const replica_t *r)
+{
+	int64_t m = r->lifetime_ms / 4;
+	return m > 300000 ? 300000 : m;
+}
+
+/* A ready replica near the end of its lifetime retires: it keeps serving
+ * while a replacement starts, and is drained once that one is ready (as an
+ * old revision's replica is in a roll-out), so it never expires under
+ * load. */
+static void retire_expiring(group_t *g)
+{
+	int64_t now = store_now_ms();
+	for (replica_t *r = g->replicas; r; r = r->next)
+		if (r->state == REPLICA_READY && !r->stopping && !r->retiring && r->expires_unix_ms &&
+		    now >= r->expires_unix_ms - retire_margin_ms(r)) {
+			r->retiring = true;
+			group_event(g, "replica %s retiring before its lifetime ends: replaced, then drained",
+				    r->id);
+		}
+}
+
+static bool current(const group_t *g, const replica_t *r)
+{
+	return r->revision == g->revision && !r->retiring;
+}
+
 void group_reconcile(group_t *g)
 {
 	if (g->m->closing)
 		return;
 	reap_dead(g);
+	if (!g->deleting)
+		retire_expiring(g);
 	if (g->deleting) {
 		for (replica_t *r = g->replicas, *next; r; r = next) {
 			next = r->next;
@@ -186,7 +232,7 @@ void group_reconcile(group_t *g)
 		next = r->next;
 		if (r->stopping || r->state == REPLICA_DRAINING)
 			continue;
-		if (r->revision == g->revision) {
+		if (current(g, r)) {
 			cur_live++;
 			cur_ready += r->state == REPLICA_READY;
 		} else if (r->state == REPLICA_READY) {
@@ -201,13 +247,13 @@ void group_reconcile(group_t *g)
 	 * ready ones are drained. */
 	for (replica_t *r = g->replicas, *next; r && cur_live > want; r = next) {
 		next = r->next;
-		if (!r->stopping && r->revision == g->revision && r->state == REPLICA_STARTING) {
+		if (!r->stopping && current(g, r) && r->state == REPLICA_STARTING) {
 			replica_stop(r);
 			cur_live--;
 		}
 	}
 	for (replica_t *r = g->replicas; r && cur_live > want; r = r->next)
-		if (!r->stopping && r->revision == g->revision && r->state == REPLICA_READY) {
+		if (!r->stopping && current(g, r) && r->state == REPLICA_READY) {
 			r->state = REPLICA_DRAINING;
 			cur_live--;
 			cur_ready--;
@@ -216,10 +262,10 @@ void group_reconcile(group_t *g)
 	 * cover what is wanted without it. */
 	for (replica_t *r = g->replicas; r && old_ready && cur_ready + old_ready > want;
 	     r = r->next)
-		if (!r->stopping && r->revision != g->revision && r->state == REPLICA_READY) {
+		if (!r->stopping && !current(g, r) && r->state == REPLICA_READY) {
 			r->state = REPLICA_DRAINING;
-			group_event(g, "replica %s (revision %lld) draining", r->id,
-				    (long long)r->revision);
+			group_event(g, "replica %s (revision %lld%s) draining", r->id,
+				    (long long)r->revision, r->retiring ? ", retiring" : "");
 			old_ready--;
 		}
 	for (replica_t *r = g->replicas, *next; r; r = next) {

@@ -95,6 +95,7 @@ void group_autoscale(group_t *g)
 	if (want != g->desired) {
 		group_event(g, "scaled %u -> %u replicas (%s, concurrency %.1f / %.1f)", g->desired,
 			    want, panicking ? "panic" : "stable", stable, panic);
+		group_stats_scaled(g, g->desired, want);
 		g->desired = want;
 	}
 }

@@ -6,18 +6,22 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "access_log.h"
 #include "log.h"
 #include "route_name.h"
 #include "strbuf.h"
 
 struct router {
 	proxy_listener_t *listener;
+	proxy_listener_t *sandbox_listener; /* [router] sandbox_listen, or NULL */
+	int closing;                        /* listeners still closing */
 	group_mgr_t *groups;
 	sandbox_mgr_t *sandboxes;
 	char domain[256];
 	char address[300];
 	char base_url[320];
 	SSL_CTX *tls;
+	bool access_log;
 	void (*done)(void *arg);
 	void *done_arg;
 };
@@ -58,6 +62,23 @@ static proxy_route_result_t route_container(router_t *rt, const route_name_t *n,
 	return PROXY_ROUTE_DONE;
 }
 
+/* To the group, or the container, that n names. */
+static proxy_route_result_t route_service(router_t *rt, const route_name_t *n,
+					  proxy_route_t *route)
+{
+	if (!n->by_host)
+		upstream_path(route, n->path);
+	group_t *g = group_find(rt->groups, n->tenant, n->name);
+	if (!g)
+		return route_container(rt, n, route);
+	proxy_upstream_t up;
+	if (group_pick(g, &up)) {
+		proxy_route_forward(route, &up);
+		return PROXY_ROUTE_DONE;
+	}
+	return group_hold(g, route) ? PROXY_ROUTE_DEFER : PROXY_ROUTE_DONE;
+}
+
 static proxy_route_result_t route_request(void *data, const proxy_request_t *req,
 					  proxy_route_t *route)
 {
@@ -69,17 +90,65 @@ static proxy_route_result_t route_request(void *data, const proxy_request_t *req
 	if (r < 0)
 		return answer(route, 404,
 			      "no service named: use Host <name>.<tenant>.<domain> or the path /<tenant>/<name>/\n");
-	if (!n.by_host)
-		upstream_path(route, n.path);
-	group_t *g = group_find(rt->groups, n.tenant, n.name);
-	if (!g)
-		return route_container(rt, &n, route);
-	proxy_upstream_t up;
-	if (group_pick(g, &up)) {
-		proxy_route_forward(route, &up);
-		return PROXY_ROUTE_DONE;
+	return route_service(rt, &n, route);
+}
+
+/* ---- from sandboxes ([router] sandbox_listen) ---- */
+
+typedef struct peer_find {
+	const char *peer;
+	char tenant[ROUTE_LABEL_MAX + 1];
+	bool found;
+} peer_find_t;
+
+static void match_peer(void *data, sandbox_t *sb)
+{
+	peer_find_t *f = data;
+	if (f->found || sandbox_state(sb) != SANDBOX_RUNNING)
+		return;
+	sandbox_record_t rec;
+	sandbox_view(sb, &rec);
+	size_t pl = strlen(f->peer);
+	for (char **a = rec.addresses; a && *a; a++)
+		if (strncmp(*a, f->peer, pl) == 0 && ((*a)[pl] == '\0' || (*a)[pl] == '/')) {
+			snprintf(f->tenant, sizeof f->tenant, "%s", rec.tenant);
+			f->found = true;
+			return;
+		}
+}
+
+/* A request from inside a sandbox (the gateway address, which the
+ * sandboxes' resolver answers for <name>.<tenant>.<domain>): its source
+ * address names the sandbox (net-egress drops spoofed ones), and it may
+ * reach only its own tenant's services, whatever it names. A bare <name>
+ * is a service of that tenant. Anything else is 404, as a service that
+ * does not exist: nothing says another tenant's does. */
+static proxy_route_result_t route_from_sandbox(void *data, const proxy_request_t *req,
+					       proxy_route_t *route)
+{
+	router_t *rt = data;
+	peer_find_t f = {.peer = req->peer};
+	sandbox_each(rt->sandboxes, NULL, match_peer, &f);
+	if (!f.found)
+		return answer(route, 403, "not a sandbox\n");
+	route_name_t n;
+	int r = route_name_parse(rt->domain, req->authority, req->path, &n);
+	if (r == -ENOENT) {
+		/* Host: <name>[:port], one label */
+		size_t hl = strcspn(req->authority, ":");
+		if (hl && hl <= ROUTE_LABEL_MAX && route_label_valid(req->authority, hl)) {
+			memset(&n, 0, sizeof n);
+			memcpy(n.name, req->authority, hl);
+			snprintf(n.tenant, sizeof n.tenant, "%s", f.tenant);
+			n.by_host = true;
+			r = 0;
+		}
 	}
-	return group_hold(g, route) ? PROXY_ROUTE_DEFER : PROXY_ROUTE_DONE;
+	if (r == -EINVAL)
+		return answer(route, 400, "malformed service name in Host\n");
+	if (r < 0 || strcmp(n.tenant, f.tenant) != 0)
+		return answer(route, 404, "no such service\n");
+	return route_service(rt, &n, route);
 }
 
 static void route_cancel(void *data, proxy_route_t *route)
@@ -88,24 +157,36 @@ static void route_cancel(void *data, proxy_route_t *route)
 	group_unhold(rt->groups, route);
 }
 
+/* Once per request: the group's counts, then the access log line. */
 static void route_log(void *data, const proxy_log_t *e)
 {
 	router_t *rt = data;
 	route_name_t n;
+	char replica[64] = "";
+	access_log_ctx_t ctx = {.replica = replica};
+	group_mgr_count_request(rt->groups, e->status);
 	if (route_name_parse(rt->domain, e->authority, e->path, &n) == 0) {
+		ctx.tenant = n.tenant;
+		ctx.service = n.name;
 		group_t *g = group_find(rt->groups, n.tenant, n.name);
+		ctx.kind = g ? "group" : "container";
 		if (g)
-			group_request_done(g, e->upstream, e->status == 0 || e->status >= 500);
+			group_request_done(g, e, replica, sizeof replica);
 	}
-	log_debug("router: %s %s %s%s -> %s %d %llu bytes %llu us%s%s", e->peer, e->method,
-		  e->authority, e->path, e->upstream[0] ? e->upstream : "-", e->status,
-		  (unsigned long long)e->bytes_out, (unsigned long long)e->total_us,
-		  e->error ? " " : "", e->error ? e->error : "");
+	if (rt->access_log)
+		access_log_write(e, &ctx);
 }
 
 static const proxy_policy_t router_policy = {
 	.size = sizeof(proxy_policy_t),
 	.route = route_request,
+	.cancel = route_cancel,
+	.log = route_log,
+};
+
+static const proxy_policy_t sandbox_policy = {
+	.size = sizeof(proxy_policy_t),
+	.route = route_from_sandbox,
 	.cancel = route_cancel,
 	.log = route_log,
 };
@@ -136,6 +217,7 @@ int router_new(uv_loop_t *loop, const router_section_t *cfg, group_mgr_t *groups
 	router_t *rt = xcalloc(1, sizeof *rt);
 	rt->groups = groups;
 	rt->sandboxes = sandboxes;
+	rt->access_log = cfg->access_log;
 	size_t dn = strlen(cfg->domain);
 	if (dn >= sizeof rt->domain) {
 		free(rt);
@@ -162,6 +244,20 @@ int router_new(uv_loop_t *loop, const router_section_t *cfg, group_mgr_t *groups
 			SSL_CTX_free(rt->tls);
 		free(rt);
 		return hutch_err_prefix(err, "[router] listen on %s", cfg->listen);
+	}
+	if (cfg->sandbox_listen && cfg->sandbox_listen[0]) {
+		proxy_config_t sc = pc;
+		sc.listen = cfg->sandbox_listen;
+		sc.tls = NULL;
+		sc.policy = &sandbox_policy;
+		sc.freebind = true;
+		if ((r = proxy_listener_new(loop, &sc, &rt->sandbox_listener, err)) < 0) {
+			hutch_err_prefix(err, "[router] sandbox_listen on %s", cfg->sandbox_listen);
+			router_close(rt, NULL, NULL);
+			return r;
+		}
+		log_info("router for sandboxes on %s (their own tenant's services only)",
+			 cfg->sandbox_listen);
 	}
 	/* The host as configured, the port as bound. */
 	const char *colon = strrchr(cfg->listen, ':');
@@ -194,6 +290,8 @@ const char *router_domain(const router_t *rt)
 static void listener_closed(void *arg)
 {
 	router_t *rt = arg;
+	if (--rt->closing > 0)
+		return;
 	if (rt->tls)
 		SSL_CTX_free(rt->tls);
 	void (*done)(void *) = rt->done;
@@ -207,5 +305,8 @@ void router_close(router_t *rt, void (*done)(void *arg), void *arg)
 {
 	rt->done = done;
 	rt->done_arg = arg;
+	rt->closing = rt->sandbox_listener ? 2 : 1;
+	if (rt->sandbox_listener)
+		proxy_listener_close(rt->sandbox_listener, listener_closed, rt);
 	proxy_listener_close(rt->listener, listener_closed, rt);
 }

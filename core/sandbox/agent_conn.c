@@ -26,6 +26,7 @@ struct agent_conn {
 	size_t n_slots, cap_slots;
 	uint32_t next_id;
 	uint32_t agent_pid;
+	uint32_t agent_version;
 	agent_closed_cb on_closed;
 	void *data;
 	char reason[256];
@@ -98,6 +99,11 @@ void agent_conn_close(agent_conn_t *c, const char *reason)
 bool agent_conn_alive(const agent_conn_t *c)
 {
 	return !c->closing;
+}
+
+uint32_t agent_conn_version(const agent_conn_t *c)
+{
+	return c->agent_version;
 }
 
 uint32_t agent_conn_pid(const agent_conn_t *c)
@@ -238,6 +244,12 @@ int agent_send_credit(agent_conn_t *c, uint32_t id, uint32_t bytes)
 	return send_u32s(c, AGENT_CREDIT, id, AGENT_F_BYTES, bytes, 0, 0);
 }
 
+int agent_send_port_wait(agent_conn_t *c, uint32_t id, uint32_t port, uint32_t timeout_ms)
+{
+	return send_u32s(c, AGENT_PORT_WAIT, id, AGENT_F_PORT, port, AGENT_F_TIMEOUT_MS,
+			 timeout_ms);
+}
+
 int agent_send_file_op(agent_conn_t *c, uint32_t id, uint8_t op, const char *path,
 		       bool recursive)
 {
@@ -356,6 +368,8 @@ static bool dispatch_conn(agent_conn_t *c, const agent_frame_t *f)
 		while (agent_fields_next(&it, &fld))
 			if (fld.tag == AGENT_F_PID && agent_field_u32(&fld, &v))
 				c->agent_pid = v;
+			else if (fld.tag == AGENT_F_VERSION && agent_field_u32(&fld, &v))
+				c->agent_version = v;
 		if (it.malformed)
 			protocol_error(c, "hello");
 		return true;

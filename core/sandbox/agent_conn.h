@@ -66,6 +66,8 @@ void agent_conn_close(agent_conn_t *c, const char *reason);
 bool agent_conn_alive(const agent_conn_t *c);
 /* The agent's pid inside the sandbox, once HELLO_ACK arrived (else 0). */
 uint32_t agent_conn_pid(const agent_conn_t *c);
+/* The protocol version its HELLO_ACK gave (0 until then). */
+uint32_t agent_conn_version(const agent_conn_t *c);
 
 /* Opens a stream: returns its id (never 0). The callbacks stay attached
  * until the stream finishes or agent_stream_forget(). */
@@ -97,6 +99,11 @@ int agent_send_put(agent_conn_t *c, uint32_t id, const char *path, uint32_t type
 		   uint32_t mode, const char *link, bool mkdirs);
 int agent_send_data(agent_conn_t *c, uint32_t id, const void *data, size_t n);
 int agent_send_data_end(agent_conn_t *c, uint32_t id);
+
+/* Asks the agent (version >= 2) to say once when 127.0.0.1:port accepts
+ * inside the sandbox: the stream gets on_done, or on_error (ETIMEDOUT after
+ * timeout_ms). The owner forgets the stream after either. */
+int agent_send_port_wait(agent_conn_t *c, uint32_t id, uint32_t port, uint32_t timeout_ms);
 
 /* The sandbox's metadata endpoint (agent_meta.h): the agent relays what
  * clients in the sandbox send; hutchd answers each connection once. */

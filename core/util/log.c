@@ -98,22 +98,50 @@ static void redact(strbuf_t *msg)
 	pthread_mutex_unlock(&g_redact_lock);
 }
 
-void log_vwrite(hutch_log_level_t level, const char *source, const char *fmt,
-		va_list ap)
+/* One record is one line, with secrets masked. */
+static void clean(strbuf_t *msg)
 {
-	if (level > g_level)
-		return;
-	_cleanup_sb_ strbuf_t msg = STRBUF_INIT;
-	sb_vprintf(&msg, fmt, ap);
-	if (!msg.buf)
-		sb_append(&msg, "");
-	/* One record is one line. */
-	for (char *p = msg.buf; *p; p++)
+	for (char *p = msg->buf; *p; p++)
 		if (*p == '\n' || *p == '\r')
 			*p = ' ';
 	if (g_redact)
-		redact(&msg);
+		redact(msg);
+}
 
+static void field_text(strbuf_t *line, const log_field_t *f)
+{
+	sb_printf(line, " %s=", f->key);
+	if (!f->str) {
+		sb_printf(line, "%.15g", f->num);
+		return;
+	}
+	_cleanup_sb_ strbuf_t v = STRBUF_INIT;
+	sb_append(&v, f->str);
+	clean(&v);
+	if (v.len && !strpbrk(v.buf, " \"\\"))
+		sb_append(line, v.buf);
+	else
+		sb_json_str(line, v.buf);
+}
+
+static void field_json(strbuf_t *line, const log_field_t *f)
+{
+	sb_putc(line, ',');
+	sb_json_str(line, f->key);
+	sb_putc(line, ':');
+	if (!f->str) {
+		sb_printf(line, "%.15g", f->num);
+		return;
+	}
+	_cleanup_sb_ strbuf_t v = STRBUF_INIT;
+	sb_append(&v, f->str);
+	clean(&v);
+	sb_json_str(line, v.buf);
+}
+
+static void emit(hutch_log_level_t level, const char *source, const char *msg,
+		 const log_field_t *fields, size_t n)
+{
 	struct timespec ts;
 	clock_gettime(CLOCK_REALTIME, &ts);
 	struct tm tm;
@@ -133,13 +161,42 @@ void log_vwrite(hutch_log_level_t level, const char *source, const char *fmt,
 		sb_append(&line, ",\"source\":");
 		sb_json_str(&line, source);
 		sb_append(&line, ",\"msg\":");
-		sb_json_str(&line, msg.buf);
+		sb_json_str(&line, msg);
+		for (size_t i = 0; i < n; i++)
+			field_json(&line, &fields[i]);
 		sb_append(&line, "}\n");
 	} else {
-		sb_printf(&line, "%s %-5s [%s] %s\n", when, lvl, source, msg.buf);
+		sb_printf(&line, "%s %-5s [%s] %s", when, lvl, source, msg);
+		for (size_t i = 0; i < n; i++)
+			field_text(&line, &fields[i]);
+		sb_putc(&line, '\n');
 	}
 	ssize_t w = write(g_fd, line.buf, line.len);
 	(void)w;
+}
+
+void log_vwrite(hutch_log_level_t level, const char *source, const char *fmt,
+		va_list ap)
+{
+	if (level > g_level)
+		return;
+	_cleanup_sb_ strbuf_t msg = STRBUF_INIT;
+	sb_vprintf(&msg, fmt, ap);
+	if (!msg.buf)
+		sb_append(&msg, "");
+	clean(&msg);
+	emit(level, source, msg.buf, NULL, 0);
+}
+
+void log_fields(hutch_log_level_t level, const char *source, const char *msg,
+		const log_field_t *fields, size_t n)
+{
+	if (level > g_level)
+		return;
+	_cleanup_sb_ strbuf_t m = STRBUF_INIT;
+	sb_append(&m, msg);
+	clean(&m);
+	emit(level, source, m.buf, fields, n);
 }
 
 void log_write(hutch_log_level_t level, const char *source, const char *fmt, ...)

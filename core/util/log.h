@@ -13,6 +13,7 @@
 
 #include <stdarg.h>
 #include <stdbool.h>
+#include <stddef.h>
 
 #include <hutch/plugin.h>
 
@@ -30,6 +31,19 @@ void log_vwrite(hutch_log_level_t level, const char *source, const char *fmt,
 		va_list ap);
 void log_write(hutch_log_level_t level, const char *source, const char *fmt,
 	       ...) HUTCH_PRINTF(3, 4);
+
+/* A record with fields of its own (an access log line): in JSON they are
+ * keys of the record next to "msg" (numbers as numbers); in text they
+ * follow the message as key=value, values with a space or quote quoted.
+ * Strings are masked like messages. */
+typedef struct log_field {
+	const char *key;  /* [a-z_]+; not ts, level, source or msg */
+	const char *str;  /* NULL: num is the value */
+	double num;
+} log_field_t;
+
+void log_fields(hutch_log_level_t level, const char *source, const char *msg,
+		const log_field_t *fields, size_t n);
 
 /* Values (secrets) that must never reach the log: replaced by "[redacted]"
  * wherever they occur in a record. Copies value; values under 4 bytes are

@@ -371,6 +371,17 @@ void dns_query_begin(eg_dns_t *dns, eg_sandbox_t *sb, tcp_conn_t *conn, int serv
 		dns_query_finish(q);
 		return;
 	}
+	if (eg_router_name(in->cfg, q->q.name)) {
+		uint8_t out[DNS_HEADER_LEN + 300];
+		size_t n = eg_router_answer(data, len, &q->q, in->gw4, out, sizeof out);
+		if (n)
+			dns_reply_send(q, out, n);
+		else
+			dns_reply_error(q, DNS_RCODE_SERVFAIL);
+		eg_metric_query(in, "router");
+		dns_query_finish(q);
+		return;
+	}
 	eg_verdict_t v = eg_sandbox_verdict(sb, q->q.name, q->q.plain);
 	const char *mode = in->cfg->disallowed_names;
 	if ((v == EG_VERDICT_DENIED || v == EG_VERDICT_UNLISTED) && strcmp(mode, "forward") != 0) {

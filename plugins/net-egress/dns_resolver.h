@@ -163,4 +163,12 @@ bool dns_local_answer(query_t *q);
 void dns_watch_start(eg_dns_t *dns);
 void dns_watch_run(eg_dns_t *dns);
 
+/* router_names.c: whether name is under router_domain (a name of
+ * hutchd's router), and the answer to such a query: the gateway's IPv4
+ * address for A, no data otherwise. Returns the length, 0 if cap is too
+ * small. */
+bool eg_router_name(const eg_config_t *c, const char *name);
+size_t eg_router_answer(const uint8_t *query, size_t qlen, const dns_question_t *q,
+			const uint8_t gw4[4], uint8_t *out, size_t cap);
+
 #endif

@@ -33,6 +33,8 @@
  *                denied names it keeps resolved (see dns_resolver.h)
  *   nflog.c      dropped packets to the audit (nflog_msg.c parses them)
  *   audit.c      audit events and metrics
+ *   router_names.c  <name>.<router_domain> answered with the gateway, for
+ *                hutchd's router (one input rule in nft.c lets it in)
  *
  * Threads: the ops run on hutchd's pool threads, several at once for
  * different sandboxes; the resolver runs on a thread of its own with a
@@ -88,6 +90,8 @@ typedef struct eg_config {
 	int64_t nflog_group;
 	char *local_names_dir;
 	char *local_names_suffix;
+	char *router_domain;    /* "": off (router_names.c) */
+	int64_t router_port;
 } eg_config_t;
 
 /* ---- addr_pool.c ---- */

@@ -179,6 +179,10 @@ static void ruleset(const eg_instance_t *in, bool fresh, strbuf_t *b)
 		sb_printf(b,
 			  "add rule inet %s sandbox_input ip6 daddr %s meta l4proto { tcp, udp } th dport %d accept\n",
 			  t, gw6, (int)c->dns_port);
+	/* hutchd's router, when its names are served (router_names.c). */
+	if (c->router_domain && c->router_domain[0])
+		sb_printf(b, "add rule inet %s sandbox_input ip daddr %s tcp dport %d accept\n", t,
+			  gw4, (int)c->router_port);
 	/* IPv6 needs neighbour discovery with the gateway; its multicast
 	 * listener reports and router solicitations go nowhere, unaudited. */
 	sb_printf(b,

@@ -75,6 +75,10 @@ static const hutch_config_field_t config_fields[] = {
 	  "names under local_names_suffix are answered from <dir>/<sandbox id> (\"name address\" lines, written by another plugin: net-wireguard's names_dir); unset: off"),
 	F(HUTCH_CONFIG_STRING, "local_names_suffix", "\"tunnel\"", local_names_suffix,
 	  "the suffix of the names local_names_dir answers (never forwarded upstream)"),
+	F(HUTCH_CONFIG_STRING, "router_domain", "\"\"", router_domain,
+	  "the resolver answers <name>.<router_domain> with the gateway address, and sandboxes may open TCP to the gateway on router_port: hutchd's router there ([router] sandbox_listen) serves each sandbox its own tenant's services; \"\": off"),
+	F(HUTCH_CONFIG_INT, "router_port", "80", router_port,
+	  "port of hutchd's router on the gateway address (with router_domain)"),
 	{0},
 };
 
@@ -326,6 +330,11 @@ static int egress_init(const hutch_host_t *host, const void *config, void **inst
 				  c->nft_table ? c->nft_table : "");
 		goto fail;
 	}
+	if (c->router_port <= 0 || c->router_port > 65535 || c->router_port == c->dns_port) {
+		r = hutch_err_set(err, EINVAL, "router_port %lld is not a free port",
+				  (long long)c->router_port);
+		goto fail;
+	}
 	if (c->dns_port <= 0 || c->dns_port > 65535) {
 		r = hutch_err_set(err, EINVAL, "dns_port %lld is not a port", (long long)c->dns_port);
 		goto fail;
@@ -474,6 +483,13 @@ static void egress_capabilities(void *instance, hutch_kv_cb emit, void *data)
 	emit(data, "enforcement", "host nftables, drop (no reject)");
 	emit(data, "default_egress", in->cfg->default_egress);
 	emit(data, "disallowed_names", in->cfg->disallowed_names);
+	if (in->cfg->router_domain && in->cfg->router_domain[0]) {
+		inet_ntop(AF_INET, in->gw4, buf, sizeof buf);
+		n = strlen(buf);
+		snprintf(buf + n, sizeof buf - n, ":%d (*.%s)", (int)in->cfg->router_port,
+			 in->cfg->router_domain);
+		emit(data, "router", buf);
+	}
 	emit(data, "nat", in->cfg->nat ? in->cfg->uplink : "off");
 	emit(data, "audit", !in->cfg->audit ? "off"
 			    : in->audit_drops ? "resolver decisions and dropped packets"

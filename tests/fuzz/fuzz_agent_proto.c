@@ -66,13 +66,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	agent_conn_t *c;
 	if (agent_conn_open(&loop, to[1], from[0], closed, NULL, &c, NULL) < 0)
 		return 0;
-	/* Streams 1..4 exist, as an exec, a get, a put and a list would. */
+	/* Streams 1..5 exist, as an exec, a get, a put, a list and a port
+	 * wait would. */
 	for (int i = 0; i < 4; i++)
 		agent_stream_open(c, &ops, NULL);
+	agent_send_port_wait(c, agent_stream_open(c, &ops, NULL), 8080, 1000);
 	/* Feed in two pieces to exercise frames split across reads. */
 	size_t cut = size ? data[0] % (size + 1) : 0;
 	agent_conn_feed(c, data, cut);
 	agent_conn_feed(c, data + cut, size - cut);
+	g_events += (int)(agent_conn_version(c) & 1);
 	agent_conn_close(c, "done");
 	uv_run(&loop, UV_RUN_DEFAULT);
 	close(to[0]);

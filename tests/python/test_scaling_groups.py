@@ -29,10 +29,9 @@ def serve(rev="1"):
             "exec httpd -f -p 8080 -h /www" % rev]
 
 
-@pytest.fixture
-def env(monkeypatch):
+def _daemon_env(monkeypatch, config=CONFIG, args=()):
     import hutchtest
-    d = hutchtest.Daemon(CONFIG)
+    d = hutchtest.Daemon(config, args=args)
     monkeypatch.setenv("HUTCH_SOCKET", d.sock)
     monkeypatch.delenv("HUTCH_ADDRESS", raising=False)
     hutch.set_default_client(None)
@@ -51,6 +50,18 @@ def env(monkeypatch):
         d.cleanup()
 
 
+@pytest.fixture
+def env(monkeypatch):
+    yield from _daemon_env(monkeypatch)
+
+
+@pytest.fixture
+def env_json(monkeypatch):
+    """hutchd logging JSON, with its [http] listener (for /metrics)."""
+    yield from _daemon_env(monkeypatch, CONFIG + '\n[http]\nlisten = "127.0.0.1:0"\n',
+                           args=["--log-format", "json"])
+
+
 def test_published_example(env):
     sg = ScalingGroup(
         image="busybox",
@@ -64,6 +75,8 @@ def test_published_example(env):
     resp = sg.call("/health", method="GET")
     print(resp.status_code, resp.text)
     assert resp.status_code == 200 and resp.text == "ok\n"
+    # Readiness came from the sandbox's agent, not from hutchd polling.
+    assert "ready after" in env.log() and "its agent saw the port accept" in env.log()
     assert sg.url.endswith("/default/hello-api") or "/hello-api" in sg.url
     # The same group by Host, as a wildcard DNS record would send it.
     host = sg.host_url.split("://", 1)[1]
@@ -143,6 +156,7 @@ def test_killed_replica_is_replaced(env):
 def test_rolling_redeploy_under_load_fails_nothing(env):
     sg = ScalingGroup(image="busybox", name="roll", port=8080, min_replicas=2, max_replicas=2,
                       command=serve("1"), readiness_path="/health").deploy().wait_ready()
+    assert "the readiness path answers" in env.log()
     addr = _router(sg)
     stop = threading.Event()
     results = []
@@ -180,6 +194,58 @@ def test_rolling_redeploy_under_load_fails_nothing(env):
     assert not bad, "%d of %d failed, e.g. %r" % (len(bad), len(results), bad[:3])
     bodies = [b for _, b in results]
     assert b"1\n" in bodies and b"2\n" in bodies and bodies[-1] == b"2\n"
+
+
+@pytest.fixture
+def env_short_lives(monkeypatch):
+    """Sandboxes live 3 s by default and 6 s at most."""
+    yield from _daemon_env(monkeypatch, CONFIG + '\n[sandbox]\nlifetime = "3s"\n'
+                           'max_lifetime = "6s"\n')
+
+
+def test_replicas_outlive_default_lifetime_and_rotate_without_failure(env_short_lives):
+    """A replica gets the longest sandbox lifetime, not the default one, and
+    one near its end is replaced first and drained: under load across two
+    ends of lifetime, no request fails and no replica expires."""
+    sg = ScalingGroup(image="busybox", name="longlived", port=8080, min_replicas=1,
+                      max_replicas=1, command=serve()).deploy().wait_ready()
+    first = sg.replicas[0]["sandbox_id"]
+    addr = _router(sg)
+    stop = threading.Event()
+    results = []
+
+    def load():
+        conn = http.client.HTTPConnection(addr, timeout=10)
+        while not stop.is_set():
+            try:
+                conn.request("GET", "/default/longlived/health")
+                r = conn.getresponse()
+                results.append((r.status, r.read()))
+            except Exception as e:  # a failure is what this test counts
+                results.append((0, repr(e).encode()))
+                conn = http.client.HTTPConnection(addr, timeout=10)
+            time.sleep(0.005)
+
+    threads = [threading.Thread(target=load) for _ in range(3)]
+    for t in threads:
+        t.start()
+    try:
+        time.sleep(4)  # past the 3 s default lifetime
+        assert first in [r["sandbox_id"] for r in sg.replicas], "expired at the default lifetime"
+        deadline = time.time() + 20
+        while time.time() < deadline and env_short_lives.log().count("retiring before") < 2:
+            time.sleep(0.2)
+        time.sleep(0.5)
+    finally:
+        stop.set()
+        for t in threads:
+            t.join()
+    log = env_short_lives.log()
+    assert log.count("retiring before its lifetime ends") >= 2, log[-3000:]
+    assert "its sandbox is expired" not in log, log[-3000:]
+    bad = [r for r in results if r[0] != 200]
+    assert not bad, "%d of %d failed, e.g. %r" % (len(bad), len(results), bad[:3])
+    assert first not in [r["sandbox_id"] for r in sg.replicas]
 
 
 def test_scale_from_zero_1000_requests_no_failure(env):
@@ -326,3 +392,61 @@ def test_cli_group_commands(env):
     assert cli("group", "rm", "clig").stdout.strip() == "clig"
     assert "clig" not in cli("group", "ls").stdout
     assert cli("group", "inspect", "clig", check=False).returncode != 0
+
+
+def test_access_log_and_metrics(env_json):
+    """A line per request in hutchd's JSON log (without the query string),
+    and per-group numbers on /metrics: requests by status class, held
+    requests, replicas ready and wanted, scale events."""
+    import json
+    import re
+    import urllib.request
+    d = env_json
+    sg = ScalingGroup(image="busybox", name="logged", port=8080, min_replicas=0,
+                      max_replicas=1, command=serve()).deploy()
+    # From zero: held until the replica is ready.
+    assert sg.call("/health?token=hunter2secret").status_code == 200
+    for _ in range(3):
+        assert sg.call("/health").status_code == 200
+    assert sg.call("/missing").status_code == 404
+    m = re.search(r"HTTP on http://([0-9.]+:[0-9]+)", d.log())
+    assert m, d.log()[-2000:]
+    metrics = urllib.request.urlopen("http://%s/metrics" % m.group(1), timeout=10).read().decode()
+    lbl = 'tenant="default",group="logged"'
+
+    def value(name, extra=""):
+        mm = re.search(r"^hutch_%s\{%s%s\} (\S+)$" % (name, re.escape(lbl), re.escape(extra)),
+                       metrics, re.M)
+        assert mm, "%s%s not in\n%s" % (name, extra, metrics)
+        return float(mm.group(1))
+
+    assert value("group_requests_total", ',code="2xx"') == 4
+    assert value("group_requests_total", ',code="4xx"') == 1
+    assert value("group_requests_held_total") >= 1
+    assert value("group_replicas_ready") == 1
+    assert value("group_replicas_wanted") == 1
+    assert value("group_scale_events_total", ',direction="up"') >= 1
+    assert value("group_request_duration_seconds_count") == 5
+    assert value("group_request_duration_seconds_bucket", ',le="+Inf"') == 5
+    assert value("group_requests_in_flight") == 0
+    assert "# TYPE hutch_group_request_duration_seconds histogram" in metrics
+    assert re.search(r'^hutch_router_requests_total\{code="2xx"\} 4$', metrics, re.M)
+
+    lines = []
+    for raw in d.log().splitlines():
+        try:
+            rec = json.loads(raw)
+        except ValueError:
+            continue
+        if rec.get("source") == "router" and "status" in rec:
+            lines.append(rec)
+    assert len(lines) == 5, lines
+    first = lines[0]
+    assert first["tenant"] == "default" and first["service"] == "logged"
+    assert first["kind"] == "group" and first["method"] == "GET"
+    assert first["path"] == "/default/logged/health" and first["status"] == 200
+    assert first["replica"] == sg.replicas[0]["sandbox_id"]
+    assert first["bytes_out"] == 3 and first["duration_ms"] > 0
+    assert "hunter2secret" not in d.log()
+    assert lines[-1]["status"] == 404 and lines[-1]["path"] == "/default/logged/missing"
+    sg.delete()

@@ -2,7 +2,10 @@
  * plain process in session mode): exec with streamed stdio, exit codes and
  * signals, stdin, terminals, credit-based flow control, files, and a
  * misbehaving agent. */
+#include <arpa/inet.h>
 #include <fcntl.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <sys/stat.h>
@@ -347,6 +350,136 @@ static void files_roundtrip(void)
 	stop(&f);
 }
 
+/* ---- PORT_WAIT: the agent says once when a port accepts ---- */
+
+typedef struct portw {
+	bool done, failed;
+	int error;
+	char message[256];
+	struct timespec at;
+} portw_t;
+
+static void pw_done(void *ud)
+{
+	portw_t *p = ud;
+	p->done = true;
+	clock_gettime(CLOCK_MONOTONIC, &p->at);
+}
+static void pw_error(void *ud, int e, const char *msg)
+{
+	portw_t *p = ud;
+	p->failed = true;
+	p->error = e;
+	snprintf(p->message, sizeof p->message, "%s", msg);
+}
+static const agent_stream_ops_t pw_ops = {.on_done = pw_done, .on_error = pw_error};
+
+/* A loopback port nothing listens on (bound, then let go). */
+static int free_port(void)
+{
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+	struct sockaddr_in sa = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	CHECK_EQ_INT(bind(fd, (struct sockaddr *)&sa, sizeof sa), 0);
+	socklen_t len = sizeof sa;
+	getsockname(fd, (struct sockaddr *)&sa, &len);
+	close(fd);
+	return ntohs(sa.sin_port);
+}
+
+static int listen_on(int port)
+{
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+	int one = 1;
+	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+	struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port),
+				 .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	CHECK_EQ_INT(bind(fd, (struct sockaddr *)&sa, sizeof sa), 0);
+	CHECK_EQ_INT(listen(fd, 8), 0);
+	return fd;
+}
+
+static void timer_fired(uv_timer_t *t)
+{
+	*(bool *)t->data = true;
+}
+
+static void run_for_ms(fix_t *f, int ms)
+{
+	uv_timer_t t;
+	bool fired = false;
+	uv_timer_init(&f->loop, &t);
+	t.data = &fired;
+	uv_timer_start(&t, timer_fired, (uint64_t)ms, 0);
+	while (!fired)
+		uv_run(&f->loop, UV_RUN_ONCE);
+	uv_close((uv_handle_t *)&t, NULL);
+	uv_run(&f->loop, UV_RUN_NOWAIT);
+}
+
+static void port_wait_reports_when_port_accepts(void)
+{
+	fix_t f;
+	start(&f);
+	while (agent_conn_version(f.conn) == 0 && !f.closed)
+		uv_run(&f.loop, UV_RUN_ONCE);
+	CHECK_EQ_INT((int)agent_conn_version(f.conn), AGENT_PROTO_VERSION);
+
+	/* Nothing listens yet: no answer. Then a server listens: the answer
+	 * comes within milliseconds, once. */
+	int port = free_port();
+	portw_t w = {0};
+	uint32_t id = agent_stream_open(f.conn, &pw_ops, &w);
+	CHECK_EQ_INT(agent_send_port_wait(f.conn, id, (uint32_t)port, 10000), 0);
+	run_for_ms(&f, 150);
+	CHECK(!w.done && !w.failed);
+	struct timespec listened;
+	int lfd = listen_on(port);
+	clock_gettime(CLOCK_MONOTONIC, &listened);
+	while (!w.done && !w.failed && !f.closed)
+		uv_run(&f.loop, UV_RUN_ONCE);
+	CHECK(w.done && !w.failed);
+	double ms = (double)(w.at.tv_sec - listened.tv_sec) * 1e3 +
+		    (double)(w.at.tv_nsec - listened.tv_nsec) / 1e6;
+	fprintf(stderr, "port accepted -> agent's answer: %.1f ms\n", ms);
+	CHECK(ms < 100); /* attempts every 2 ms in the first second */
+	agent_stream_forget(f.conn, id, false);
+	close(lfd);
+
+	/* Nothing ever listens: ETIMEDOUT after the timeout. */
+	portw_t t = {0};
+	id = agent_stream_open(f.conn, &pw_ops, &t);
+	agent_send_port_wait(f.conn, id, (uint32_t)free_port(), 200);
+	while (!t.done && !t.failed && !f.closed)
+		uv_run(&f.loop, UV_RUN_ONCE);
+	CHECK(t.failed && t.error == ETIMEDOUT);
+	CHECK_CONTAINS(t.message, "did not accept connections in time");
+
+	/* Cancelled: no answer, and the session goes on. */
+	portw_t c = {0};
+	port = free_port();
+	id = agent_stream_open(f.conn, &pw_ops, &c);
+	agent_send_port_wait(f.conn, id, (uint32_t)port, 10000);
+	agent_stream_forget(f.conn, id, true);
+	lfd = listen_on(port);
+	portw_t again = {0};
+	uint32_t id2 = agent_stream_open(f.conn, &pw_ops, &again);
+	agent_send_port_wait(f.conn, id2, (uint32_t)port, 10000);
+	while (!again.done && !again.failed && !f.closed)
+		uv_run(&f.loop, UV_RUN_ONCE);
+	CHECK(again.done && !c.done && !c.failed);
+	agent_stream_forget(f.conn, id2, false);
+	close(lfd);
+
+	/* A bad port is refused. */
+	portw_t bad = {0};
+	id = agent_stream_open(f.conn, &pw_ops, &bad);
+	agent_send_port_wait(f.conn, id, 70000, 1000);
+	while (!bad.done && !bad.failed && !f.closed)
+		uv_run(&f.loop, UV_RUN_ONCE);
+	CHECK(bad.failed && bad.error == EINVAL);
+	stop(&f);
+}
+
 static void garbage_from_agent_closes_session(void)
 {
 	fix_t f;
@@ -402,6 +535,7 @@ int main(int argc, char **argv)
 		 exit_reported_while_background_child_holds_pipes},
 		{"output_waits_for_credit", output_waits_for_credit},
 		{"files_roundtrip", files_roundtrip},
+		{"port_wait_reports_when_port_accepts", port_wait_reports_when_port_accepts},
 		{"garbage_from_agent_closes_session", garbage_from_agent_closes_session},
 		{"agent_death_ends_streams", agent_death_ends_streams},
 		{NULL, NULL},

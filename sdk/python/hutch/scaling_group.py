@@ -100,7 +100,10 @@ class ScalingGroup:
     min_replicas 0 scales to zero after ``scaledown_window`` without a
     request; ``target_concurrency`` is the requests in flight per replica
     the autoscaler aims at; ``readiness_path`` (e.g. "/health") must answer
-    2xx/3xx before a replica takes requests (default: any HTTP answer)."""
+    2xx/3xx before a replica takes requests (default: the port accepting).
+    ``replica_lifetime`` bounds how long one replica lives (default: the
+    daemon's longest sandbox lifetime, not its default one); a replica near
+    its end is replaced first and then drained, so no request fails."""
 
     def __init__(self, image: Union[str, "Image", None] = None, name: Optional[str] = None,
                  port: int = 8080, *, min_replicas: int = 1, max_replicas: Optional[int] = None,
@@ -112,6 +115,7 @@ class ScalingGroup:
                  max_concurrency: Optional[int] = None,
                  scaledown_window: Optional[Duration] = None,
                  readiness_path: Optional[str] = None,
+                 replica_lifetime: Optional[Duration] = None,
                  client: Optional[SandboxClient] = None) -> None:
         if not name:
             raise InvalidArgumentError("ScalingGroup: name= is required (it becomes a DNS label)")
@@ -132,6 +136,7 @@ class ScalingGroup:
         self.max_concurrency = max_concurrency
         self.scaledown_window = scaledown_window
         self.readiness_path = readiness_path
+        self.replica_lifetime = replica_lifetime
         self._client = client
         self._info: Any = None
 
@@ -146,7 +151,8 @@ class ScalingGroup:
     def _spec(self) -> Any:
         tmpl = self.client._spec(image=self.image, cpu=self.cpu, memory=self.memory,
                                  network_policies=(), tunnels=(), secrets=self.secrets,
-                                 lifetime=None, name=None, gpu=self.gpu, env=self.env,
+                                 lifetime=self.replica_lifetime, name=None, gpu=self.gpu,
+                                 env=self.env,
                                  workdir=self.workdir, labels=None, ports=(),
                                  idle_timeout=None, pids=None, disk=None, volumes=self.volumes,
                                  command=self.command)
