@@ -143,6 +143,22 @@ class Daemon:
         self.proc.kill()
         self.proc.wait()
 
+    def stop_sandboxes(self, timeout=30):
+        """Stops every sandbox of the socket's tenant and waits until none
+        is live (a group being deleted may still be stopping replicas)."""
+        deadline = time.time() + timeout
+        while True:
+            r = self.cli("--json", "sandbox", "ls", check=False)
+            if r.returncode != 0:
+                return
+            live = [sb for sb in json.loads(r.stdout or b"{}").get("sandboxes", [])
+                    if sb.get("state") not in ("SANDBOX_STATE_STOPPED", "SANDBOX_STATE_EXPIRED",
+                                               "SANDBOX_STATE_FAILED", "STOPPED", "EXPIRED", "FAILED")]
+            if not live or time.time() > deadline:
+                return
+            for sb in live:
+                self.cli("sandbox", "stop", sb["id"], check=False)
+
     def cleanup(self):
         """Stops every sandbox, stops the daemon, removes the directory.
         A sanitizer report in hutchd's log (ASan/UBSan builds) fails the
@@ -150,10 +166,14 @@ class Daemon:
         report = None
         try:
             if self.proc and self.proc.poll() is None:
-                r = self.cli("--json", "sandbox", "ls", check=False)
+                # Scaling groups first: their reconciler would replace the
+                # replicas stopped below, and a hutchd that stops leaves its
+                # sandboxes running (they are adopted at the next start).
+                r = self.cli("--json", "group", "ls", check=False)
                 if r.returncode == 0:
-                    for sb in json.loads(r.stdout or b"{}").get("sandboxes", []):
-                        self.cli("sandbox", "stop", sb["id"], check=False)
+                    for g in json.loads(r.stdout or b"{}").get("groups", []):
+                        self.cli("group", "rm", g["spec"]["name"], check=False)
+                self.stop_sandboxes()
             self.stop()
             log = self.log()
             for marker in ("ERROR: AddressSanitizer", "ERROR: LeakSanitizer", "runtime error:"):

@@ -4,6 +4,7 @@ for sandboxes ([router] sandbox_listen), and a sandbox reaches its own
 tenant's groups only, whatever Host or path it sends. Runs in the same
 namespaces as test_egress.py (World: hutchd in H, a DNS server in I)."""
 import hashlib
+import json
 import socket
 import time
 
@@ -86,5 +87,15 @@ def test_group_names_resolve_in_sandboxes_to_their_own_tenant_only():
         assert tcp(d, a, GATEWAY, 8080) == "timeout"
     finally:
         if d is not None:
+            # Tenant b's group and sandbox: the harness stops only what the
+            # socket's tenant sees.
+            if "cli_b" in locals() and d.proc.poll() is None:
+                cli_b("group", "rm", "web", check=False)
+                try:
+                    listed = json.loads(cli_b("--json", "sandbox", "ls", check=False) or "{}")
+                except ValueError:
+                    listed = {}
+                for sb in listed.get("sandboxes", []):
+                    cli_b("sandbox", "stop", sb["id"], check=False)
             d.cleanup()
         w.close()
