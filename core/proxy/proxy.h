@@ -98,7 +98,9 @@ typedef struct proxy_log {
 	uint64_t upstream_us;  /* request sent -> response head (TTFB) */
 	const char *upstream;  /* "127.0.0.1:8080", "unix:/p", "" (local) */
 	bool reused;           /* the upstream connection came from the pool */
-	int retries;           /* 1 when retried on a fresh connection */
+	/* Tries after the first: on a fresh connection (a pooled one was
+	 * dead) or on the upstream the policy's upstream_failed chose. */
+	int retries;
 	const char *error;     /* NULL, or why it failed ("upstream timeout") */
 } proxy_log_t;
 
@@ -122,7 +124,27 @@ typedef struct proxy_policy {
 	/* Optional: called once per request when it is over. */
 	void (*log)(void *data, const proxy_log_t *entry);
 	/* methods above are valid for size >= 32 */
+	/* Optional: the upstream route named could not be connected to
+	 * (refused, unreachable, connect timeout, TLS handshake), or it closed
+	 * or reset the connection before any byte of a response (a relay in
+	 * front of a dead server does that). Asked only for an idempotent
+	 * request (GET, HEAD, OPTIONS, TRACE, PUT, DELETE) without a body,
+	 * which RFC 9110 lets a proxy send again. failed is
+	 * that upstream; attempt counts the failures so far (1, 2, ...). The
+	 * policy may fill route again (proxy_route_forward to another
+	 * upstream, or proxy_route_local) and return true to have it used;
+	 * false fails the request as it would have (502, or 504 on a connect
+	 * timeout). req and failed are valid only during the call; the engine
+	 * keeps asking on every failure, so the policy bounds the attempts. */
+	bool (*upstream_failed)(void *data, const proxy_request_t *req, proxy_route_t *route,
+				const proxy_upstream_t *failed, int attempt);
+	/* methods above are valid for size >= 40 */
 } proxy_policy_t;
+_Static_assert(offsetof(proxy_policy_t, log) + sizeof(void *) == 32 || sizeof(void *) != 8,
+	       "proxy_policy_t: the size-32 members moved");
+_Static_assert(offsetof(proxy_policy_t, upstream_failed) + sizeof(void *) == 40 ||
+		       sizeof(void *) != 8,
+	       "proxy_policy_t: the size-40 members moved");
 
 /* Timeouts (milliseconds) and limits; 0 takes the default shown. */
 typedef struct proxy_limits {

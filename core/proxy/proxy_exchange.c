@@ -19,7 +19,9 @@
  * malformed) or 504 (timeouts); after, the client's stream is cut so that a
  * truncated response never looks complete. An idempotent request without a
  * body that finds a pooled connection dead before any response byte is
- * tried once more on a fresh connection.
+ * tried once more on a fresh connection; one whose upstream cannot be
+ * connected to, or closes before answering, is offered to the policy's
+ * upstream_failed, which may send it elsewhere (another replica).
  */
 #include <stdlib.h>
 #include <strings.h>
@@ -55,6 +57,7 @@ struct proxy_exchange {
 
 static void ex_decide(proxy_exchange_t *ex);
 static void ex_connect(proxy_exchange_t *ex);
+static bool ex_retry_elsewhere(proxy_exchange_t *ex);
 extern const proxy_up_events_t proxy_exchange_up_events;
 
 /* ---- the end ---- */
@@ -440,6 +443,8 @@ static void ev_error(proxy_exchange_t *ex, int status, const char *why, bool ret
 		ex_connect(ex);
 		return;
 	}
+	if (proxy_up_lost(ex->up) && ex_retry_elsewhere(ex))
+		return;
 	ex_fail(ex, status, why);
 }
 
@@ -486,7 +491,8 @@ static void ex_connect(proxy_exchange_t *ex)
 	ex->t_connect = ex_now(ex);
 	int r = proxy_up_get(ex->eng, &ex->route.up, ex, &proxy_exchange_up_events, &ex->up, &err);
 	if (r < 0) {
-		ex_fail(ex, 502, "upstream connect failed");
+		if (!ex_retry_elsewhere(ex))
+			ex_fail(ex, 502, "upstream connect failed");
 		return;
 	}
 	ex->reused = r == 1;
@@ -519,6 +525,53 @@ void proxy_route_done(proxy_route_t *route)
 	ex_decide(route->ex);
 }
 
+static void ex_request(const proxy_exchange_t *ex, proxy_request_t *req)
+{
+	const proxy_req_info_t *info = &ex->info;
+	*req = (proxy_request_t){
+		.method = info->method,
+		.scheme = ex->eng->tls ? "https" : "http",
+		.authority = info->authority,
+		.path = info->path,
+		.headers = ex->head->list,
+		.n_headers = ex->head->n,
+		.http_version = info->http_version,
+		.content_length = info->has_body ? info->content_length : 0,
+		.upgrade = info->upgrade,
+		.peer = info->peer,
+	};
+}
+
+/* The route's upstream could not be connected to, or closed the connection
+ * before answering: the policy may name another upstream for a request
+ * that is safe to send twice (RFC 9110 9.2.2: idempotent, and no body to
+ * replay). True when the exchange goes on (elsewhere). */
+static bool ex_retry_elsewhere(proxy_exchange_t *ex)
+{
+	const proxy_policy_t *pol = ex->eng->policy;
+	if (!pol->upstream_failed || !ex->idempotent || ex->info.has_body || ex->resp_head ||
+	    ex->finishing || ex->route.kind != ROUTE_FORWARD)
+		return false;
+	proxy_upstream_t failed = ex->route.up;
+	proxy_request_t req;
+	ex_request(ex, &req);
+	if (!pol->upstream_failed(ex->eng->policy_data, &req, &ex->route, &failed,
+				  ex->retries + 1)) {
+		/* The log names the upstream that failed, whatever was filled. */
+		ex->route.kind = ROUTE_FORWARD;
+		ex->route.up = failed;
+		return false;
+	}
+	ex->retries++;
+	if (ex->up) {
+		proxy_up_release(ex->up, false);
+		ex->up = NULL;
+	}
+	ex->connected = ex->req_sent = false;
+	ex_decide(ex);
+	return true;
+}
+
 static bool method_idempotent(const char *m)
 {
 	static const char *const ok[] = {"GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE"};
@@ -546,18 +599,8 @@ int proxy_exchange_start(proxy_engine_t *eng, const proxy_down_ops_t *ops, void 
 	ex->route.ex = ex;
 	*out = ex;
 
-	proxy_request_t req = {
-		.method = info->method,
-		.scheme = eng->tls ? "https" : "http",
-		.authority = info->authority,
-		.path = info->path,
-		.headers = head->list,
-		.n_headers = head->n,
-		.http_version = info->http_version,
-		.content_length = info->has_body ? info->content_length : 0,
-		.upgrade = info->upgrade,
-		.peer = info->peer,
-	};
+	proxy_request_t req;
+	ex_request(ex, &req);
 	proxy_route_result_t res = eng->policy->route(eng->policy_data, &req, &ex->route);
 	if (res == PROXY_ROUTE_DEFER) {
 		ex->route.deferred = true;

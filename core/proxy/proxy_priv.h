@@ -394,6 +394,10 @@ typedef struct proxy_up_events {
 int proxy_up_get(proxy_engine_t *eng, const proxy_upstream_t *up, proxy_exchange_t *ex,
 		 const proxy_up_events_t *ev, proxy_up_t **out, hutch_err_t *err);
 bool proxy_up_reused(const proxy_up_t *u);
+/* It failed to connect (refused, unreachable, timed out, TLS handshake) or
+ * was closed or reset before any byte of a response: the upstream never
+ * answered this request. */
+bool proxy_up_lost(const proxy_up_t *u);
 /* Request head and body bytes, written as given. */
 void proxy_up_write(proxy_up_t *u, const void *d, size_t n);
 void proxy_up_writev(proxy_up_t *u, const uv_buf_t *bufs, unsigned n);

@@ -35,6 +35,7 @@ struct proxy_up {
 	int status;
 	bool reused;      /* this exchange got it from the pool */
 	bool got_bytes;   /* a byte of the response arrived */
+	bool lost;        /* failed to connect, or closed before any response byte */
 	bool head_seen;   /* the final response head was parsed */
 	bool head_request;
 	bool complete;    /* the response ended */
@@ -58,6 +59,7 @@ static void up_on_timer(void *arg)
 	proxy_up_t *u = arg;
 	switch (u->state) {
 	case UP_CONNECTING:
+		u->lost = true;
 		up_error(u, 504, "upstream connect timeout", false);
 		break;
 	case UP_ACTIVE:
@@ -179,6 +181,7 @@ static void up_sock_connected(void *owner, int status, const char *why)
 {
 	proxy_up_t *u = owner;
 	if (status < 0) {
+		u->lost = true;
 		/* The exchange copies the text before this returns. */
 		if (status == UV_ECONNREFUSED)
 			why = "upstream connection refused";
@@ -252,10 +255,12 @@ static void up_sock_eof(void *owner, int err)
 			return;
 		}
 	}
-	if (!u->got_bytes)
+	if (!u->got_bytes) {
+		u->lost = true;
 		up_error(u, 502, "upstream closed the connection", u->reused);
-	else
+	} else {
 		up_error(u, 502, "upstream closed the connection mid-response", false);
+	}
 }
 
 static void up_sock_drain(void *owner)
@@ -279,6 +284,7 @@ static void up_attach(proxy_up_t *u, proxy_exchange_t *ex, const proxy_up_events
 	u->ex = ex;
 	u->ev = ev;
 	u->got_bytes = u->head_seen = u->complete = u->failed = u->paused = false;
+	u->lost = false;
 	u->head_request = false;
 	u->keep_alive = false;
 	u->status = 0;
@@ -315,6 +321,11 @@ int proxy_up_get(proxy_engine_t *eng, const proxy_upstream_t *up, proxy_exchange
 	proxy_timer_arm(u->timer, eng->limits.connect_timeout_ms);
 	*out = u;
 	return 0;
+}
+
+bool proxy_up_lost(const proxy_up_t *u)
+{
+	return u->lost;
 }
 
 bool proxy_up_reused(const proxy_up_t *u)

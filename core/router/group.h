@@ -138,6 +138,11 @@ void group_unwatch(group_watch_t *w);
  * at its cap) and counts the request in flight on it: fills up and
  * returns it, or NULL when none can take it now. */
 replica_t *group_pick(group_t *g, proxy_upstream_t *up);
+/* Connecting to failed (a replica's upstream) did not work for a request
+ * counted on it: moves the request's count to another ready replica of its
+ * group, not that one, and fills up with it. False (the count left where it
+ * is) when failed is no replica's or no other one can take it now. */
+bool group_mgr_repick(group_mgr_t *m, const proxy_upstream_t *failed, proxy_upstream_t *up);
 /* A request for g is over (forwarded or answered here, e.g. 503): counted
  * for /metrics, and one picked on a replica leaves its in-flight count
  * (the replica may be gone: looked up by upstream name). replica receives

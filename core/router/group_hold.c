@@ -24,12 +24,13 @@ static uint32_t rng_next(group_mgr_t *m)
 	return (uint32_t)(x >> 32);
 }
 
-static replica_t *pick(group_t *g)
+/* exclude: a replica not to pick (one that just failed), or NULL. */
+static replica_t *pick(group_t *g, const replica_t *exclude)
 {
 	replica_t *cand[128];
 	size_t n = 0;
 	for (replica_t *r = g->replicas; r && n < 128; r = r->next)
-		if (r->state == REPLICA_READY && !r->stopping &&
+		if (r != exclude && r->state == REPLICA_READY && !r->stopping &&
 		    r->in_flight < g->spec->max_concurrency)
 			cand[n++] = r;
 	if (!n)
@@ -44,7 +45,7 @@ replica_t *group_pick(group_t *g, proxy_upstream_t *up)
 	/* Requests already waiting go first. */
 	if (g->held)
 		return NULL;
-	replica_t *r = pick(g);
+	replica_t *r = pick(g, NULL);
 	if (!r)
 		return NULL;
 	r->in_flight++;
@@ -52,6 +53,27 @@ replica_t *group_pick(group_t *g, proxy_upstream_t *up)
 	g->last_request_ms = group_now_ms();
 	*up = r->up;
 	return r;
+}
+
+bool group_mgr_repick(group_mgr_t *m, const proxy_upstream_t *failed, proxy_upstream_t *up)
+{
+	/* The route holds a copy of the replica's parsed upstream. */
+	for (group_t *g = m->groups; g; g = g->next)
+		for (replica_t *r = g->replicas; r; r = r->next) {
+			if (!r->in_flight || r->up.addr_len != failed->addr_len ||
+			    memcmp(&r->up.addr, &failed->addr, failed->addr_len) != 0)
+				continue;
+			replica_t *other = pick(g, r);
+			if (!other)
+				return false; /* the request stays counted on r */
+			r->in_flight--;
+			other->in_flight++;
+			*up = other->up;
+			if (r->state == REPLICA_DRAINING && !r->in_flight)
+				group_kick(m);
+			return true;
+		}
+	return false;
 }
 
 void group_request_done(group_t *g, const proxy_log_t *e, char *replica, size_t cap)
@@ -122,7 +144,7 @@ static group_held_t *pop(group_t *g)
 void group_hold_drain(group_t *g)
 {
 	while (g->held) {
-		replica_t *r = pick(g);
+		replica_t *r = pick(g, NULL);
 		if (!r)
 			return;
 		group_held_t *h = pop(g);

@@ -151,6 +151,26 @@ static proxy_route_result_t route_from_sandbox(void *data, const proxy_request_t
 	return route_service(rt, &n, route);
 }
 
+/* Tries of one request on other replicas after the one picked refused it,
+ * reset it or did not answer the connect: enough to step over a replica
+ * that died since its last probe, few enough that a group whose replicas
+ * all fail answers quickly. */
+#define ROUTER_MAX_RETRIES 2
+
+/* The engine asks only for idempotent requests without a body whose
+ * upstream never got a byte, so sending it to another replica is safe. */
+static bool route_upstream_failed(void *data, const proxy_request_t *req, proxy_route_t *route,
+				  const proxy_upstream_t *failed, int attempt)
+{
+	router_t *rt = data;
+	(void)req;
+	proxy_upstream_t up;
+	if (attempt > ROUTER_MAX_RETRIES || !group_mgr_repick(rt->groups, failed, &up))
+		return false;
+	proxy_route_forward(route, &up);
+	return true;
+}
+
 static void route_cancel(void *data, proxy_route_t *route)
 {
 	router_t *rt = data;
@@ -182,6 +202,7 @@ static const proxy_policy_t router_policy = {
 	.route = route_request,
 	.cancel = route_cancel,
 	.log = route_log,
+	.upstream_failed = route_upstream_failed,
 };
 
 static const proxy_policy_t sandbox_policy = {
@@ -189,6 +210,7 @@ static const proxy_policy_t sandbox_policy = {
 	.route = route_from_sandbox,
 	.cancel = route_cancel,
 	.log = route_log,
+	.upstream_failed = route_upstream_failed,
 };
 
 static int tls_context(const router_section_t *cfg, SSL_CTX **out, hutch_err_t *err)

@@ -8,6 +8,7 @@
  *       [--response-timeout-ms N] [--max-header-bytes N] [--max-headers N]
  *       [--max-request-line N] [--max-body N] [--pool-max-idle N]
  *       [--upstream-read-timeout-ms N] [--upstream-tls SNI [--upstream-ca FILE]]
+ *       [--fallback ADDR]
  *
  * --upstream-tls speaks TLS to the upstream, sending SNI (and checking the
  * certificate against it; "" sends none), trusting the CAs in
@@ -21,6 +22,9 @@
  *   anything else       forwarded to --upstream, with X-Proxy-Test: 1 set
  *                       and X-Remove-Me removed toward it, X-Proxied: hutch
  *                       set and X-Upstream-Secret removed toward the client
+ * With --fallback, a request whose upstream could not be connected to (or
+ * closed before answering) is tried once on ADDR, when the engine offers it
+ * (upstream_failed).
  * Every request is logged as one JSON line to --log (default stderr).
  */
 #include <signal.h>
@@ -33,6 +37,8 @@
 #include "strbuf.h"
 
 static proxy_upstream_t upstream;
+static proxy_upstream_t fallback;
+static bool has_fallback;
 static FILE *log_file;
 static uv_loop_t *loop;
 static proxy_listener_t *listener;
@@ -103,6 +109,15 @@ static void cancel(void *data, proxy_route_t *r)
 	}
 }
 
+static bool upstream_failed(void *data, const proxy_request_t *req, proxy_route_t *r,
+			    const proxy_upstream_t *failed, int attempt)
+{
+	if (!has_fallback || attempt > 1)
+		return false;
+	proxy_route_forward(r, &fallback);
+	return true;
+}
+
 static void log_entry(void *data, const proxy_log_t *e)
 {
 	strbuf_t sb = STRBUF_INIT;
@@ -139,6 +154,7 @@ static const proxy_policy_t policy = {
 	.route = route,
 	.cancel = cancel,
 	.log = log_entry,
+	.upstream_failed = upstream_failed,
 };
 
 static uv_signal_t sig_term, sig_int;
@@ -194,6 +210,14 @@ int main(int argc, char **argv)
 		NUM("--upstream-read-timeout-ms", upstream_read_timeout_ms)
 		if (strcmp(a, "--upstream") == 0) {
 			up = v;
+			i++;
+		} else if (strcmp(a, "--fallback") == 0) {
+			hutch_err_t ferr = {0};
+			if (proxy_upstream_parse(v, &fallback, &ferr) < 0) {
+				fprintf(stderr, "--fallback: %s\n", ferr.message);
+				return 2;
+			}
+			has_fallback = true;
 			i++;
 		} else if (strcmp(a, "--listen") == 0) {
 			cfg.listen = v;

@@ -241,6 +241,49 @@ def upstream_down(env):
 
 
 @case
+def retry_elsewhere(env):
+    """The policy's upstream_failed sends an idempotent request without a
+    body to another upstream when its own refuses the connection or closes
+    it before answering; a POST is not sent twice."""
+    closer = socket.socket()
+    closer.bind(("127.0.0.1", 0))
+    closer.listen(16)
+    stop = threading.Event()
+
+    def close_all():
+        while not stop.is_set():
+            try:
+                s, _ = closer.accept()
+            except OSError:
+                return
+            s.close()
+    threading.Thread(target=close_all, daemon=True).start()
+    fallback = "127.0.0.1:%d" % env.up.port
+    try:
+        for dead in ("127.0.0.1:%d" % free_port(), "127.0.0.1:%d" % closer.getsockname()[1]):
+            open(env.log, "w").close()
+            p = env.proxy("--fallback", fallback, upstream=dead)
+            c = conn(p)
+            for method in ("GET", "HEAD", "DELETE"):
+                c.request(method, "/echo")
+                r = c.getresponse()
+                r.read()
+                check(r.status == 200, "%s via %s: status %d" % (method, dead, r.status))
+            c.request("POST", "/echo", body=b"once")
+            r = c.getresponse()
+            r.read()
+            check(r.status == 502, "POST via %s not retried: status %d" % (dead, r.status))
+            c.close()
+            log = env.log_entries()
+            check([e["retries"] for e in log] == [1, 1, 1, 0], log)
+            check(all(e["upstream"] == fallback for e in log[:3]), log)
+            check(log[3]["upstream"] == dead, log[3])
+    finally:
+        stop.set()
+        closer.close()
+
+
+@case
 def upstream_slow(env):
     p = env.proxy("--response-timeout-ms", "500")
     c = conn(p)
