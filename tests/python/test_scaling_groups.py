@@ -502,3 +502,106 @@ def test_dead_replica_get_retried_post_not(env_json):
     # The sandbox itself is still up: nothing replaced it meanwhile.
     assert dead in [r["sandbox_id"] for r in sg.replicas]
     sg.delete()
+
+
+# A replica that speaks WebSocket and SSE: busybox has no such server, so
+# nc runs this script once per connection (one exchange each).
+STREAM_SERVER = r"""#!/bin/sh
+read -r method path rest
+key=
+while read -r line; do
+  line=${line%$(printf '\r')}
+  [ -z "$line" ] && break
+  case "$line" in
+    [Ss]ec-[Ww]eb[Ss]ocket-[Kk]ey:*) key=${line#*: };;
+  esac
+done
+case "$path" in
+/ws)
+  hex=$(printf '%s258EAFA5-E914-47DA-95CA-C5AB0DC85B11' "$key" | sha1sum | cut -d' ' -f1)
+  acc=$(printf "$(echo "$hex" | sed 's/../\\x&/g')" | base64)
+  printf 'HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: %s\r\n\r\n' "$acc"
+  exec cat;;
+/sse)
+  printf 'HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-cache\r\nConnection: close\r\n\r\n'
+  printf 'data: one\n\n'
+  sleep 2
+  printf 'data: two\n\n';;
+*)
+  printf 'HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 3\r\nConnection: close\r\n\r\nok\n';;
+esac
+"""
+
+
+def test_websocket_sse_and_h2c_through_a_replica(env):
+    """A group's replica behind the router: a WebSocket upgrade is tunnelled
+    both ways, an SSE stream's first event arrives before the stream ends,
+    and an HTTP/2 (h2c, prior knowledge) client is answered."""
+    import base64
+    import hashlib
+    import os
+    import shutil
+    import subprocess
+    cmd = ["sh", "-c", "cat > /srv.sh <<'EOF'\n" + STREAM_SERVER + "EOF\n"
+           "chmod +x /srv.sh && exec nc -ll -p 8080 -e /srv.sh"]
+    sg = ScalingGroup(image="busybox", name="streams", port=8080, min_replicas=1,
+                      command=cmd).deploy().wait_ready()
+    addr = _router(sg)
+    host, port = addr.rsplit(":", 1)
+
+    # WebSocket: the handshake reaches the replica and its answer comes back
+    # (the accept key is the replica's own), then bytes flow both ways.
+    key = base64.b64encode(os.urandom(16)).decode()
+    s = socket.create_connection((host, int(port)), timeout=10)
+    try:
+        s.sendall(("GET /default/streams/ws HTTP/1.1\r\nHost: %s\r\nUpgrade: websocket\r\n"
+                   "Connection: Upgrade\r\nSec-WebSocket-Key: %s\r\n"
+                   "Sec-WebSocket-Version: 13\r\n\r\n" % (addr, key)).encode())
+        f = s.makefile("rb")
+        status = f.readline()
+        assert status.startswith(b"HTTP/1.1 101"), status
+        headers = {}
+        while True:
+            line = f.readline().rstrip(b"\r\n")
+            if not line:
+                break
+            k, v = line.decode().split(":", 1)
+            headers[k.strip().lower()] = v.strip()
+        want = base64.b64encode(hashlib.sha1(
+            (key + "258EAFA5-E914-47DA-95CA-C5AB0DC85B11").encode()).digest()).decode()
+        assert headers.get("sec-websocket-accept") == want, headers
+        mask = os.urandom(4)
+        payload = b"hello through the router"
+        frame = bytes([0x81, 0x80 | len(payload)]) + mask + \
+            bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+        s.sendall(frame)
+        echoed = f.read(len(frame))  # the replica echoes every byte
+        assert echoed == frame, echoed
+    finally:
+        s.close()
+
+    # SSE: streamed, not buffered until the end (the replica waits 2 s
+    # between its two events).
+    c = http.client.HTTPConnection(addr, timeout=10)
+    t0 = time.time()
+    c.request("GET", "/default/streams/sse", headers={"Accept": "text/event-stream"})
+    r = c.getresponse()
+    assert r.status == 200 and r.getheader("Content-Type") == "text/event-stream"
+    # The router sends a close-delimited body on chunked: read through r.
+    assert r.readline() == b"data: one\n"
+    t_first = time.time() - t0
+    r.readline()
+    assert r.readline() == b"data: two\n"
+    t_second = time.time() - t0
+    c.close()
+    assert t_first < 1.5 and t_second >= 1.5, (t_first, t_second)
+
+    # HTTP/2 with prior knowledge, to the router; the replica gets HTTP/1.1.
+    if not shutil.which("curl"):
+        pytest.skip("curl not installed")
+    out = subprocess.run(["curl", "-sS", "--http2-prior-knowledge", "-w", "\n%{http_version}",
+                          "http://%s/default/streams/health" % addr],
+                         capture_output=True, text=True, timeout=30)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout == "ok\n\n2", out.stdout
+    sg.delete()
