@@ -274,7 +274,7 @@ def retry_elsewhere(env):
             r.read()
             check(r.status == 502, "POST via %s not retried: status %d" % (dead, r.status))
             c.close()
-            log = env.log_entries()
+            log = env.log_entries(at_least=4)
             check([e["retries"] for e in log] == [1, 1, 1, 0], log)
             check(all(e["upstream"] == fallback for e in log[:3]), log)
             check(log[3]["upstream"] == dead, log[3])
@@ -687,9 +687,16 @@ class Env:
         self.proxies.append(p)
         return p
 
-    def log_entries(self):
-        with open(self.log) as f:
-            return [json.loads(line) for line in f if line.strip()]
+    def log_entries(self, at_least=1):
+        """The access log's entries; waits (up to 5 s) for at_least of them,
+        since a request's line is written after its response went out."""
+        deadline = time.time() + 5
+        while True:
+            with open(self.log) as f:
+                entries = [json.loads(line) for line in f if line.strip()]
+            if len(entries) >= at_least or time.time() > deadline:
+                return entries
+            time.sleep(0.02)
 
     def close(self):
         try:
