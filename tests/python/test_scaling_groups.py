@@ -605,3 +605,45 @@ def test_websocket_sse_and_h2c_through_a_replica(env):
     assert out.returncode == 0, out.stderr
     assert out.stdout == "ok\n\n2", out.stdout
     sg.delete()
+
+
+@pytest.fixture
+def env_tls(monkeypatch, tmp_path):
+    """The router on TLS, with a self-signed certificate for 127.0.0.1."""
+    import subprocess
+    cert, key = tmp_path / "router.crt", tmp_path / "router.key"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                    "ec_paramgen_curve:prime256v1", "-nodes", "-days", "1",
+                    "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1",
+                    "-keyout", str(key), "-out", str(cert)], check=True, capture_output=True)
+    env = _daemon_env(monkeypatch, CONFIG + 'tls_cert = "%s"\ntls_key = "%s"\n' % (cert, key))
+    d = next(env)
+    d.router_ca = str(cert)
+    yield d
+    next(env, None)
+
+
+def test_router_serves_tls_with_http1_and_h2(env_tls):
+    """With tls_cert/tls_key the router speaks only TLS: HTTP/1.1 and HTTP/2
+    (ALPN) reach the replica; a certificate the client does not trust, or
+    plain HTTP, gets nothing."""
+    import subprocess
+    sg = ScalingGroup(image="busybox", name="secure", port=8080, min_replicas=1,
+                      max_replicas=1, command=serve()).deploy().wait_ready()
+    port = _router(sg).rsplit(":", 1)[1]
+    url = "https://127.0.0.1:%s/default/secure/health" % port
+
+    def curl(*args):
+        return subprocess.run(["curl", "-sS", "--max-time", "20", *args, url],
+                              capture_output=True, text=True)
+    r = curl("--cacert", env_tls.router_ca, "--http1.1", "-w", " %{http_version}")
+    assert r.returncode == 0 and r.stdout == "ok\n 1.1", (r.stdout, r.stderr)
+    r = curl("--cacert", env_tls.router_ca, "--http2", "-w", " %{http_version}")
+    assert r.returncode == 0 and r.stdout == "ok\n 2", (r.stdout, r.stderr)
+    r = curl()  # the system's trust store does not know the certificate
+    assert r.returncode != 0 and "certificate" in r.stderr.lower(), r.stderr
+    plain = subprocess.run(["curl", "-sS", "--max-time", "20",
+                            "http://127.0.0.1:%s/default/secure/health" % port],
+                           capture_output=True, text=True)
+    assert "ok" not in plain.stdout, plain.stdout
+    sg.delete()
