@@ -602,7 +602,12 @@ static void case_cycles(void)
 	pid_t pids[8];
 	CHECK(wg_pids(pids, 8) == 1, "processes after %d cycles: %zu", cycles, wg_pids(pids, 8));
 	CHECK(wg_sockets() == 1, "sockets after %d cycles: %zu", cycles, wg_sockets());
-	CHECK(open_fds() <= fds0, "fds: %d before, %d after %d cycles", fds0, open_fds(), cycles);
+	/* net-egress keeps up to EG_NFNL_CACHE_MAX (8) netfilter sockets open
+	 * for its ops, and its counters timer or resolver may take one more
+	 * meanwhile (the ASan run lasts long enough for the timer): that is a
+	 * bounded cache, not a leak. A leak of one fd a cycle shows as 1000. */
+	CHECK(open_fds() <= fds0 + 8, "fds: %d before, %d after %d cycles", fds0, open_fds(),
+	      cycles);
 	CHECK(udp_sockets_in(-1) == udp0, "UDP sockets: %d before, %d after", udp0,
 	      udp_sockets_in(-1));
 	CHECK(!links_in(&b, "wg"), "an interface is left in B");
