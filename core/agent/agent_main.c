@@ -41,6 +41,7 @@
 #include "agent_meta.h"
 #include "agent_port.h"
 #include "agent_proto.h"
+#include "clock_ms.h"
 
 /* How long after a process exits its pipes may stay open (held by a
  * background child) before the exit is reported anyway. */
@@ -93,13 +94,6 @@ static agent_buf_t g_in;
 agent_buf_t g_out; /* shared with agent_meta.c */
 static int g_sigfd = -1;
 static bool g_terminating;
-
-static int64_t now_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static void set_nonblock(int fd)
 {
@@ -650,7 +644,7 @@ static void exec_maybe_finish(stream_t *s)
 		return;
 	}
 	if (s->linger_deadline == 0)
-		s->linger_deadline = now_ms() + LINGER_MS;
+		s->linger_deadline = mono_ms() + LINGER_MS;
 }
 
 /* Reads one chunk of output within credit. */
@@ -1360,7 +1354,7 @@ static void poll_add(poll_set_t *ps, int fd, short events, stream_t *owner, int 
 static void poll_add_streams(poll_set_t *ps, int *timeout)
 {
 	bool out_full = agent_buf_pending(&g_out) > OUT_HIGH_WATER;
-	int64_t now = now_ms();
+	int64_t now = mono_ms();
 	for (stream_t *s = g_streams, *next; s; s = next) {
 		next = s->next;
 		if (s->kind == STREAM_GET) {

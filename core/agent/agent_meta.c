@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "nl_addr.h"
+#include "clock_ms.h"
 
 typedef struct meta_conn {
 	int fd;
@@ -39,13 +40,6 @@ static void conns_init(void)
 	for (size_t i = 0; i < AGENT_META_MAX_CONNS; i++)
 		g_conns[i].fd = -1;
 	g_conns_ready = true;
-}
-
-static int64_t mono_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 static void send_frame(uint8_t type, uint32_t stream, const void *data, size_t n)

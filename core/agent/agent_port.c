@@ -1,5 +1,6 @@
 /* PORT_WAIT: see agent_port.h. */
 #include "agent_port.h"
+#include "clock_ms.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -21,13 +22,6 @@ typedef struct port_wait {
 } port_wait_t;
 
 static port_wait_t g_waits[AGENT_PORT_MAX_WAITS];
-
-static int64_t mono_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static void reply(uint32_t stream, int err, const char *msg)
 {

@@ -16,6 +16,7 @@
 #include "log.h"
 #include "proc.h"
 #include "strbuf.h"
+#include "clock_ms.h"
 
 /* The packages on top of minbase: Python, pip, `python` -> python3. */
 #define DEBIAN_PACKAGES "ca-certificates,python3,python3-pip,python-is-python3"
@@ -190,13 +191,6 @@ char *debian_resolved(const image_config_t *cfg, const char *suite, const char *
 }
 
 /* ---- making it ---- */
-
-static int64_t now_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static void say(const debian_ctx_t *c, const char *fmt, ...) HUTCH_PRINTF(2, 3);
 
@@ -397,19 +391,19 @@ int debian_make_root(const debian_ctx_t *c, const char *suite, char **root_out, 
 		r = hutch_err_sys(err, errno, "mkdir in %s", work);
 		goto out;
 	}
-	int64_t t0 = now_ms();
+	int64_t t0 = mono_ms();
 	if ((r = first_stage(c, suite, target, err)) < 0 || (r = between_stages(target, err)) < 0)
 		goto out;
-	int64_t t1 = now_ms();
+	int64_t t1 = mono_ms();
 	say(c, "first stage done in %.1fs\n", (double)(t1 - t0) / 1000);
 	if ((r = second_stage(c, target, upper, err)) < 0)
 		goto out;
-	int64_t t2 = now_ms();
+	int64_t t2 = mono_ms();
 	say(c, "second stage done in %.1fs; merging the two stages\n", (double)(t2 - t1) / 1000);
 	if ((r = merge(target, upper, mnt, out, err)) < 0)
 		goto out;
 	tidy(out);
-	say(c, "merged in %.1fs\n", (double)(now_ms() - t2) / 1000);
+	say(c, "merged in %.1fs\n", (double)(mono_ms() - t2) / 1000);
 out:
 	remove_tree(work);
 	if (r < 0) {

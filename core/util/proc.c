@@ -15,6 +15,7 @@
 
 #include "cleanup.h"
 #include "strbuf.h"
+#include "clock_ms.h"
 
 #define DEFAULT_PATH "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 #define MAX_MAPPED_FDS 64
@@ -202,13 +203,6 @@ void proc_status_decode(int wstatus, int *exit_code, int *term_signal)
 	}
 }
 
-static int64_t now_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 /* Hands what is readable on fd to the watcher; false at EOF or error
  * (the caller closes fd), true while it stays open. */
 static bool pipe_drain(int fd, int stream, const proc_watch_t *w)
@@ -239,7 +233,7 @@ static int watch_round(watch_state_t *ws, const proc_watch_t *w, int64_t deadlin
 		       proc_end_t *end)
 {
 	if (!ws->exited && !end->timed_out && !end->cancelled) {
-		if (deadline && now_ms() >= deadline)
+		if (deadline && mono_ms() >= deadline)
 			end->timed_out = true;
 		else if (w->cancel && atomic_load(w->cancel))
 			end->cancelled = true;
@@ -254,7 +248,7 @@ static int watch_round(watch_state_t *ws, const proc_watch_t *w, int64_t deadlin
 	bool killed = end->timed_out || end->cancelled;
 	int wait = ws->exited ? 100 : -1;
 	if (!ws->exited && deadline && !killed)
-		wait = (int)(deadline - now_ms() > 0 ? deadline - now_ms() : 0);
+		wait = (int)(deadline - mono_ms() > 0 ? deadline - mono_ms() : 0);
 	if (!ws->exited && (w->cancel || killed) && (wait < 0 || wait > 200))
 		wait = 200;
 	if (!ws->exited && ws->pidfd < 0 && (wait < 0 || wait > 20))
@@ -309,7 +303,7 @@ int proc_run_watched(const hutch_spawn_opts_t *opts, const proc_watch_t *w, proc
 	if (r < 0)
 		goto out;
 	ws.pid = o.new_session ? -pid : pid;
-	int64_t deadline = w->timeout_ms > 0 ? now_ms() + w->timeout_ms : 0;
+	int64_t deadline = w->timeout_ms > 0 ? mono_ms() + w->timeout_ms : 0;
 	while (!ws.exited || ws.pipes[0] >= 0 || ws.pipes[1] >= 0)
 		if (watch_round(&ws, w, deadline, end) < 0)
 			break;

@@ -25,15 +25,9 @@
 #include "cleanup.h"
 #include "strbuf.h"
 #include "wg.h"
+#include "clock_ms.h"
 
 #define UAPI_MAX_ANSWER (4u << 20)
-
-static int64_t mono_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 static int uapi_connect(const char *path, hutch_err_t *err)
 {

@@ -34,6 +34,7 @@
 #include "cleanup.h"
 #include "strbuf.h"
 #include "wg.h"
+#include "clock_ms.h"
 
 #define WG_SOCK_DIR "/var/run/wireguard"
 
@@ -52,13 +53,6 @@ static void sleep_ms(int ms)
 	struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000L};
 	while (nanosleep(&ts, &ts) < 0 && errno == EINTR)
 		;
-}
-
-static int64_t mono_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 /* A unique device name: the prefix and 8 random hex digits (15 at most). */

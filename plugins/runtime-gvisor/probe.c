@@ -29,6 +29,7 @@
 #include "cleanup.h"
 #include "gvisor.h"
 #include "strbuf.h"
+#include "clock_ms.h"
 
 #define CACHE_FORMAT "runtime-gvisor probe cache 1"
 
@@ -42,13 +43,6 @@ const char *gv_platform_name(gv_platform_t p)
 	case GV_KVM: return "kvm";
 	default: return "?";
 	}
-}
-
-static int64_t now_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 /* ---- the cache ---- */
@@ -353,7 +347,7 @@ static int probe_run(gv_runtime_t *rt, hutch_err_t *err)
 {
 	gv_probe_t *p = &rt->probe;
 	const gv_config_t *c = rt->cfg;
-	int64_t t0 = now_ms();
+	int64_t t0 = mono_ms();
 	memset(p, 0, sizeof *p);
 
 	/* 1: what the binary says about itself. */
@@ -430,7 +424,7 @@ static int probe_run(gv_runtime_t *rt, hutch_err_t *err)
 	gv_netns_remove(netns, &e);
 	if (gv_remove_tree(base, &e) < 0)
 		rt->host->log(rt->host, HUTCH_LOG_WARN, "probe: %s", e.message);
-	p->probe_ms = now_ms() - t0;
+	p->probe_ms = mono_ms() - t0;
 	return 0;
 }
 

@@ -31,13 +31,7 @@
 #include "cleanup.h"
 #include "gvisor.h"
 #include "strbuf.h"
-
-static int64_t now_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
+#include "clock_ms.h"
 
 /* Reads state and start time of pid from /proc; -ESRCH if gone. */
 static int proc_stat(pid_t pid, char *state, unsigned long long *starttime)
@@ -111,10 +105,10 @@ bool gv_proc_wait(const gv_proc_t *s, int64_t timeout_ms)
 		return true;
 	}
 	struct pollfd pfd = {.fd = fd, .events = POLLIN};
-	int64_t deadline = now_ms() + timeout_ms;
+	int64_t deadline = mono_ms() + timeout_ms;
 	bool dead = false;
 	for (;;) {
-		int64_t left = deadline - now_ms();
+		int64_t left = deadline - mono_ms();
 		if (left < 0)
 			left = 0;
 		int r = poll(&pfd, 1, (int)left);
@@ -263,10 +257,10 @@ int gv_supervised_run(const gv_runtime_t *rt, const char *id, char *const *runsc
 	 * as the sandbox's reaper. */
 	char line[32] = "";
 	size_t n = 0;
-	int64_t deadline = now_ms() + run->timeout_ms;
+	int64_t deadline = mono_ms() + run->timeout_ms;
 	while (n < sizeof line - 1) {
 		struct pollfd pfd = {.fd = p[0], .events = POLLIN};
-		int64_t left = deadline - now_ms();
+		int64_t left = deadline - mono_ms();
 		if (left <= 0) {
 			close(p[0]);
 			gv_proc_t sup;

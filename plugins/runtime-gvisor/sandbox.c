@@ -45,16 +45,10 @@
 #include "cleanup.h"
 #include "gvisor.h"
 #include "strbuf.h"
+#include "clock_ms.h"
 
 #define MIN_MEMORY_BYTES (64ll << 20)
 #define MIN_DISK_BYTES (4ll << 20)
-
-static int64_t now_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 int gv_validate_id(const char *id, hutch_err_t *err)
 {
@@ -192,7 +186,7 @@ int gv_sandbox_destroy(void *instance, const char *id, hutch_err_t *err)
 	_cleanup_free_ char *dir = gv_sb_path(rt, id, NULL);
 	gv_proc_t sentry = {0};
 	bool have_sentry = gv_sentry_load(rt, id, &sentry) == 0;
-	int64_t t0 = now_ms();
+	int64_t t0 = mono_ms();
 
 	/* The exit-status waiter (only without the helper) first: it can
 	 * outlive a dead sandbox by seconds (see process.c), and nobody will
@@ -216,7 +210,7 @@ int gv_sandbox_destroy(void *instance, const char *id, hutch_err_t *err)
 	gv_argv_free(&a);
 	if (r < 0)
 		return hutch_err_prefix(err, "destroy %s", id);
-	int64_t t_del = now_ms();
+	int64_t t_del = mono_ms();
 
 	/* The sentry should be gone with it; if not, it is ours to end.
 	 * The supervisor follows once it has reaped the last of them. */
@@ -238,10 +232,10 @@ int gv_sandbox_destroy(void *instance, const char *id, hutch_err_t *err)
 		if ((r = gv_netns_remove(netns, err)) < 0)
 			return hutch_err_prefix(err, "destroy %s", id);
 	}
-	int64_t t_umount = now_ms();
+	int64_t t_umount = mono_ms();
 	if ((r = gv_cgroup_remove(rt, id, err)) < 0)
 		return hutch_err_prefix(err, "destroy %s", id);
-	int64_t t_cg = now_ms();
+	int64_t t_cg = mono_ms();
 	if (gv_mounted(dir, true))
 		return hutch_err_set(err, EBUSY, "destroy %s: something is still mounted under %s",
 				     id, dir);
@@ -249,7 +243,7 @@ int gv_sandbox_destroy(void *instance, const char *id, hutch_err_t *err)
 		return hutch_err_prefix(err, "destroy %s", id);
 	rt->host->log(rt->host, HUTCH_LOG_DEBUG,
 		      "%s: destroyed in %lld ms (runsc delete %lld, unmount %lld, cgroup %lld)", id,
-		      (long long)(now_ms() - t0), (long long)(t_del - t0),
+		      (long long)(mono_ms() - t0), (long long)(t_del - t0),
 		      (long long)(t_umount - t_del), (long long)(t_cg - t_umount));
 	return 0;
 }
@@ -284,12 +278,12 @@ int gv_sandbox_stop(void *instance, const char *id, int64_t grace_ms, hutch_err_
 	gv_proc_t sentry;
 	if (gv_sentry_load(rt, id, &sentry) < 0 || !gv_proc_alive(&sentry))
 		return 0; /* unknown, never started, or stopped already */
-	int64_t t0 = now_ms();
+	int64_t t0 = mono_ms();
 	if (grace_ms > 0) {
 		kill_all(rt, id, "SIGTERM");
 		if (gv_proc_wait(&sentry, grace_ms)) {
 			rt->host->log(rt->host, HUTCH_LOG_DEBUG, "%s: stopped by SIGTERM in %lld ms",
-				      id, (long long)(now_ms() - t0));
+				      id, (long long)(mono_ms() - t0));
 			return 0;
 		}
 	}
@@ -362,7 +356,7 @@ static int create_steps(gv_runtime_t *rt, const hutch_sandbox_spec_t *spec,
 	_cleanup_free_ char *rootfs = gv_sb_path(rt, id, "rootfs");
 	_cleanup_free_ char *layers_path = gv_sb_path(rt, id, "layers");
 	_cleanup_free_ char *layers = layers_text(spec);
-	int64_t t0 = now_ms();
+	int64_t t0 = mono_ms();
 	int r;
 
 	if ((r = gv_write_file(layers_path, layers, err)) < 0)
@@ -460,7 +454,7 @@ static int create_steps(gv_runtime_t *rt, const hutch_sandbox_spec_t *spec,
 	};
 	if ((r = gv_bundle_write(dir, spec, &bp, err)) < 0)
 		return hutch_err_prefix(err, "bundle");
-	int64_t t_prep = now_ms();
+	int64_t t_prep = mono_ms();
 
 	/* runsc run --detach (or restore): the sandbox inherits this command's
 	 * stdio as init's stdio, so nothing is captured here; runsc's own
@@ -501,7 +495,7 @@ static int create_steps(gv_runtime_t *rt, const hutch_sandbox_spec_t *spec,
 	gv_argv_free(&a);
 	if (r < 0)
 		return r;
-	int64_t t_create = now_ms();
+	int64_t t_create = mono_ms();
 
 	gv_proc_t sentry;
 	if ((r = gv_sentry_record(rt, id, &sentry, err)) < 0)
@@ -511,9 +505,9 @@ static int create_steps(gv_runtime_t *rt, const hutch_sandbox_spec_t *spec,
 	gv_waiter_start(rt, id);
 	rt->host->log(rt->host, HUTCH_LOG_DEBUG,
 		      "%s: %s in %lld ms (prepare %lld, runsc %s %lld, start %lld)", id,
-		      image_dir ? "restored" : "created", (long long)(now_ms() - t0),
+		      image_dir ? "restored" : "created", (long long)(mono_ms() - t0),
 		      (long long)(t_prep - t0), image_dir ? "restore" : "run",
-		      (long long)(t_create - t_prep), (long long)(now_ms() - t_create));
+		      (long long)(t_create - t_prep), (long long)(mono_ms() - t_create));
 	status_fill(rt, id, status);
 	return 0;
 }

@@ -18,15 +18,9 @@
 #include "image_toml.h"
 #include "pb_json.h"
 #include "strbuf.h"
+#include "clock_ms.h"
 
 #define CHUNK (1 << 20)
-
-static int64_t now_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
 
 /* ---- progress ---- */
 
@@ -77,7 +71,7 @@ static void bar_draw(progress_t *p)
 		bar[i] = i < filled ? '#' : (i == filled && p->cur ? '>' : '.');
 	bar[width] = '\0';
 	char line[512];
-	double secs = (double)(now_ms() - (p->cur ? p->step_start : p->build_start)) / 1000.0;
+	double secs = (double)(mono_ms() - (p->cur ? p->step_start : p->build_start)) / 1000.0;
 	int n = snprintf(line, sizeof line, "[%s] %u/%u %s %s (%.1fs)", bar, p->finished, p->total,
 			 p->cur ? p->state : "", p->cur ? p->desc : "", secs);
 	if (n >= cols)
@@ -142,7 +136,7 @@ static void step_event(progress_t *p, const Hutch__V1__BuildStepEvent *s)
 		p->cur = s->index;
 		p->state = word;
 		snprintf(p->desc, sizeof p->desc, "%s", s->description);
-		p->step_start = now_ms();
+		p->step_start = mono_ms();
 		if (p->tty) {
 			bar_draw(p);
 		} else {
@@ -398,7 +392,7 @@ int cmd_image_build(cli_t *cli, int argc, char **argv)
 		.out = stdout,
 		.tty = strcmp(mode, "tty") == 0 || (strcmp(mode, "auto") == 0 && isatty(STDOUT_FILENO)),
 		.quiet = quiet,
-		.build_start = now_ms(),
+		.build_start = mono_ms(),
 	};
 	hutch_client_t *client = cli_connect(cli);
 	Hutch__V1__Image *img = NULL;
@@ -432,7 +426,7 @@ int cmd_image_build(cli_t *cli, int argc, char **argv)
 	} else {
 		char size[32];
 		printf("image %s: %s (%zu layers, %s) in %.1fs\n", img->name, img->digest, img->n_layers,
-		       cli_human_size(img->size_bytes, size, sizeof size), (double)(now_ms() - p.build_start) / 1000.0);
+		       cli_human_size(img->size_bytes, size, sizeof size), (double)(mono_ms() - p.build_start) / 1000.0);
 	}
 	protobuf_c_message_free_unpacked(&img->base, NULL);
 	progress_free(&p);
